@@ -1,0 +1,86 @@
+//! The one way the agent writes files: durable and atomic, so a kill or power loss at any point leaves
+//! either the old file or the new one, never a torn one (temp file in the same directory, fsync,
+//! chmod, rename, fsync the directory).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Writes `contents` to `path` with `mode`, atomically; creates missing parent directories (0755).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kubeboot-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The umask may have narrowed the mode at creation; set it exactly.
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Like `write_atomic`, but leaves the file alone (and returns false) when it already has exactly
+/// these contents and mode: re-running a phase then changes nothing on disk.
+pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool> {
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.permissions().mode() & 0o7777 == mode
+            && fs::read(path).ok().as_deref() == Some(contents)
+        {
+            return Ok(false);
+        }
+    }
+    write_atomic(path, contents, mode)?;
+    Ok(true)
+}
+
+/// Makes a rename or create in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// Creates `dir` (and parents) and sets its mode exactly.
+pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_with_mode_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/secret.key");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!write_if_changed(&path, b"one", 0o600).unwrap());
+        assert!(write_if_changed(&path, b"one", 0o644).unwrap());
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(write_if_changed(&path, b"two", 0o644).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+}

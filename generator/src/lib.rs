@@ -1,0 +1,3 @@
+//! kubeboot-gen: renders a cluster from one spec.
+
+pub mod spec;

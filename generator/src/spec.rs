@@ -1,0 +1,138 @@
+//! The cluster spec (`kind: Cluster`): what a user writes and `kubeboot-gen` reads.
+//! Types only; semantic validation lives in `validate.rs`.
+
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+use kubeboot_nodeconfig::{Addons, ApiServer, Artifacts, KubernetesVersion, Role, Taint};
+use serde::{Deserialize, Serialize};
+
+pub const KIND: &str = "Cluster";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Cluster name: the Azure load balancer's name, kubeadm's clusterName, the cloud
+    /// controller's --cluster-name, and the tag on every resource.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    pub kubernetes_version: KubernetesVersion,
+    /// Present for a cluster on Azure scale sets; absent for plain VMs or bare metal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSpec>,
+    /// `host:port` of the API server. Required without `azure`; on Azure it is derived from
+    /// the API server public IP's DNS label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_endpoint: Option<String>,
+    /// Node name of the master that runs `kubeadm init` (plain VMs; on Azure, ordinal 0 decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_node: Option<String>,
+    pub network: NetworkSpec,
+    pub pools: Vec<PoolSpec>,
+    #[serde(default)]
+    pub ssh: SshSpec,
+    #[serde(default)]
+    pub secrets: SecretsSpec,
+    #[serde(default)]
+    pub artifacts: Artifacts,
+    #[serde(default)]
+    pub api_server: ApiServer,
+    #[serde(default)]
+    pub addons: Addons,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureSpec {
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    /// DNS label of the API server public IP; default derived from cluster and resource group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Address space of the cluster VNet (Azure only).
+    #[serde(default, rename = "vnetCIDR", skip_serializing_if = "Option::is_none")]
+    pub vnet_cidr: Option<Ipv4Net>,
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Ipv4Net,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolSpec {
+    pub name: String,
+    pub role: Role,
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// The pool's subnet inside the VNet (Azure only).
+    #[serde(
+        default,
+        rename = "subnetCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subnet_cidr: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SshSpec {
+    #[serde(default = "default_admin_username")]
+    pub admin_username: String,
+}
+
+impl Default for SshSpec {
+    fn default() -> Self {
+        Self {
+            admin_username: default_admin_username(),
+        }
+    }
+}
+
+fn default_admin_username() -> String {
+    "azureuser".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretStoreKind {
+    /// Files under `DIR/secrets/` (0700 directory, 0600 files).
+    #[default]
+    Local,
+    /// A Vault (or OpenBao) KV version 2 engine.
+    Vault,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretsSpec {
+    #[serde(default)]
+    pub store: SecretStoreKind,
+}

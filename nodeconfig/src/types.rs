@@ -1,0 +1,356 @@
+//! The NodeConfig document and its semantic checks.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldError, KubernetesVersion, Secret, Taint};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeConfig {
+    pub api_version: String,
+    pub kind: String,
+    pub cluster: ClusterInfo,
+    pub node: NodeInfo,
+    pub provider: ProviderConfig,
+    pub bootstrap: Bootstrap,
+    /// Shared cluster PKI; present on masters only (extra masters join with the same CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki: Option<SharedPki>,
+    #[serde(default)]
+    pub artifacts: Artifacts,
+    /// API server settings; used on masters only.
+    #[serde(default)]
+    pub api_server: ApiServer,
+    #[serde(default)]
+    pub addons: Addons,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterInfo {
+    /// Cluster name: kubeadm's clusterName, the cloud controller's --cluster-name, the Azure LB name.
+    pub name: String,
+    pub kubernetes_version: KubernetesVersion,
+    /// `host:port` every node uses to reach the API server.
+    pub control_plane_endpoint: String,
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: IpNet,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: IpNet,
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+    /// Node name of the master that runs `kubeadm init`. When absent the provider decides
+    /// (Azure: the master scale set's instance with ordinal 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_node: Option<String>,
+}
+
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Worker,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeInfo {
+    pub pool: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    Azure,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: ProviderName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProvider>,
+}
+
+/// What the agent needs to know about Azure beyond IMDS: what it expects IMDS to confirm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureProvider {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    /// Where the user data put cloud-provider-azure's cloud config.
+    #[serde(default = "default_cloud_config_path")]
+    pub cloud_config_path: String,
+}
+
+fn default_cloud_config_path() -> String {
+    "/etc/kubernetes/azure.json".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bootstrap {
+    /// kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
+    pub token: Secret,
+    /// kubeadm's token TTL (Go duration), e.g. `24h`.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl: String,
+    /// `sha256:<hex>` pins of the cluster CA's SubjectPublicKeyInfo.
+    pub ca_cert_hashes: Vec<String>,
+}
+
+fn default_token_ttl() -> String {
+    "24h".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyPair {
+    /// PEM certificate (for a CA) or PEM public key (for the service-account key).
+    pub public: String,
+    /// PEM private key.
+    pub private: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedPki {
+    pub ca: KeyPair,
+    #[serde(rename = "frontProxyCA")]
+    pub front_proxy_ca: KeyPair,
+    #[serde(rename = "etcdCA")]
+    pub etcd_ca: KeyPair,
+    pub service_account: KeyPair,
+}
+
+impl SharedPki {
+    /// Each pair with the field name used in errors and the file stem kubeadm expects under
+    /// /etc/kubernetes/pki (certificate `.crt`/public key `.pub`, private key `.key`).
+    pub fn pairs(&self) -> [(&'static str, &'static str, &KeyPair); 4] {
+        [
+            ("ca", "ca", &self.ca),
+            ("frontProxyCA", "front-proxy-ca", &self.front_proxy_ca),
+            ("etcdCA", "etcd/ca", &self.etcd_ca),
+            ("serviceAccount", "sa", &self.service_account),
+        ]
+    }
+}
+
+/// Where the agent gets kubelet, kubeadm, kubectl, crictl and the CNI plugins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Artifacts {
+    /// Base URL with the upstream release layout (`<base>/release/<version>/bin/linux/<arch>/...`).
+    #[serde(default = "default_release_base_url")]
+    pub release_base_url: String,
+    #[serde(default)]
+    pub crictl: Option<ToolRelease>,
+    #[serde(default)]
+    pub cni_plugins: Option<ToolRelease>,
+}
+
+impl Default for Artifacts {
+    fn default() -> Self {
+        Self {
+            release_base_url: default_release_base_url(),
+            crictl: None,
+            cni_plugins: None,
+        }
+    }
+}
+
+fn default_release_base_url() -> String {
+    "https://dl.k8s.io".into()
+}
+
+/// A tool shipped as an upstream release tarball with a `.sha256` file beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolRelease {
+    pub version: String,
+    /// Directory URL that holds the tarball and its checksum file.
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiServer {
+    /// Extra subject alternative names for the API server certificate.
+    #[serde(default, rename = "certSANs", skip_serializing_if = "Vec::is_empty")]
+    pub cert_sans: Vec<String>,
+    /// Extra kube-apiserver flags (without leading dashes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    #[default]
+    Flannel,
+    /// No CNI applied by the agent (bring your own).
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Addons {
+    #[serde(default)]
+    pub cni: Cni,
+}
+
+impl NodeConfig {
+    /// Semantic checks the types alone cannot express. The first problem is returned.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let c = &self.cluster;
+        c.kubernetes_version
+            .check_supported()
+            .map_err(|m| FieldError::new("cluster.kubernetesVersion", m))?;
+        if !crate::labels::is_dns_subdomain(&c.name) || c.name.len() > 63 {
+            return Err(FieldError::new(
+                "cluster.name",
+                format!(
+                    "{:?} must be a lowercase DNS label of at most 63 characters",
+                    c.name
+                ),
+            ));
+        }
+        check_host_port(&c.control_plane_endpoint)
+            .map_err(|m| FieldError::new("cluster.controlPlaneEndpoint", m))?;
+        if c.pod_cidr.contains(&c.service_cidr.network())
+            || c.service_cidr.contains(&c.pod_cidr.network())
+        {
+            return Err(FieldError::new(
+                "cluster.serviceCIDR",
+                "overlaps cluster.podCIDR",
+            ));
+        }
+        for (key, value) in &self.node.labels {
+            crate::labels::check_qualified_name(key)
+                .and_then(|_| crate::labels::check_label_value(value))
+                .map_err(|m| FieldError::new(format!("node.labels.{key}"), m))?;
+        }
+        match (self.provider.name, &self.provider.azure) {
+            (ProviderName::Azure, None) => {
+                return Err(FieldError::new(
+                    "provider.azure",
+                    "required when provider.name is azure",
+                ))
+            }
+            (ProviderName::None, Some(_)) => {
+                return Err(FieldError::new(
+                    "provider.azure",
+                    "only allowed when provider.name is azure",
+                ))
+            }
+            _ => {}
+        }
+        check_token(self.bootstrap.token.expose())
+            .map_err(|m| FieldError::new("bootstrap.token", m))?;
+        if self.bootstrap.ca_cert_hashes.is_empty() {
+            return Err(FieldError::new(
+                "bootstrap.caCertHashes",
+                "at least one CA pin is required",
+            ));
+        }
+        for (i, pin) in self.bootstrap.ca_cert_hashes.iter().enumerate() {
+            check_ca_pin(pin)
+                .map_err(|m| FieldError::new(format!("bootstrap.caCertHashes[{i}]"), m))?;
+        }
+        match (self.node.role, &self.pki) {
+            (Role::Master, None) => return Err(FieldError::new("pki", "required on a master")),
+            (Role::Worker, Some(_)) => {
+                return Err(FieldError::new(
+                    "pki",
+                    "must not be given to a worker (it would leak the CA keys)",
+                ))
+            }
+            (Role::Master, Some(pki)) => {
+                for (field, _, pair) in pki.pairs() {
+                    check_pem(&pair.public)
+                        .map_err(|m| FieldError::new(format!("pki.{field}.public"), m))?;
+                    check_pem(pair.private.expose())
+                        .map_err(|m| FieldError::new(format!("pki.{field}.private"), m))?;
+                }
+            }
+            (Role::Worker, None) => {}
+        }
+        Ok(())
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.node.role == Role::Master
+    }
+}
+
+/// kubeadm's bootstrap token format: `[a-z0-9]{6}.[a-z0-9]{16}`.
+pub fn check_token(token: &str) -> Result<(), String> {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    match token.split_once('.') {
+        Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(()),
+        _ => Err("must match [a-z0-9]{6}.[a-z0-9]{16}".into()),
+    }
+}
+
+/// `sha256:` followed by 64 lowercase hex digits, as kubeadm writes CA pins.
+pub fn check_ca_pin(pin: &str) -> Result<(), String> {
+    match pin.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{pin:?} is not sha256:<64 lowercase hex digits>")),
+    }
+}
+
+/// `host:port` or `[v6]:port` with a port in 1..=65535.
+pub fn check_host_port(endpoint: &str) -> Result<(), String> {
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{endpoint:?} needs a port (host:port)"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!("{endpoint:?} has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{endpoint:?} has an invalid port")),
+    }
+}
+
+fn check_pem(text: &str) -> Result<(), String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with("-----BEGIN ")
+        && trimmed.ends_with("-----")
+        && trimmed.contains("-----END ")
+    {
+        Ok(())
+    } else {
+        Err("is not a PEM block".into())
+    }
+}
