@@ -3,4 +3,5 @@
 
 /// The atomic-write helper lives in the contract crate so the generator shares it.
 pub use kubeboot_nodeconfig::fsx;
+pub mod audit;
 pub mod root;
