@@ -2,5 +2,7 @@
 //! The binary (`main.rs`) only calls into this library, so everything is testable without a VM.
 
 pub mod artifacts;
-pub mod fsx;
+/// The atomic-write helper lives in the contract crate so the generator shares it.
+pub use kubeboot_nodeconfig::fsx;
+pub mod audit;
 pub mod root;

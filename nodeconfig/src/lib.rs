@@ -4,6 +4,7 @@
 //! It is versioned by `apiVersion`; a reader refuses any apiVersion it does not know, so an old
 //! agent baked into an image never half-understands a newer generator's output.
 
+pub mod fsx;
 pub mod labels;
 mod secret;
 mod taint;

@@ -1,6 +1,7 @@
-//! The one way the agent writes files: durable and atomic, so a kill or power loss at any point leaves
-//! either the old file or the new one, never a torn one (temp file in the same directory, fsync,
-//! chmod, rename, fsync the directory).
+//! The one way kubeboot writes files (the agent on the node, the generator into its output
+//! directory): durable and atomic, so a kill or power loss at any point leaves either the old file
+//! or the new one, never a torn one (temp file in the same directory, fsync, chmod, rename, fsync
+//! the directory).
 
 use std::fs::{self, File};
 use std::io::Write;
