@@ -10,7 +10,10 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kubeboot_nodeconfig::{check_token, fsx, KeyPair, Secret, SharedPki};
+use base64::Engine;
+use kubeboot_nodeconfig::{
+    check_encryption_key, check_token, fsx, KeyPair, Secret, SharedPki, ENCRYPTION_KEY_BYTES,
+};
 use rand::rngs::OsRng;
 use rand::Rng;
 use rcgen::{
@@ -43,6 +46,8 @@ pub struct ClusterSecrets {
     pub service_account: KeyPair,
     /// Admin SSH key of every scale set (authorized_keys line, OpenSSH private key).
     pub ssh: KeyPair,
+    /// base64 of the key that encrypts Secrets at rest in etcd (masters only).
+    pub encryption_key: Secret,
 }
 
 /// Where cluster secrets live between renders. `LocalStore` keeps them beside the output; a
@@ -63,6 +68,7 @@ impl ClusterSecrets {
             etcd_ca: generate_ca("etcd-ca")?,
             service_account: generate_service_account_key()?,
             ssh: generate_ssh_key()?,
+            encryption_key: Secret::new(generate_encryption_key()),
         })
     }
 
@@ -73,6 +79,7 @@ impl ClusterSecrets {
             front_proxy_ca: self.front_proxy_ca.clone(),
             etcd_ca: self.etcd_ca.clone(),
             service_account: self.service_account.clone(),
+            encryption_key: Some(self.encryption_key.clone()),
         }
     }
 
@@ -85,6 +92,8 @@ impl ClusterSecrets {
     pub fn check(&self) -> Result<()> {
         check_token(self.bootstrap_token.expose())
             .map_err(|m| anyhow::anyhow!("bootstrap token {m}"))?;
+        check_encryption_key(self.encryption_key.expose())
+            .map_err(|m| anyhow::anyhow!("encryption key {m}"))?;
         for (name, pair) in [
             ("ca", &self.ca),
             ("front-proxy-ca", &self.front_proxy_ca),
@@ -123,6 +132,12 @@ fn generate_token() -> String {
             .collect()
     };
     format!("{}.{}", pick(6), pick(16))
+}
+
+fn generate_encryption_key() -> String {
+    let mut key = [0u8; ENCRYPTION_KEY_BYTES];
+    OsRng.fill(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 fn generate_ca(common_name: &str) -> Result<KeyPair> {
@@ -196,6 +211,7 @@ const FILES: &[&str] = &[
     "sa.key",
     "id_rsa.pub",
     "id_rsa",
+    "encryption-key",
 ];
 /// Written for convenience (`kubeadm join --discovery-token-ca-cert-hash`); never read back.
 pub const CA_HASH_FILE: &str = "ca-cert-hash";
@@ -214,7 +230,7 @@ impl LocalStore {
         &self.dir
     }
 
-    fn contents(secrets: &ClusterSecrets) -> [&str; 11] {
+    fn contents(secrets: &ClusterSecrets) -> [&str; 12] {
         let s = secrets;
         [
             s.bootstrap_token.expose(),
@@ -228,6 +244,7 @@ impl LocalStore {
             s.service_account.private.expose(),
             &s.ssh.public,
             s.ssh.private.expose(),
+            s.encryption_key.expose(),
         ]
     }
 }
@@ -270,6 +287,7 @@ impl SecretStore for LocalStore {
             etcd_ca: pair(next(), next()),
             service_account: pair(next(), next()),
             ssh: pair(next().trim_end().to_string(), next()),
+            encryption_key: Secret::new(next().trim().to_string()),
         };
         secrets
             .check()
