@@ -1,24 +1,21 @@
 //! The ARM template for the example spec: rendered, walked, snapshotted, and mutated to prove
 //! the walker catches what it claims to.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{gen, stderr};
 use kubeboot_gen::arm::{self, check::check, ArmSecrets};
-use kubeboot_gen::names::Names;
-use kubeboot_gen::spec::{ClusterSpec, IdentityRoles, KIND};
-use kubeboot_nodeconfig::{parse_versioned, API_VERSION};
+use kubeboot_gen::spec::{ClusterSpec, IdentityRoles};
+use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use serde_json::{json, Value};
 
-const EXAMPLE: &str = include_str!("fixtures/example-cluster.yaml");
 const SNAPSHOT: &str = "tests/snapshots/azuredeploy.json";
 
-/// The example spec as validation leaves it (DNS label derived).
+/// The built-in example spec as validation leaves it (DNS label derived).
 fn example_spec() -> ClusterSpec {
-    let mut spec: ClusterSpec = parse_versioned(EXAMPLE, API_VERSION, KIND).unwrap();
-    let azure = spec.spec.azure.as_mut().unwrap();
-    azure.dns_label =
-        Some(Names::new(&spec.metadata.name).default_dns_label(&azure.resource_group));
-    spec
+    validate_text(EXAMPLE_SPEC).unwrap().cluster
 }
 
 fn custom_data(spec: &ClusterSpec) -> BTreeMap<String, String> {
@@ -290,4 +287,58 @@ fn azure_fields_are_validated_with_their_paths() {
             "spec.azure.imageId: must be an image resource id (/subscriptions/.../providers/Microsoft.Compute/...)",
         ]
     );
+}
+
+#[test]
+fn render_writes_the_template_and_check_walks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_s = out.to_str().unwrap();
+    let o = gen(&["render", "--out", out_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let template_path = out.join(arm::TEMPLATE_FILE);
+    let template = std::fs::read_to_string(&template_path).unwrap();
+    // Secrets do not depend on the template: it equals the reviewed snapshot byte for byte.
+    let snapshot =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SNAPSHOT))
+            .unwrap();
+    assert_eq!(template, snapshot);
+    assert!(gen(&["check", out_s]).status.success());
+
+    std::fs::write(
+        &template_path,
+        template.replacen("\"name\": \"Standard\"", "\"name\": \"Basic\"", 2),
+    )
+    .unwrap();
+    let o = gen(&["check", out_s]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("arm/azuredeploy.json: load balancer: sku \"Basic\" must be Standard"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The cluster name is one value everywhere the seed's bug depends on it: the LB, the tags, and
+/// the NodeConfig the agent turns into kubeadm's clusterName and the cloud controller's
+/// --cluster-name.
+#[test]
+fn cluster_name_is_the_same_in_node_configs_load_balancer_and_tags() {
+    let valid = validate_text(EXAMPLE_SPEC).unwrap();
+    let secrets = common::secrets();
+    let hash = secrets.ca_cert_hash().unwrap();
+    for pool in &valid.cluster.spec.pools {
+        let config = kubeboot_gen::render::node_config(&valid, secrets, &hash, pool);
+        assert_eq!(config.cluster.name, "demo");
+    }
+    let (template, _) = render(&valid.cluster);
+    assert_eq!(
+        template["variables"]["clusterTags"][arm::CLUSTER_TAG],
+        "demo"
+    );
+    assert!(template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["type"] == "Microsoft.Network/loadBalancers" && r["name"] == "demo"));
 }

@@ -9,11 +9,8 @@
 //! per pool with its settings, role assignments, cluster tags everywhere).
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use kubeboot_nodeconfig::Role;
 use serde_json::Value;
 
@@ -22,7 +19,11 @@ use super::{
     NETWORK_API_VERSION, OWNER_ROLE_ID, PARAMETERS_FILE, TEMPLATE_FILE,
 };
 use crate::names::{Names, API_SERVER_PORT};
+use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
+use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
+use crate::tree::Tree;
+use crate::validate::validate_text;
 
 const NSG: &str = "Microsoft.Network/networkSecurityGroups";
 const VNET: &str = "Microsoft.Network/virtualNetworks";
@@ -36,39 +37,63 @@ const ROLE_DEFINITION: &str = "Microsoft.Authorization/roleDefinitions";
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
 
-/// Checks the rendered files in `dir` (template, parameters, the parameters file's mode, and that
-/// each pool's custom data is the one rendered into `DIR/pools/<pool>/custom-data.b64`).
-pub fn check_dir(dir: &Path, spec: &ClusterSpec) -> Result<Vec<String>> {
-    let read_json = |rel: &str| -> Result<Value> {
-        let path = dir.join(rel);
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+/// The `kubeboot-gen check` entry: re-validates the effective spec the output carries and walks
+/// the rendered template against it; also checks the parameters file is owner-only and carries
+/// exactly each pool's rendered custom data.
+pub fn check_tree(tree: &Tree) -> Vec<String> {
+    let spec = match tree.get(EFFECTIVE_SPEC).map(String::from_utf8_lossy) {
+        None => return vec![format!("{EFFECTIVE_SPEC}: missing")],
+        Some(text) => match validate_text(&text) {
+            Ok(valid) => valid.cluster,
+            Err(errors) => {
+                return errors
+                    .iter()
+                    .map(|e| format!("{EFFECTIVE_SPEC}: {e}"))
+                    .collect()
+            }
+        },
     };
-    let template = read_json(TEMPLATE_FILE)?;
-    let parameters = read_json(PARAMETERS_FILE)?;
-    let mut problems = check(&template, &parameters, spec);
-    let mode = fs::metadata(dir.join(PARAMETERS_FILE))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode != 0o600 {
+    let read_json = |rel: &str| -> Result<Value, String> {
+        let bytes = tree.get(rel).ok_or_else(|| format!("{rel}: missing"))?;
+        serde_json::from_slice(bytes).map_err(|e| format!("{rel}: not valid JSON: {e}"))
+    };
+    if spec.spec.azure.is_none() {
+        return [TEMPLATE_FILE, PARAMETERS_FILE]
+            .iter()
+            .filter(|f| tree.get(f).is_some())
+            .map(|f| format!("{f}: rendered for a cluster without spec.azure"))
+            .collect();
+    }
+    let (template, parameters) = match (read_json(TEMPLATE_FILE), read_json(PARAMETERS_FILE)) {
+        (Ok(t), Ok(p)) => (t, p),
+        (t, p) => return [t.err(), p.err()].into_iter().flatten().collect(),
+    };
+    let mut problems: Vec<String> = check(&template, &parameters, &spec)
+        .into_iter()
+        .map(|p| format!("{TEMPLATE_FILE}: {p}"))
+        .collect();
+    let mode = tree.files[Path::new(PARAMETERS_FILE)].mode;
+    if mode != FILE_MODE {
         problems.push(format!(
-            "{PARAMETERS_FILE}: mode {mode:o}, must be 600 (it carries the masters' CA keys)"
+            "{PARAMETERS_FILE}: mode {mode:o}, must be {FILE_MODE:o} (it carries the masters' CA keys)"
         ));
     }
     for pool in &spec.spec.pools {
-        let rel = format!("pools/{}/custom-data.b64", pool.name);
-        let rendered = fs::read_to_string(dir.join(&rel)).unwrap_or_default();
+        let rel = pool_dir(&pool.name).join(CUSTOM_DATA);
+        let rendered = tree
+            .get(&rel)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let given = parameters["parameters"]["customData"]["value"][&pool.name].as_str();
         if given != Some(rendered.trim_end()) {
             problems.push(format!(
-                "{PARAMETERS_FILE}: customData of pool {:?} differs from {rel}",
-                pool.name
+                "{PARAMETERS_FILE}: customData of pool {:?} differs from {}",
+                pool.name,
+                rel.display()
             ));
         }
     }
-    Ok(problems)
+    problems
 }
 
 /// Walks a template and its parameters document; returns one line per problem (empty: all good).
