@@ -1,6 +1,8 @@
 //! Installing Kubernetes artifacts from a loopback release mirror, a `file://` mirror and a baked
 //! image, and the fault table: every failure names the artifact and URL and installs nothing.
 
+// Shared with the bake test and the benchmark, which use other parts of it.
+#[allow(dead_code)]
 mod release;
 
 use std::os::unix::fs::PermissionsExt;
