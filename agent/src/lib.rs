@@ -4,6 +4,7 @@
 pub mod artifacts;
 /// The atomic-write helper lives in the contract crate so the generator shares it.
 pub use kubeboot_nodeconfig::fsx;
+pub mod apiserver;
 pub mod audit;
 pub mod cli;
 pub mod root;
