@@ -1,5 +1,20 @@
 //! kubeboot-agent: turns a VM into a Kubernetes master or worker from its NodeConfig.
 //! The binary (`main.rs`) only calls into this library, so everything is testable without a VM.
 
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod exec;
+pub mod facts;
 pub mod fsx;
+pub mod hosts;
+pub mod kubeadm;
+pub mod logging;
+pub mod markers;
+pub mod phases;
+pub mod provider;
+pub mod retry;
 pub mod root;
+#[cfg(test)]
+pub mod testing;
+pub mod workflow;
