@@ -10,10 +10,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _, Result};
 use tracing::info;
 
+use crate::artifacts::BIN_DIR;
 use crate::root::Root;
-
-/// Where the install phase puts the Kubernetes binaries (kubeadm, kubelet, kubectl, crictl).
-pub const KUBE_BIN_DIR: &str = "/usr/local/bin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Program {
@@ -84,7 +82,7 @@ impl Runner {
 
     pub fn path_of(&self, program: Program) -> PathBuf {
         match program {
-            Program::Kube(name) => self.root.path(format!("{KUBE_BIN_DIR}/{name}")),
+            Program::Kube(name) => self.root.path(format!("{BIN_DIR}/{name}")),
             Program::System(name) => PathBuf::from(name),
         }
     }

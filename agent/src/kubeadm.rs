@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result};
 use kubeboot_nodeconfig::{NodeConfig, ProviderName, Taint};
 use serde_json::{json, Value};
 
+use crate::apiserver;
 use crate::facts::{NodeFacts, NodeKind};
 use crate::phases::kubelet::{kubelet_configuration, kubelet_extra_args, CRI_SOCKET};
 
@@ -30,30 +31,12 @@ fn args(pairs: &[(String, String)]) -> Value {
         .collect()
 }
 
-fn pairs<const N: usize>(list: [(&str, &str); N]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// kube-apiserver flags: hardened defaults, then the NodeConfig's `apiServer.extraArgs`, which
-/// win on conflict. The hardening work extends the defaults here.
-pub fn api_server_args(config: &NodeConfig) -> Vec<(String, String)> {
-    let mut out = pairs([("profiling", "false")]);
-    for (name, value) in &config.api_server.extra_args {
-        out.retain(|(n, _)| n != name);
-        out.push((name.clone(), value.clone()));
-    }
-    out
-}
-
+/// kube-controller-manager flags: the hardened set, the cluster name and, on Azure, the external
+/// cloud provider (cloud controllers run in cloud-provider-azure's cloud-controller-manager).
 pub fn controller_manager_args(config: &NodeConfig) -> Vec<(String, String)> {
-    let mut out = pairs([
-        ("profiling", "false"),
-        ("cluster-name", config.cluster.name.as_str()),
-    ]);
+    let mut out = apiserver::controller_manager_hardening();
+    out.push(("cluster-name".into(), config.cluster.name.clone()));
     if config.provider.name == ProviderName::Azure {
-        // Cloud controllers run in cloud-provider-azure's cloud-controller-manager instead.
         out.push(("cloud-provider".into(), "external".into()));
     }
     out
@@ -100,7 +83,10 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
     let boot = &config.bootstrap;
     Ok(match facts.kind {
         NodeKind::FirstMaster => {
-            let mut api_server = json!({"extraArgs": args(&api_server_args(config))});
+            let mut api_server = json!({
+                "extraArgs": args(&apiserver::api_server_args(config)),
+                "extraVolumes": apiserver::api_server_volumes(config),
+            });
             if !config.api_server.cert_sans.is_empty() {
                 api_server["certSANs"] = json!(config.api_server.cert_sans);
             }
@@ -131,7 +117,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                     },
                     "apiServer": api_server,
                     "controllerManager": {"extraArgs": args(&controller_manager_args(config))},
-                    "scheduler": {"extraArgs": args(&pairs([("profiling", "false")]))},
+                    "scheduler": {"extraArgs": args(&apiserver::scheduler_args())},
                 }),
                 kubelet_configuration(),
             ]
@@ -188,11 +174,7 @@ mod tests {
         config
             .api_server
             .extra_args
-            .insert("profiling".into(), "true".into());
-        config
-            .api_server
-            .extra_args
-            .insert("audit-log-maxage".into(), "30".into());
+            .insert("default-watch-cache-size".into(), "200".into());
         let docs = documents(&config, &facts(NodeKind::FirstMaster, &config)).unwrap();
         assert_eq!(
             kinds(&docs),
@@ -211,11 +193,19 @@ mod tests {
         assert_eq!(docs[0]["localAPIEndpoint"]["advertiseAddress"], "10.0.0.4");
         assert_eq!(docs[1]["networking"]["podSubnet"], "10.244.0.0/16");
         assert_eq!(docs[1]["clusterName"], "demo");
-        // The NodeConfig's flags override the hardened defaults, once each.
+        let api_args = docs[1]["apiServer"]["extraArgs"].as_array().unwrap();
+        assert!(api_args.contains(&json!({"name": "profiling", "value": "false"})));
         assert_eq!(
-            docs[1]["apiServer"]["extraArgs"],
-            json!([{"name": "audit-log-maxage", "value": "30"}, {"name": "profiling", "value": "true"}])
+            api_args.last(),
+            Some(&json!({"name": "default-watch-cache-size", "value": "200"}))
         );
+        assert!(docs[1]["apiServer"]["extraVolumes"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()));
+        assert!(docs[1]["controllerManager"]["extraArgs"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "cluster-name", "value": "demo"})));
     }
 
     #[test]

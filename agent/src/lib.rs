@@ -1,12 +1,16 @@
 //! kubeboot-agent: turns a VM into a Kubernetes master or worker from its NodeConfig.
 //! The binary (`main.rs`) only calls into this library, so everything is testable without a VM.
 
+pub mod apiserver;
+pub mod artifacts;
+pub mod audit;
 pub mod cli;
 pub mod context;
 pub mod error;
 pub mod exec;
 pub mod facts;
-pub mod fsx;
+/// The atomic-write helper lives in the contract crate so the generator shares it.
+pub use kubeboot_nodeconfig::fsx;
 pub mod hosts;
 pub mod kubeadm;
 pub mod logging;

@@ -10,6 +10,7 @@ pub mod addons;
 pub mod container_runtime;
 pub mod control_plane_init;
 pub mod done;
+pub mod install;
 pub mod join;
 pub mod kubeadm_config;
 pub mod kubelet;
@@ -51,6 +52,7 @@ pub static STEPS: &[Step] = &[
     Step { phase: &metadata::Metadata, runs_on: EVERY_NODE },
     Step { phase: &os::Os, runs_on: EVERY_NODE },
     Step { phase: &container_runtime::ContainerRuntime, runs_on: EVERY_NODE },
+    Step { phase: &install::Install, runs_on: EVERY_NODE },
     Step { phase: &kubelet::Kubelet, runs_on: EVERY_NODE },
     Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE },
     Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER },

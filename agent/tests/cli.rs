@@ -26,7 +26,7 @@ fn dry_run_for_each_node_kind() {
             WORKER_YAML,
             "worker",
             "kubeadm join --config /etc/kubeboot/kubeadm.yaml",
-            "kubectl",
+            "apply --server-side",
         ),
     ] {
         let node = Node::new(hostname, yaml);

@@ -4,12 +4,15 @@
 //! It is versioned by `apiVersion`; a reader refuses any apiVersion it does not know, so an old
 //! agent baked into an image never half-understands a newer generator's output.
 
+mod apiserver;
+pub mod fsx;
 pub mod labels;
 mod secret;
 mod taint;
 mod types;
 mod version;
 
+pub use apiserver::*;
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;

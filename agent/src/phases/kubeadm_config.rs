@@ -2,10 +2,13 @@
 //!
 //! Inputs: the NodeConfig and the node facts. Outputs: `/etc/kubeboot/kubeadm.yaml`, mode 0600 in
 //! a 0700 directory (it holds the bootstrap token). Documents and apiVersion: see `crate::kubeadm`.
+//! On masters also the files the API server's flags name (admission, audit policy, encryption at
+//! rest, OIDC CA; see `crate::apiserver`), which must exist before kubeadm starts the static pod.
 //! Done-marker: `phases/kubeadm-config.done`; re-verified: the file is still what it should be.
 
 use anyhow::{bail, Result};
 
+use crate::apiserver;
 use crate::context::Context;
 use crate::fsx;
 use crate::kubeadm::{render, CONFIG_FILE};
@@ -26,6 +29,9 @@ impl Phase for KubeadmConfig {
         let text = render(&ctx.config, &ctx.facts()?)?;
         fsx::create_dir_with_mode(&ctx.root.path(CONFIG_DIR), 0o700)?;
         fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), text.as_bytes(), 0o600)?;
+        if ctx.config.is_master() {
+            apiserver::write_server_files(&ctx.root, &ctx.config)?;
+        }
         Ok(())
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
@@ -71,5 +77,23 @@ mod tests {
         assert!(KubeadmConfig.verify(&ctx).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(KubeadmConfig.verify(&ctx).is_err());
+    }
+
+    #[test]
+    fn masters_also_get_the_api_server_files() {
+        let sandbox = Sandbox::new("node-1");
+        let config = fixture::first_master();
+        sandbox.with_facts(&config, NodeKind::FirstMaster);
+        let ctx = sandbox.context(config);
+        assert_idempotent(&KubeadmConfig, &ctx);
+        let audit_policy = sandbox.root().path(kubeboot_nodeconfig::AUDIT_POLICY_FILE);
+        assert_eq!(
+            std::fs::metadata(audit_policy)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 }

@@ -31,8 +31,8 @@ pub const TLS_CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
 ];
 
 /// The cluster-wide kubelet configuration, CIS-hardened.
@@ -63,6 +63,9 @@ pub fn kubelet_configuration() -> Value {
         "eventRecordQPS": 5,
         "streamingConnectionIdleTimeout": "5m0s",
         "failSwapOn": true,
+        // CIS 4.2.13: a fork bomb in one pod must not exhaust the node's PIDs.
+        "podPidsLimit": 4096,
+        "seccompDefault": true,
     })
 }
 
