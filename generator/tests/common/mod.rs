@@ -33,6 +33,26 @@ pub fn secrets() -> &'static ClusterSecrets {
     SECRETS.get_or_init(|| ClusterSecrets::generate().expect("secrets generate"))
 }
 
+/// Stores the shared secrets in `out/secrets/`, so a render into `out` reuses them instead of
+/// generating its own (RSA key generation dominates test time).
+pub fn seed_secrets(out: &Path) {
+    use kubeboot_gen::secrets::{LocalStore, SecretStore};
+    LocalStore::new(out).save(secrets()).expect("secrets saved");
+}
+
+/// `shared/data/upstream-schemas` of the workspace: `KUBEBOOT_UPSTREAM_SCHEMAS`, or the first
+/// ancestor of this crate that has it (the repository's parent in a checkout).
+pub fn upstream_schemas() -> PathBuf {
+    if let Ok(dir) = std::env::var("KUBEBOOT_UPSTREAM_SCHEMAS") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/data/upstream-schemas"))
+        .find(|d| d.is_dir())
+        .expect("shared/data/upstream-schemas above the repository, or KUBEBOOT_UPSTREAM_SCHEMAS")
+}
+
 /// Every file under `dir`, relative path first, sorted.
 pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let tree = kubeboot_gen::tree::Tree::read(dir).expect("readable");
