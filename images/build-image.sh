@@ -3,6 +3,7 @@
 # it (its .deb through dpkg, which enables the unit from the maintainer script).
 #
 # Usage: build-image.sh --deb PATH.deb --out DIR [--bake 'ARGS']
+#        build-image.sh --without-agent --out DIR      (the input of packer/qemu.json, which installs the agent)
 #   --bake ARGS  also run `kubeboot-agent bake ARGS` inside the image root (as Packer's provisioner does);
 #                the VM tests leave it out, because their host serves the Kubernetes binaries at first boot.
 #
@@ -15,16 +16,20 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-deb="" out="" bake=""
+deb="" out="" bake="" with_agent=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --deb) deb="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --bake) bake="$2"; shift 2 ;;
+    --without-agent) with_agent=no; shift ;;
     *) echo "build-image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -f "$deb" ] || { echo "build-image.sh: --deb must name the agent .deb (got '${deb}')" >&2; exit 2; }
+if [ "$with_agent" = yes ] && [ ! -f "$deb" ]; then
+  echo "build-image.sh: --deb must name the agent .deb (got '${deb}'), or pass --without-agent" >&2
+  exit 2
+fi
 [ -n "$out" ] || { echo "build-image.sh: --out DIR is required" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "build-image.sh: must run as root (mmdebstrap root mode, chroot, file ownership)" >&2; exit 2; }
 
@@ -66,12 +71,14 @@ flock -u 9
 
 # The agent layer, exactly as on a Packer build VM: dpkg installs the package and runs its maintainer scripts
 # (which enable kubeboot-agent.service); then the optional bake.
-cp "$deb" "$work/rootfs/tmp/kubeboot-agent.deb"
-chroot "$work/rootfs" dpkg -i /tmp/kubeboot-agent.deb >&2
-rm "$work/rootfs/tmp/kubeboot-agent.deb"
-if [ -n "$bake" ]; then
-  # shellcheck disable=SC2086 # ARGS is a word list on purpose
-  chroot "$work/rootfs" /usr/bin/kubeboot-agent bake $bake >&2
+if [ "$with_agent" = yes ]; then
+  cp "$deb" "$work/rootfs/tmp/kubeboot-agent.deb"
+  chroot "$work/rootfs" dpkg -i /tmp/kubeboot-agent.deb >&2
+  rm "$work/rootfs/tmp/kubeboot-agent.deb"
+  if [ -n "$bake" ]; then
+    # shellcheck disable=SC2086 # ARGS is a word list on purpose
+    chroot "$work/rootfs" /usr/bin/kubeboot-agent bake $bake >&2
+  fi
 fi
 
 # Room for what the node downloads at first boot (Kubernetes binaries, images); the file is sparse.

@@ -226,7 +226,7 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
             .as_str()
     };
     let micros = |key: &str| -> u64 { get(key).parse().unwrap() };
-    assert_eq!(get("finished"), "", "the check script ran to its end");
+    assert_eq!(get("finished"), "yes", "the check script ran to its end");
 
     // Enabled by the package, started by systemd itself (nothing in the user data starts it), after
     // cloud-init wrote node.yaml, with its conditions met.
@@ -264,4 +264,75 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
     assert_eq!(get("purged-wants-link"), "absent");
     assert_eq!(get("purged-mask"), "absent");
     assert!(get("purged-status").contains("no packages found"));
+}
+
+/// `packer validate` of a template with the given `-var`s; Err carries packer's diagnostics.
+fn packer_validate(template: &str, vars: &[(&str, String)]) -> Result<(), String> {
+    let mut cmd = Command::new("packer");
+    cmd.arg("validate");
+    for (name, value) in vars {
+        cmd.arg("-var").arg(format!("{name}={value}"));
+    }
+    let out = cmd
+        .arg(repo_root().join("packer").join(template))
+        .output()
+        .expect("packer is installed (Debian package packer)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn packer_templates_validate() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let deb = build_deb(w);
+    let deb = deb.display().to_string();
+
+    let azure = [
+        ("resource_group", "kubeboot-images".to_string()),
+        ("kubernetes_version", "1.35.0".to_string()),
+        ("agent_deb", deb.clone()),
+    ];
+    packer_validate("azure-arm.json", &azure).unwrap();
+    // The checks are real: a required variable left out, or a .deb that does not exist, fails validation.
+    let err = packer_validate("azure-arm.json", &azure[..2]).unwrap_err();
+    assert!(err.contains("agent_deb"), "{err}");
+    let missing_deb = [
+        azure[0].clone(),
+        azure[1].clone(),
+        ("agent_deb", w.join("missing.deb").display().to_string()),
+    ];
+    let err = packer_validate("azure-arm.json", &missing_deb).unwrap_err();
+    assert!(err.contains("missing.deb"), "{err}");
+
+    let image_dir = w.join("image");
+    std::fs::create_dir_all(&image_dir).unwrap();
+    std::fs::write(image_dir.join("root.img"), b"").unwrap();
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(w.join("packer_key")));
+    let qemu = [
+        ("image_dir", image_dir.display().to_string()),
+        ("seed_dir", w.display().to_string()),
+        (
+            "ssh_private_key_file",
+            w.join("packer_key").display().to_string(),
+        ),
+        ("agent_deb", deb),
+        ("kubernetes_version", "1.35.0".to_string()),
+        (
+            "output_directory",
+            w.join("packer-out").display().to_string(),
+        ),
+    ];
+    packer_validate("qemu.json", &qemu).unwrap();
+    let err = packer_validate("qemu.json", &qemu[1..]).unwrap_err();
+    assert!(err.contains("image_dir"), "{err}");
 }
