@@ -1,3 +1,4 @@
 //! kubeboot-gen: renders a cluster from one spec.
 
+pub mod names;
 pub mod spec;

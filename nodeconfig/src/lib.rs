@@ -4,12 +4,15 @@
 //! It is versioned by `apiVersion`; a reader refuses any apiVersion it does not know, so an old
 //! agent baked into an image never half-understands a newer generator's output.
 
+mod apiserver;
+pub mod fsx;
 pub mod labels;
 mod secret;
 mod taint;
 mod types;
 mod version;
 
+pub use apiserver::*;
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;
@@ -30,12 +33,26 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// Control characters (a newline in a key or value of the input, say) are escaped, so the
+    /// error always prints as one line.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: path.into(),
-            message: message.into(),
+            path: one_line(path.into()),
+            message: one_line(message.into()),
         }
     }
+}
+
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// Reads a typed, versioned YAML document strictly: the `apiVersion`/`kind` header is checked

@@ -37,9 +37,11 @@ impl FromStr for Taint {
             "NoSchedule" => TaintEffect::NoSchedule,
             "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
             "NoExecute" => TaintEffect::NoExecute,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "taint {text:?}: effect {other:?} is not NoSchedule, PreferNoSchedule or NoExecute"
-            )),
+            ))
+            }
         };
         let (key, value) = match kv.split_once('=') {
             Some((k, v)) => (k, Some(v.to_string())),

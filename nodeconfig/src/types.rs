@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, KubernetesVersion, Secret, Taint};
+use crate::{ApiServer, FieldError, KubernetesVersion, Secret, Taint};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -135,6 +135,10 @@ pub struct SharedPki {
     #[serde(rename = "etcdCA")]
     pub etcd_ca: KeyPair,
     pub service_account: KeyPair,
+    /// base64 of the 32-byte key that encrypts Secrets at rest (see `apiServer.encryption`). Not a
+    /// key pair, but the same kind of master-only cluster secret, so it travels with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<Secret>,
 }
 
 impl SharedPki {
@@ -184,17 +188,6 @@ pub struct ToolRelease {
     pub version: String,
     /// Directory URL that holds the tarball and its checksum file.
     pub base_url: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ApiServer {
-    /// Extra subject alternative names for the API server certificate.
-    #[serde(default, rename = "certSANs", skip_serializing_if = "Vec::is_empty")]
-    pub cert_sans: Vec<String>,
-    /// Extra kube-apiserver flags (without leading dashes).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra_args: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +264,7 @@ impl NodeConfig {
             check_ca_pin(pin)
                 .map_err(|m| FieldError::new(format!("bootstrap.caCertHashes[{i}]"), m))?;
         }
+        self.api_server.validate("apiServer")?;
         match (self.node.role, &self.pki) {
             (Role::Master, None) => return Err(FieldError::new("pki", "required on a master")),
             (Role::Worker, Some(_)) => {
@@ -285,6 +279,10 @@ impl NodeConfig {
                         .map_err(|m| FieldError::new(format!("pki.{field}.public"), m))?;
                     check_pem(pair.private.expose())
                         .map_err(|m| FieldError::new(format!("pki.{field}.private"), m))?;
+                }
+                if let Some(key) = &pki.encryption_key {
+                    check_encryption_key(key.expose())
+                        .map_err(|m| FieldError::new("pki.encryptionKey", m))?;
                 }
             }
             (Role::Worker, None) => {}
@@ -307,6 +305,22 @@ pub fn check_token(token: &str) -> Result<(), String> {
     match token.split_once('.') {
         Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(()),
         _ => Err("must match [a-z0-9]{6}.[a-z0-9]{16}".into()),
+    }
+}
+
+/// Length in bytes of the Secrets encryption key (aescbc and secretbox both take 32).
+pub const ENCRYPTION_KEY_BYTES: usize = 32;
+
+/// base64 (standard alphabet, padded) of exactly `ENCRYPTION_KEY_BYTES` bytes.
+pub fn check_encryption_key(key: &str) -> Result<(), String> {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if bytes.len() == ENCRYPTION_KEY_BYTES => Ok(()),
+        Ok(bytes) => Err(format!(
+            "must be {ENCRYPTION_KEY_BYTES} bytes, base64-encoded (found {} bytes)",
+            bytes.len()
+        )),
+        Err(_) => Err("is not base64".into()),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The one way the agent writes files: durable and atomic, so a kill or power loss at any point leaves
-//! either the old file or the new one, never a torn one (temp file in the same directory, fsync,
-//! chmod, rename, fsync the directory).
+//! The one way kubeboot writes files (the agent on the node, the generator into its output
+//! directory): durable and atomic, so a kill or power loss at any point leaves either the old file
+//! or the new one, never a torn one (temp file in the same directory, fsync, chmod, rename, fsync
+//! the directory).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -8,26 +9,46 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use tempfile::NamedTempFile;
 
 /// Writes `contents` to `path` with `mode`, atomically; creates missing parent directories (0755).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kubeboot-")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut tmp = staging_file(path)?;
     tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    // The umask may have narrowed the mode at creation; set it exactly.
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))?;
+    commit_staged(tmp, path, mode)
+}
+
+/// A temporary file in `path`'s directory (created if missing, 0755), to be filled and then moved
+/// into place with `commit_staged`. It is removed when dropped uncommitted, so an error or a kill
+/// never leaves a partial file at `path`.
+pub fn staging_file(path: &Path) -> Result<NamedTempFile> {
+    let dir = parent(path)?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    tempfile::Builder::new()
+        .prefix(".kubeboot-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))
+}
+
+/// Makes a filled staging file durable and moves it to `path` with exactly `mode`: fsync, chmod,
+/// rename, fsync the directory. The mode is set last before the rename, so nothing is executable
+/// before its contents are complete.
+pub fn commit_staged(tmp: NamedTempFile, path: &Path, mode: u32) -> Result<()> {
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
-    sync_dir(dir)
+    sync_dir(parent(path)?)
+}
+
+fn parent(path: &Path) -> Result<&Path> {
+    path.parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))
 }
 
 /// Like `write_atomic`, but leaves the file alone (and returns false) when it already has exactly

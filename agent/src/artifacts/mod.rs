@@ -1,0 +1,382 @@
+//! Kubernetes node artifacts (kubelet, kubeadm, kubectl, crictl, CNI plugins): which ones a node
+//! needs, and installing them verified and atomically from the first source that has them — the
+//! image itself (baked) or a release mirror (https, http or `file://`).
+//!
+//! Nothing becomes executable before its SHA-256 matched: downloads are hashed while they stream
+//! into a temporary file beside their final path, and files are renamed into place only once every
+//! artifact of the set is verified, so a failure leaves nothing new installed.
+
+mod baked;
+mod fetch;
+mod progress;
+mod source;
+mod tarball;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use kubeboot_nodeconfig::{KubernetesVersion, NodeConfig, ToolRelease};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::fsx;
+use crate::root::Root;
+
+pub use baked::{BakedFile, BakedManifest, BAKED_MANIFEST_PATH};
+
+/// Where kubelet, kubeadm, kubectl and crictl are installed on the node.
+pub const BIN_DIR: &str = "/usr/local/bin";
+/// Where the CNI plugins are installed on the node (the directory container runtimes look in).
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The Kubernetes release binaries, fetched one file each from the release layout.
+pub const KUBERNETES_BINARIES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
+
+/// CNI plugins without which kubeadm clusters do not work (the rest of the tarball is optional).
+const REQUIRED_CNI_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
+/// Tarball members that are documentation, not plugins.
+const CNI_DOCUMENTS: [&str; 2] = ["LICENSE", "README.md"];
+
+/// Everything a node needs installed for one Kubernetes version and CPU architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactSet {
+    pub version: KubernetesVersion,
+    /// Kubernetes' name for the architecture: `amd64`, `arm64`.
+    pub arch: String,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One downloadable file and what it installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// `kubelet`, `crictl`, `cni-plugins`, ...: the name in logs, errors and baked.json.
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    /// The expected SHA-256: a checksum file whose first word is the hex digest (upstream format).
+    pub checksum_url: String,
+    pub payload: Payload,
+}
+
+/// What the downloaded file is and where its contents go (absolute node paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The file itself is the executable.
+    Binary { path: PathBuf },
+    /// A gzipped tarball of executables, extracted into `dir`.
+    Tarball { dir: PathBuf, members: Members },
+}
+
+/// Which regular files of a tarball are installed. Anything that is not a plain regular file or
+/// directory at the top level (links, devices, nested or escaping paths) makes the whole tarball
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// Exactly these files, all required.
+    Only(Vec<String>),
+    /// Every top-level regular file except `skip`; `required` must be among them.
+    All {
+        required: Vec<String>,
+        skip: Vec<String>,
+    },
+}
+
+impl ArtifactSet {
+    /// The artifacts of `config`'s Kubernetes version for this machine's architecture.
+    pub fn for_node(config: &NodeConfig) -> ArtifactSet {
+        let artifacts = &config.artifacts;
+        Self::new(
+            config.cluster.kubernetes_version.clone(),
+            host_arch(),
+            &artifacts.release_base_url,
+            artifacts.crictl.as_ref(),
+            artifacts.cni_plugins.as_ref(),
+        )
+    }
+
+    /// kubelet, kubeadm and kubectl from `<release_base_url>/release/<version>/bin/linux/<arch>/`,
+    /// plus crictl and the CNI plugins from their upstream tarballs when given.
+    pub fn new(
+        version: KubernetesVersion,
+        arch: impl Into<String>,
+        release_base_url: &str,
+        crictl: Option<&ToolRelease>,
+        cni_plugins: Option<&ToolRelease>,
+    ) -> ArtifactSet {
+        let arch = arch.into();
+        let release_dir = format!(
+            "{}/release/{version}/bin/linux/{arch}",
+            release_base_url.trim_end_matches('/')
+        );
+        let mut artifacts: Vec<Artifact> = KUBERNETES_BINARIES
+            .iter()
+            .map(|name| {
+                Artifact::new(
+                    name,
+                    &version.to_string(),
+                    format!("{release_dir}/{name}"),
+                    Payload::Binary {
+                        path: Path::new(BIN_DIR).join(name),
+                    },
+                )
+            })
+            .collect();
+        if let Some(tool) = crictl {
+            artifacts.push(Artifact::new(
+                "crictl",
+                &tool.version,
+                tool_url(
+                    tool,
+                    &format!("crictl-{}-linux-{arch}.tar.gz", tool.version),
+                ),
+                Payload::Tarball {
+                    dir: PathBuf::from(BIN_DIR),
+                    members: Members::Only(vec!["crictl".into()]),
+                },
+            ));
+        }
+        if let Some(tool) = cni_plugins {
+            artifacts.push(Artifact::new(
+                "cni-plugins",
+                &tool.version,
+                tool_url(
+                    tool,
+                    &format!("cni-plugins-linux-{arch}-{}.tgz", tool.version),
+                ),
+                Payload::Tarball {
+                    dir: PathBuf::from(CNI_BIN_DIR),
+                    members: Members::All {
+                        required: REQUIRED_CNI_PLUGINS.map(String::from).to_vec(),
+                        skip: CNI_DOCUMENTS.map(String::from).to_vec(),
+                    },
+                },
+            ));
+        }
+        ArtifactSet {
+            version,
+            arch,
+            artifacts,
+        }
+    }
+}
+
+impl Artifact {
+    fn new(name: &str, version: &str, url: String, payload: Payload) -> Artifact {
+        Artifact {
+            name: name.into(),
+            version: version.into(),
+            checksum_url: format!("{url}.sha256"),
+            url,
+            payload,
+        }
+    }
+}
+
+fn tool_url(tool: &ToolRelease, file: &str) -> String {
+    format!("{}/{file}", tool.base_url.trim_end_matches('/'))
+}
+
+/// Kubernetes' name for the architecture this agent was built for.
+pub fn host_arch() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        other => other.into(),
+    }
+}
+
+/// Timeouts, retries and parallelism of an install. Production uses `Default`; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    pub connect_timeout: Duration,
+    /// A download that receives nothing for this long is abandoned (and retried).
+    pub read_timeout: Duration,
+    /// Tries per file, the first included.
+    pub attempts: u32,
+    /// Backoff before retry n is `backoff_base * 2^(n-1)`, capped at `backoff_max`, plus up to
+    /// 50 % random jitter so that a scale set's nodes do not retry in lockstep.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Artifacts downloaded at the same time.
+    pub parallel: usize,
+    /// Hosts a download may be redirected to besides its own (always https). The defaults are
+    /// where the upstream release servers redirect to.
+    pub redirect_hosts: Vec<String>,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            attempts: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            parallel: 8,
+            redirect_hosts: [
+                "cdn.dl.k8s.io",
+                "objects.githubusercontent.com",
+                "release-assets.githubusercontent.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Where an artifact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Baked,
+    Mirror,
+}
+
+/// What an install did, artifact by artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallReport {
+    pub artifacts: Vec<InstalledArtifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledArtifact {
+    pub name: String,
+    pub version: String,
+    pub source: SourceKind,
+    /// Size of the downloaded file or tarball (0 when baked).
+    pub bytes: u64,
+    /// Why earlier sources were passed over (e.g. a baked copy that no longer matched its digest).
+    pub skipped: Vec<String>,
+    pub files: Vec<BakedFile>,
+}
+
+impl InstallReport {
+    /// Every installed file with its digest: what `bake` records in baked.json.
+    pub fn files(&self) -> impl Iterator<Item = &BakedFile> {
+        self.artifacts.iter().flat_map(|a| a.files.iter())
+    }
+}
+
+/// Installs `set` under `root` with the production defaults (see `install_with`).
+pub fn install(set: &ArtifactSet, root: &Root) -> Result<InstallReport> {
+    install_with(set, root, &InstallOptions::default())
+}
+
+/// Installs every artifact of `set` under `root` from the first source that has it: the baked
+/// image (baked.json), then the artifact's URL. Synchronous: runs its own tokio runtime.
+/// Either every artifact ends up installed and verified, or none of the files is replaced.
+pub fn install_with(
+    set: &ArtifactSet,
+    root: &Root,
+    options: &InstallOptions,
+) -> Result<InstallReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the download runtime")?;
+    runtime.block_on(install_async(set, root, options))
+}
+
+async fn install_async(
+    set: &ArtifactSet,
+    root: &Root,
+    options: &InstallOptions,
+) -> Result<InstallReport> {
+    let sources = Arc::new(source::chain(root, options)?);
+    let progress = progress::Progress::new();
+    let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
+    // One task per artifact so that hashing runs on every core, not only concurrently.
+    let tasks: Vec<_> = set
+        .artifacts
+        .iter()
+        .map(|artifact| {
+            let (sources, artifact, root) = (sources.clone(), artifact.clone(), root.clone());
+            let (progress, slots) = (progress.clone(), slots.clone());
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await?;
+                source::obtain(&sources, artifact, &root, &progress).await
+            })
+        })
+        .collect();
+
+    let mut obtained = Vec::with_capacity(tasks.len());
+    let mut failures = Vec::new();
+    for task in tasks {
+        match task.await.context("download task")? {
+            Ok(o) => obtained.push(o),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    // Dropping `obtained` removes every staged temporary file: nothing is installed.
+    match failures.len() {
+        0 => {}
+        1 => bail!("{}; nothing was installed", failures[0]),
+        n => bail!(
+            "{n} artifacts failed: {}; nothing was installed",
+            failures.join("; ")
+        ),
+    }
+
+    let mut report = InstallReport {
+        artifacts: Vec::new(),
+    };
+    for o in obtained {
+        let mut files = o.in_place;
+        for staged in o.staged {
+            fsx::commit_staged(staged.file, &root.path(&staged.record.path), 0o755)?;
+            files.push(staged.record);
+        }
+        report.artifacts.push(InstalledArtifact {
+            name: o.artifact.name,
+            version: o.artifact.version,
+            source: o.source,
+            bytes: o.bytes,
+            skipped: o.skipped,
+            files,
+        });
+    }
+    Ok(report)
+}
+
+/// SHA-256 of a whole file, hex-encoded.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Hashes what it writes, so a file's digest costs no second read.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// SHA-256 of everything written, hex-encoded.
+    fn digest(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,425 @@
+//! Installing Kubernetes artifacts from a loopback release mirror, a `file://` mirror and a baked
+//! image, and the fault table: every failure names the artifact and URL and installs nothing.
+
+mod release;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use kubeboot_agent::artifacts::{
+    install_with, ArtifactSet, BakedManifest, InstallOptions, InstallReport, SourceKind, BIN_DIR,
+    CNI_BIN_DIR,
+};
+use kubeboot_agent::root::Root;
+use release::server::{Fault, ReleaseServer};
+use release::{binary_path, ReleaseTree, CNI_PLUGINS};
+
+const BINARY_SIZE: usize = 300_000;
+
+fn options() -> InstallOptions {
+    InstallOptions {
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_millis(400),
+        attempts: 3,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        ..InstallOptions::default()
+    }
+}
+
+fn set_for(base: &str) -> ArtifactSet {
+    ArtifactSet::new(
+        release::VERSION.parse().unwrap(),
+        release::ARCH,
+        base,
+        Some(&release::crictl_release(base)),
+        Some(&release::cni_release(base)),
+    )
+}
+
+struct Case {
+    server: ReleaseServer,
+    tree: ReleaseTree,
+    root: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        let case = Case {
+            server: ReleaseServer::start(),
+            tree: ReleaseTree::generate(BINARY_SIZE),
+            root: tempfile::tempdir().unwrap(),
+        };
+        case.tree.serve(&case.server);
+        case
+    }
+
+    fn root(&self) -> Root {
+        Root::new(self.root.path())
+    }
+
+    fn install(&self) -> anyhow::Result<InstallReport> {
+        install_with(&set_for(&self.server.url()), &self.root(), &options())
+    }
+
+    fn install_err(&self) -> String {
+        format!("{:#}", self.install().expect_err("the install must fail"))
+    }
+
+    /// Every file now under the root (relative paths), temporary ones included.
+    fn files(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        walk(self.root.path(), self.root.path(), &mut found);
+        found.sort();
+        found
+    }
+}
+
+fn walk(base: &Path, dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(base, &path, found);
+        } else {
+            found.push(path.strip_prefix(base).unwrap().display().to_string());
+        }
+    }
+}
+
+fn assert_installed(case: &Case) {
+    let root = case.root();
+    for name in ["kubelet", "kubeadm", "kubectl"] {
+        let path = root.path(Path::new(BIN_DIR).join(name));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            case.tree.body(&binary_path(name)),
+            "{name}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "{name}");
+    }
+    assert_eq!(
+        std::fs::read(root.path("/usr/local/bin/crictl")).unwrap(),
+        release::content("crictl", 4096)
+    );
+    for plugin in CNI_PLUGINS {
+        let path = root.path(Path::new(CNI_BIN_DIR).join(plugin));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            release::content(plugin, 2048)
+        );
+    }
+    let mut expected: Vec<String> = ["kubelet", "kubeadm", "kubectl", "crictl"]
+        .iter()
+        .map(|n| format!("usr/local/bin/{n}"))
+        .chain(CNI_PLUGINS.iter().map(|p| format!("opt/cni/bin/{p}")))
+        .collect();
+    expected.sort();
+    let files: Vec<String> = case
+        .files()
+        .into_iter()
+        .filter(|f| !f.starts_with("etc/"))
+        .collect();
+    // Exactly these: no LICENSE from the tarball, no temporary or partial files.
+    assert_eq!(files, expected);
+}
+
+/// Runs a failing install and checks the error names the artifact and URL and nothing is left.
+fn assert_fails_cleanly(case: &Case, path: &str, expected: &str) -> String {
+    let error = case.install_err();
+    let url = format!("{}{path}", case.server.url());
+    assert!(error.contains(&url), "error should name {url}: {error}");
+    assert!(
+        error.contains(expected),
+        "error should say {expected:?}: {error}"
+    );
+    assert!(error.contains("nothing was installed"), "{error}");
+    assert_eq!(
+        case.files(),
+        Vec::<String>::new(),
+        "nothing may be installed"
+    );
+    error
+}
+
+#[test]
+fn installs_every_artifact_verified_from_a_mirror() {
+    let case = Case::new();
+    let report = case.install().unwrap();
+    assert_installed(&case);
+    let names: Vec<&str> = report.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["kubelet", "kubeadm", "kubectl", "crictl", "cni-plugins"]
+    );
+    assert!(report
+        .artifacts
+        .iter()
+        .all(|a| a.source == SourceKind::Mirror));
+    assert_eq!(report.artifacts[0].bytes, BINARY_SIZE as u64);
+    // Every installed file is reported with its digest.
+    for file in report.files() {
+        let on_disk = std::fs::read(case.root().path(&file.path)).unwrap();
+        assert_eq!(release::sha256_hex(&on_disk), file.sha256);
+    }
+}
+
+#[test]
+fn wrong_digest_installs_nothing() {
+    let mut case = Case::new();
+    case.tree
+        .set_checksum(&binary_path("kubectl"), "ab".repeat(32).as_bytes());
+    case.tree.serve(&case.server);
+    assert_fails_cleanly(&case, &binary_path("kubectl"), "SHA-256 mismatch");
+    // A mismatch on a fresh download is final: retrying fetches the same wrong file.
+    assert_eq!(case.server.requests_for(&binary_path("kubectl")).len(), 1);
+}
+
+#[test]
+fn truncated_body_installs_nothing() {
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubelet"), Fault::Truncate(1000), usize::MAX);
+    let error = assert_fails_cleanly(&case, &binary_path("kubelet"), "truncated body");
+    assert!(
+        error.contains(&format!("of {BINARY_SIZE} bytes")),
+        "{error}"
+    );
+}
+
+#[test]
+fn not_found_is_final_and_installs_nothing() {
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubeadm"), Fault::Status(404), usize::MAX);
+    assert_fails_cleanly(&case, &binary_path("kubeadm"), "HTTP 404");
+    assert_eq!(case.server.requests_for(&binary_path("kubeadm")).len(), 1);
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubelet"), Fault::Status(503), usize::MAX);
+    let error = assert_fails_cleanly(&case, &binary_path("kubelet"), "HTTP 503");
+    assert!(error.contains("attempt 3 of 3"), "{error}");
+    assert_eq!(case.server.requests_for(&binary_path("kubelet")).len(), 3);
+}
+
+#[test]
+fn a_500_then_success_is_retried() {
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubelet"), Fault::Status(500), 1);
+    case.install().unwrap();
+    assert_installed(&case);
+    assert_eq!(case.server.requests_for(&binary_path("kubelet")).len(), 2);
+}
+
+#[test]
+fn stalled_connection_times_out_and_installs_nothing() {
+    let case = Case::new();
+    let trickle = Fault::Trickle {
+        chunk: 10,
+        interval: Duration::from_secs(2),
+    };
+    case.server
+        .fault(&binary_path("kubectl"), trickle, usize::MAX);
+    assert_fails_cleanly(&case, &binary_path("kubectl"), "stalled (read timeout)");
+}
+
+#[test]
+fn connection_reset_installs_nothing() {
+    let case = Case::new();
+    case.server
+        .fault(&release::crictl_path(), Fault::Reset(0), usize::MAX);
+    let error = assert_fails_cleanly(&case, &release::crictl_path(), "crictl");
+    assert!(
+        error.contains("reset") || error.contains("truncated"),
+        "{error}"
+    );
+}
+
+#[test]
+fn redirect_to_another_host_is_refused() {
+    let case = Case::new();
+    let elsewhere = format!(
+        "http://localhost:{}{}",
+        case.server.port(),
+        binary_path("kubelet")
+    );
+    case.server.fault(
+        &binary_path("kubelet"),
+        Fault::Redirect(elsewhere),
+        usize::MAX,
+    );
+    assert_fails_cleanly(&case, &binary_path("kubelet"), "redirect refused");
+    assert!(case
+        .server
+        .seen()
+        .iter()
+        .all(|s| s.path != binary_path("kubelet") || s.range_from.is_none()));
+}
+
+#[test]
+fn redirect_within_the_mirror_is_followed() {
+    let mut case = Case::new();
+    let moved = "/moved/kubelet";
+    case.tree
+        .add(moved, case.tree.body(&binary_path("kubelet")).to_vec());
+    case.tree.serve(&case.server);
+    case.server.fault(
+        &binary_path("kubelet"),
+        Fault::Redirect(format!("{}{moved}", case.server.url())),
+        usize::MAX,
+    );
+    case.install().unwrap();
+    assert_installed(&case);
+    assert_eq!(case.server.requests_for(moved).len(), 1);
+}
+
+#[test]
+fn interrupted_download_resumes_with_range() {
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubelet"), Fault::Reset(100_000), 1);
+    let report = case.install().unwrap();
+    assert_installed(&case);
+    let requests = case.server.requests_for(&binary_path("kubelet"));
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].range_from, None);
+    let resumed_at = requests[1].range_from.expect("the retry asks for the rest");
+    assert!(
+        resumed_at > 0 && resumed_at <= 100_000,
+        "resumed at {resumed_at}"
+    );
+    assert_eq!(report.artifacts[0].bytes, BINARY_SIZE as u64);
+}
+
+#[test]
+fn tarball_with_a_link_or_escaping_path_is_refused() {
+    for bad in ["../escape", "/abs", "nested/crictl"] {
+        let mut case = Case::new();
+        let evil = release::tarball(&[("crictl", vec![1; 10]), (bad, vec![2; 10])]);
+        case.tree.add(&release::crictl_path(), evil);
+        case.tree.serve(&case.server);
+        let error = assert_fails_cleanly(&case, &release::crictl_path(), "refusing member");
+        assert!(error.contains("extracting"), "{error}");
+    }
+    let mut case = Case::new();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    builder
+        .append_link(&mut link, "crictl", "/usr/bin/sudo")
+        .unwrap();
+    let raw = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    case.tree.add(&release::crictl_path(), gz.finish().unwrap());
+    case.tree.serve(&case.server);
+    assert_fails_cleanly(&case, &release::crictl_path(), "only regular files");
+}
+
+#[test]
+fn file_mirror_installs_and_verifies() {
+    let mirror = tempfile::tempdir().unwrap();
+    let mut tree = ReleaseTree::generate(BINARY_SIZE);
+    tree.write_to(mirror.path());
+    let base = format!("file://{}", mirror.path().display());
+    let root = tempfile::tempdir().unwrap();
+    let report = install_with(&set_for(&base), &Root::new(root.path()), &options()).unwrap();
+    assert_eq!(report.artifacts.len(), 5);
+    assert_eq!(
+        std::fs::read(root.path().join("usr/local/bin/kubeadm")).unwrap(),
+        tree.body(&binary_path("kubeadm"))
+    );
+
+    tree.set_checksum(&binary_path("kubeadm"), "cd".repeat(32).as_bytes());
+    tree.write_to(mirror.path());
+    let fresh = tempfile::tempdir().unwrap();
+    let error = format!(
+        "{:#}",
+        install_with(&set_for(&base), &Root::new(fresh.path()), &options()).unwrap_err()
+    );
+    assert!(error.contains("kubeadm: file://"), "{error}");
+    assert!(error.contains("SHA-256 mismatch"), "{error}");
+    assert!(!fresh.path().join("usr/local/bin/kubeadm").exists());
+    assert!(!fresh.path().join("usr/local/bin/kubelet").exists());
+}
+
+/// Installs once and records baked.json the way `bake` does.
+fn baked_case() -> Case {
+    let case = Case::new();
+    let report = case.install().unwrap();
+    BakedManifest {
+        files: report.files().cloned().collect(),
+    }
+    .save(&case.root())
+    .unwrap();
+    case.server.forget_requests();
+    case
+}
+
+#[test]
+fn baked_and_matching_downloads_nothing() {
+    let case = baked_case();
+    let report = case.install().unwrap();
+    assert!(
+        case.server.seen().is_empty(),
+        "no request may reach the mirror: {:?}",
+        case.server.seen()
+    );
+    assert!(report
+        .artifacts
+        .iter()
+        .all(|a| a.source == SourceKind::Baked));
+    assert_installed(&case);
+}
+
+#[test]
+fn baked_but_tampered_is_refetched_from_the_mirror() {
+    let case = baked_case();
+    let kubelet = case.root().path("/usr/local/bin/kubelet");
+    std::fs::write(&kubelet, b"#!/bin/sh\necho owned\n").unwrap();
+    let report = case.install().unwrap();
+    assert_installed(&case);
+    let kubelet_report = &report.artifacts[0];
+    assert_eq!(kubelet_report.source, SourceKind::Mirror);
+    assert!(
+        kubelet_report.skipped[0].contains("baked.json records"),
+        "{:?}",
+        kubelet_report.skipped
+    );
+    // Only the tampered artifact was fetched.
+    let mut paths: Vec<String> = case.server.seen().into_iter().map(|s| s.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            binary_path("kubelet"),
+            format!("{}.sha256", binary_path("kubelet"))
+        ]
+    );
+}
+
+#[test]
+fn baked_for_another_version_is_replaced() {
+    let case = baked_case();
+    let mut manifest = BakedManifest::load(&case.root()).unwrap().unwrap();
+    for file in &mut manifest.files {
+        if file.name == "kubectl" {
+            file.version = "v1.34.0".into();
+        }
+    }
+    manifest.save(&case.root()).unwrap();
+    let report = case.install().unwrap();
+    assert_eq!(report.artifacts[2].source, SourceKind::Mirror);
+    assert!(report.artifacts[2].skipped[0].contains("is v1.34.0"));
+    assert_eq!(report.artifacts[0].source, SourceKind::Baked);
+}

@@ -1,0 +1,112 @@
+//! Every Azure resource name kubeboot creates, derived from the cluster name in ONE place: the ARM
+//! template, azure.json and the user data all call these, so they can never disagree.
+//!
+//! Length limits: validation caps the cluster name at `MAX_CLUSTER_NAME` and pool names at
+//! `MAX_POOL_NAME`, so every name below stays within Azure's limits (scale set 64, Linux computer
+//! name prefix 58, DNS label 63, others 80).
+
+use sha2::{Digest, Sha256};
+
+pub const MAX_CLUSTER_NAME: usize = 32;
+pub const MAX_POOL_NAME: usize = 20;
+/// Port of the API server behind the load balancer.
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// The names of one cluster's Azure resources.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    cluster: &'a str,
+}
+
+impl<'a> Names<'a> {
+    pub fn new(cluster: &'a str) -> Self {
+        Self { cluster }
+    }
+
+    /// The standard load balancer carries the cluster name itself: cloud-provider-azure's
+    /// service controller looks the load balancer up by cluster name.
+    pub fn load_balancer(&self) -> String {
+        self.cluster.to_string()
+    }
+
+    pub fn vnet(&self) -> String {
+        format!("{}-vnet", self.cluster)
+    }
+
+    pub fn subnet(&self, pool: &str) -> String {
+        format!("{}-{pool}-subnet", self.cluster)
+    }
+
+    /// NSG of the master pool's subnet (API server and SSH open).
+    pub fn master_nsg(&self) -> String {
+        format!("{}-master-nsg", self.cluster)
+    }
+
+    /// NSG shared by all worker subnets; the cloud provider adds service rules to it.
+    pub fn worker_nsg(&self) -> String {
+        format!("{}-worker-nsg", self.cluster)
+    }
+
+    pub fn route_table(&self) -> String {
+        format!("{}-rt", self.cluster)
+    }
+
+    pub fn scale_set(&self, pool: &str) -> String {
+        format!("{}-{pool}", self.cluster)
+    }
+
+    /// Prefix of the scale set's instance host names (Azure appends six characters).
+    pub fn computer_name_prefix(&self, pool: &str) -> String {
+        format!("{}-{pool}-", self.cluster)
+    }
+
+    /// Public IP of the API server load balancer frontend.
+    pub fn api_public_ip(&self) -> String {
+        format!("{}-api-pip", self.cluster)
+    }
+
+    /// Default DNS label of the API server public IP: the cluster name plus a short hash of the
+    /// resource group, so two resource groups can run a cluster of the same name in one region.
+    /// Resource group names are case-insensitive in Azure, hence the lowercasing.
+    pub fn default_dns_label(&self, resource_group: &str) -> String {
+        let digest = Sha256::digest(format!(
+            "{}/{}",
+            resource_group.to_lowercase(),
+            self.cluster
+        ));
+        format!("{}-{}", self.cluster, &hex::encode(digest)[..8])
+    }
+}
+
+/// `<label>.<location>.cloudapp.azure.com:6443`: known before anything exists in Azure.
+pub fn azure_api_endpoint(dns_label: &str, location: &str) -> String {
+    format!("{dns_label}.{location}.cloudapp.azure.com:{API_SERVER_PORT}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_derived_from_the_cluster() {
+        let n = Names::new("demo");
+        assert_eq!(n.load_balancer(), "demo");
+        assert_eq!(n.vnet(), "demo-vnet");
+        assert_eq!(n.subnet("gpu"), "demo-gpu-subnet");
+        assert_eq!(n.worker_nsg(), "demo-worker-nsg");
+        assert_eq!(n.scale_set("general"), "demo-general");
+    }
+
+    #[test]
+    fn dns_label_is_deterministic_and_depends_on_the_resource_group() {
+        let n = Names::new("demo");
+        let a = n.default_dns_label("demo-rg");
+        assert_eq!(a, n.default_dns_label("Demo-RG"));
+        assert_ne!(a, n.default_dns_label("other-rg"));
+        assert!(a.starts_with("demo-") && a.len() == "demo-".len() + 8);
+        assert_eq!(
+            azure_api_endpoint(&a, "westeurope"),
+            format!("{a}.westeurope.cloudapp.azure.com:6443")
+        );
+    }
+}

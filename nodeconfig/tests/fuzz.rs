@@ -1,0 +1,67 @@
+//! Fuzzing the NodeConfig parser (the agent's first line of defence: node.yaml comes from user
+//! data): whatever the input, `parse` returns a value or a one-line field error, never panics; and
+//! whatever it accepts survives a serialise/parse round trip unchanged.
+//!
+//! Bounded for CI: a fixed seed and case count (see `support/mutate.rs`); failures found are
+//! persisted under `proptest-regressions/` and replayed first.
+
+#[path = "support/mutate.rs"]
+mod mutate;
+
+use kubeboot_nodeconfig::{parse, FieldError};
+use proptest::prelude::*;
+
+const CORPUS: &[&str] = &[
+    include_str!("corpus/master.yaml"),
+    include_str!("corpus/worker.yaml"),
+];
+
+/// The properties every input must satisfy.
+fn check(text: &str) -> Result<(), TestCaseError> {
+    match parse(text) {
+        Ok(config) => {
+            let again = parse(&config.to_yaml());
+            prop_assert_eq!(
+                again.as_ref(),
+                Ok(&config),
+                "round trip of an accepted document"
+            );
+        }
+        Err(FieldError { path, message }) => {
+            prop_assert!(!path.is_empty(), "error without a field path: {message}");
+            let line = format!("{path}: {message}");
+            prop_assert!(!line.contains('\n'), "error is not one line: {line:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn corpus_documents_are_valid() {
+    for doc in CORPUS {
+        parse(doc).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(mutate::config(1500))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in mutate::yamlish()) {
+        check(&text)?;
+    }
+
+    #[test]
+    fn structured_mutations_never_panic(doc in 0..CORPUS.len(), edits in mutate::edits(4)) {
+        let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(CORPUS[doc]).unwrap();
+        for (pick, edit) in &edits {
+            mutate::apply(&mut tree, *pick, edit);
+        }
+        check(&serde_yaml_ng::to_string(&tree).unwrap())?;
+    }
+
+    #[test]
+    fn text_mutations_never_panic(doc in 0..CORPUS.len(), edits in mutate::text_edits()) {
+        check(&mutate::apply_text(CORPUS[doc], &edits))?;
+    }
+}
