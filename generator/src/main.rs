@@ -1,1 +1,132 @@
-fn main() {}
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kubeboot_gen::render::CUSTOM_DATA_LIMIT;
+use kubeboot_gen::validate::{validate_text, ValidSpec, EXAMPLE_SPEC};
+use kubeboot_gen::{check, render_dir, SecretsOrigin};
+
+/// Renders a kubeboot cluster (per-pool cloud-init user data, azure.json, secrets) from one spec.
+#[derive(Parser)]
+#[command(name = "kubeboot-gen", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the built-in example spec.
+    Example,
+    /// Validate a spec; every problem is printed on one line naming its field.
+    Validate {
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+        /// Print the spec with every default applied.
+        #[arg(long)]
+        show_effective: bool,
+    },
+    /// Render a cluster into DIR (nothing is written unless the spec is valid).
+    Render {
+        /// The cluster spec; the built-in example when omitted.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace the stored secrets with new ones instead of reusing them.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Re-validate everything a render wrote into DIR.
+    Check {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Example => {
+            print!("{EXAMPLE_SPEC}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            spec,
+            show_effective,
+        } => {
+            let Some(valid) = load_spec(Some(&spec))? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            if show_effective {
+                print!("{}", valid.effective_yaml());
+            } else {
+                println!("{}: valid", spec.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render { spec, out, rotate } => {
+            let Some(valid) = load_spec(spec.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let summary = render_dir(&valid, &out, rotate)?;
+            let origin = match summary.secrets {
+                SecretsOrigin::Reused => "reused",
+                SecretsOrigin::Generated => "generated",
+                SecretsOrigin::Rotated => "rotated",
+            };
+            println!("secrets: {origin}");
+            for (pool, size) in &summary.custom_data_sizes {
+                println!("pool {pool}: custom data {size} bytes (limit {CUSTOM_DATA_LIMIT})");
+            }
+            println!("rendered {} into {}", valid.name(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { dir } => {
+            let problems = check::check_dir(&dir)?;
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            if problems.is_empty() {
+                println!("{}: ok", dir.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Reads and validates a spec, printing warnings; prints every error and returns `None` when
+/// the spec is invalid.
+fn load_spec(path: Option<&Path>) -> Result<Option<ValidSpec>> {
+    let text = match path {
+        Some(p) => fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => EXAMPLE_SPEC.to_string(),
+    };
+    match validate_text(&text) {
+        Ok(valid) => {
+            for warning in &valid.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(valid))
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            Ok(None)
+        }
+    }
+}

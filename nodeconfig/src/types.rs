@@ -48,7 +48,7 @@ pub struct ClusterInfo {
     pub init_node: Option<String>,
 }
 
-fn default_dns_domain() -> String {
+pub fn default_dns_domain() -> String {
     "cluster.local".into()
 }
 
@@ -97,7 +97,7 @@ pub struct AzureProvider {
     pub cloud_config_path: String,
 }
 
-fn default_cloud_config_path() -> String {
+pub fn default_cloud_config_path() -> String {
     "/etc/kubernetes/azure.json".into()
 }
 
@@ -113,7 +113,7 @@ pub struct Bootstrap {
     pub ca_cert_hashes: Vec<String>,
 }
 
-fn default_token_ttl() -> String {
+pub fn default_token_ttl() -> String {
     "24h".into()
 }
 

@@ -1,0 +1,60 @@
+//! Shared helpers of the generator's integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use kubeboot_gen::secrets::ClusterSecrets;
+
+pub fn gen_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kubeboot-gen")
+}
+
+/// Runs `kubeboot-gen ARGS` and returns its output.
+pub fn gen(args: &[&str]) -> Output {
+    std::process::Command::new(gen_bin())
+        .args(args)
+        .output()
+        .expect("kubeboot-gen runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One set of secrets per test binary: RSA key generation is slow.
+pub fn secrets() -> &'static ClusterSecrets {
+    static SECRETS: OnceLock<ClusterSecrets> = OnceLock::new();
+    SECRETS.get_or_init(|| ClusterSecrets::generate().expect("secrets generate"))
+}
+
+/// Stores the shared secrets in `out/secrets/`, so a render into `out` reuses them instead of
+/// generating its own (RSA key generation dominates test time).
+pub fn seed_secrets(out: &Path) {
+    use kubeboot_gen::secrets::{LocalStore, SecretStore};
+    LocalStore::new(out).save(secrets()).expect("secrets saved");
+}
+
+/// `shared/data/upstream-schemas` of the workspace: `KUBEBOOT_UPSTREAM_SCHEMAS`, or the first
+/// ancestor of this crate that has it (the repository's parent in a checkout).
+pub fn upstream_schemas() -> PathBuf {
+    if let Ok(dir) = std::env::var("KUBEBOOT_UPSTREAM_SCHEMAS") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/data/upstream-schemas"))
+        .find(|d| d.is_dir())
+        .expect("shared/data/upstream-schemas above the repository, or KUBEBOOT_UPSTREAM_SCHEMAS")
+}
+
+/// Every file under `dir`, relative path first, sorted.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let tree = kubeboot_gen::tree::Tree::read(dir).expect("readable");
+    tree.files.into_iter().map(|(p, f)| (p, f.bytes)).collect()
+}

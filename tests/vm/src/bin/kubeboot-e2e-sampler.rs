@@ -1,0 +1,89 @@
+//! Runs inside the test VMs (copied from the seed by the vendor-data boothook; never shipped).
+//! Samples every process's arguments and environment from /proc five times a second without
+//! forking, so short-lived commands are caught and the node under test is barely disturbed;
+//! keeps the CPU time of each `kubeboot-agent` process; and, as a fault, SIGKILLs the agent the
+//! first time `kubeadm init` is seen running.
+//!
+//! Usage: kubeboot-e2e-sampler OUT_DIR STOP_FILE KILL_MARKER|-
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn words(raw: &[u8]) -> Vec<String> {
+    raw.split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+fn uptime() -> String {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, out_dir, stop_file, kill_marker] = args.as_slice() else {
+        eprintln!("usage: kubeboot-e2e-sampler OUT_DIR STOP_FILE KILL_MARKER|-");
+        std::process::exit(2);
+    };
+    let kill_marker = (kill_marker != "-").then(|| Path::new(kill_marker));
+    let mut seen = BTreeSet::new();
+    // pid -> (utime + stime) in clock ticks, last sample.
+    let mut agent_ticks: BTreeMap<u32, u64> = BTreeMap::new();
+    while !Path::new(stop_file).exists() {
+        let mut kubeadm_init = false;
+        let mut agents = Vec::new();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let dir = entry.path();
+            let argv = words(&fs::read(dir.join("cmdline")).unwrap_or_default());
+            if argv.is_empty() {
+                continue;
+            }
+            let env = words(&fs::read(dir.join("environ")).unwrap_or_default());
+            seen.insert(format!("{} ## {}", argv.join(" "), env.join(" ")));
+            let program = argv[0].rsplit('/').next().unwrap_or("");
+            if program == "kubeadm" && argv.get(1).map(String::as_str) == Some("init") {
+                kubeadm_init = true;
+            }
+            if let Ok(stat) = fs::read_to_string(dir.join("stat")) {
+                // comm may contain spaces; the fields after it start after the last ')'.
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                if stat.contains("(kubeboot-agent)") && fields.len() > 12 {
+                    let ticks = fields[11].parse::<u64>().unwrap_or(0)
+                        + fields[12].parse::<u64>().unwrap_or(0);
+                    agent_ticks.insert(pid, ticks);
+                    agents.push(pid);
+                }
+            }
+        }
+        if let Some(marker) = kill_marker {
+            if kubeadm_init && !marker.exists() && !agents.is_empty() {
+                for pid in &agents {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                let _ = fs::write(marker, uptime());
+                let _ = Command::new("sync").status();
+                if let Ok(mut tty) = fs::OpenOptions::new().append(true).open("/dev/ttyS1") {
+                    let _ = writeln!(tty, "KBE2E fault agent-killed {}", uptime());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = Path::new(out_dir);
+    let processes: String = seen.into_iter().map(|l| l + "\n").collect();
+    let _ = fs::write(dir.join("processes.txt"), processes);
+    let total: u64 = agent_ticks.values().sum();
+    let _ = fs::write(dir.join("agent-cpu.txt"), format!("{total}\n"));
+}

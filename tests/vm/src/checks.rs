@@ -1,0 +1,213 @@
+//! Assertions on one boot's evidence: secrets, registration, the pinned CA, the agent's status.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use kubeboot_nodeconfig::NodeConfig;
+use serde_json::Value;
+
+use crate::evidence::{Boot, GuestFile};
+use crate::secrets::{self, Needle};
+
+/// Where the stand-in API server records the nodes that registered (name → Node object).
+pub const NODES_JSON: &str = "/var/lib/stand-ins/kube-apiserver/nodes.json";
+
+/// Every secret of a rendered cluster: the generator's secret files (private keys, tokens) and
+/// what each pool's NodeConfig carries.
+pub fn cluster_needles(rendered: &Path, configs: &[&NodeConfig]) -> Result<Vec<Needle>> {
+    let mut needles: Vec<Needle> = configs.iter().flat_map(|c| secrets::needles(c)).collect();
+    let dir = rendered.join("secrets");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text.contains("PRIVATE KEY") {
+            needles.push(secrets::pem_needle(&format!("secrets/{name}"), &text));
+        } else if !text.contains("-----BEGIN") && text.trim().len() >= 16 {
+            needles.push(Needle {
+                name: format!("secrets/{name}"),
+                patterns: vec![text.trim().to_string()],
+            });
+        }
+    }
+    Ok(needles)
+}
+
+/// No secret in the logs, the journal, the process list (arguments and environments) or the
+/// agent's status; any file changed since boot that holds one is readable by its owner only
+/// (0600 or stricter) and is not a log.
+pub fn no_secret_leaks(node: &str, boot: &Boot, needles: &[Needle]) -> Result<()> {
+    for section in [
+        "journal",
+        "cloud-init-log",
+        "cloud-init-output",
+        "processes",
+        "status",
+    ] {
+        if let Some(bytes) = boot.sections.get(section) {
+            if let Some(n) = secrets::find(needles, bytes) {
+                bail!(
+                    "{node} boot {}: {} appears in {section}",
+                    boot.number,
+                    n.name
+                );
+            }
+        }
+    }
+    for file in boot.files("changed-files")? {
+        if let Some(n) = secrets::find(needles, &file.contents) {
+            ensure!(
+                file.mode & 0o077 == 0 && !file.path.starts_with("/var/log/"),
+                "{node} boot {}: {} is in {} (mode {:o})",
+                boot.number,
+                n.name,
+                file.path,
+                file.mode
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn file<'a>(files: &'a [GuestFile], path: &str) -> Option<&'a GuestFile> {
+    files.iter().find(|f| f.path == path)
+}
+
+/// The nodes the stand-in API server recorded, from the master's `extra-files` dump.
+pub fn registered_nodes(master_boot: &Boot) -> Result<BTreeMap<String, Value>> {
+    let files = master_boot.files("extra-files")?;
+    let nodes =
+        file(&files, NODES_JSON).ok_or_else(|| anyhow!("{NODES_JSON} not on the master"))?;
+    Ok(serde_json::from_slice(&nodes.contents)?)
+}
+
+/// The Node object `name` carries the pool's labels and taints and, when given, the provider id.
+pub fn node_registered(
+    nodes: &BTreeMap<String, Value>,
+    name: &str,
+    config: &NodeConfig,
+    provider_id: Option<&str>,
+) -> Result<()> {
+    let node = nodes.get(name).ok_or_else(|| {
+        anyhow!(
+            "node {name} did not register (registered: {:?})",
+            nodes.keys()
+        )
+    })?;
+    let labels = &node["metadata"]["labels"];
+    for (key, value) in &config.node.labels {
+        ensure!(
+            labels[key].as_str() == Some(value),
+            "node {name}: label {key}={value} missing (labels: {labels})"
+        );
+    }
+    let taints = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for taint in &config.node.taints {
+        ensure!(
+            taints.iter().any(|t| t["key"].as_str() == Some(&taint.key)
+                && t["value"].as_str().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+                && t["effect"].as_str() == Some(taint.effect.as_str())),
+            "node {name}: taint {} missing (taints: {taints:?})",
+            taint.key
+        );
+    }
+    if let Some(id) = provider_id {
+        ensure!(
+            node["spec"]["providerID"].as_str() == Some(id),
+            "node {name}: providerID {} is not {id}",
+            node["spec"]["providerID"]
+        );
+    }
+    Ok(())
+}
+
+/// The worker trusts exactly the cluster CA: the CA kubeadm wrote is the generator's, and its
+/// public key hash is the pin the worker's NodeConfig gave.
+pub fn worker_pinned_ca(worker_boot: &Boot, rendered: &Path, config: &NodeConfig) -> Result<()> {
+    let files = worker_boot.files("changed-files")?;
+    let ca = file(&files, "/etc/kubernetes/pki/ca.crt")
+        .ok_or_else(|| anyhow!("the worker has no /etc/kubernetes/pki/ca.crt"))?;
+    let expected = std::fs::read(rendered.join("secrets/ca.crt"))?;
+    ensure!(
+        String::from_utf8_lossy(&ca.contents).trim() == String::from_utf8_lossy(&expected).trim(),
+        "the worker's CA is not the cluster CA"
+    );
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&ca.contents)?;
+    let cert = pem.parse_x509()?;
+    let pin = format!("sha256:{}", secrets::sha256_hex(cert.public_key().raw));
+    ensure!(
+        config.bootstrap.ca_cert_hashes.contains(&pin),
+        "the worker's CA hash {pin} is not among its pins {:?}",
+        config.bootstrap.ca_cert_hashes
+    );
+    Ok(())
+}
+
+/// One phase as `kubeboot-agent status --output json` reports it.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    pub state: String,
+    pub seconds: Option<f64>,
+    pub finished: Option<String>,
+    pub error: Option<String>,
+}
+
+pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
+    let text = boot.text("status")?;
+    let status: Value =
+        serde_json::from_str(&text).with_context(|| format!("status is not JSON: {text}"))?;
+    let list = status["phases"]
+        .as_array()
+        .ok_or_else(|| anyhow!("status has no phases: {text}"))?;
+    Ok(list
+        .iter()
+        .map(|p| Phase {
+            name: p["name"].as_str().unwrap_or_default().to_string(),
+            state: p["state"].as_str().unwrap_or_default().to_string(),
+            seconds: p["durationSeconds"]
+                .as_f64()
+                .or_else(|| p["duration_seconds"].as_f64())
+                .or_else(|| p["durationMs"].as_f64().map(|ms| ms / 1000.0)),
+            finished: p["finished"]
+                .as_str()
+                .or_else(|| p["end"].as_str())
+                .or_else(|| p["finishedAt"].as_str())
+                .map(str::to_string),
+            error: p["error"]
+                .as_str()
+                .or_else(|| p["lastError"].as_str())
+                .map(str::to_string),
+        })
+        .collect())
+}
+
+/// Seconds from kernel start to the agent's unit finishing (systemd's monotonic clock).
+pub fn agent_exit_seconds(boot: &Boot) -> Result<f64> {
+    let unit = boot.unit()?;
+    let usec: f64 = unit
+        .get("ExecMainExitTimestampMonotonic")
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &f64| *v > 0.0)
+        .ok_or_else(|| anyhow!("boot {}: the agent unit never exited", boot.number))?;
+    Ok(usec / 1e6)
+}
+
+/// CPU seconds the agent process itself used (sampled by the guest collector).
+pub fn agent_cpu_seconds(boot: &Boot) -> Result<f64> {
+    let text = boot.text("agent-cpu")?;
+    let mut words = text.split_whitespace();
+    let ticks: f64 = words.next().unwrap_or("0").parse()?;
+    let hz: f64 = words.next().unwrap_or("100").parse()?;
+    Ok(ticks / hz)
+}

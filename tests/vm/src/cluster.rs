@@ -1,0 +1,219 @@
+//! The pieces of a test run above single VMs: building the binaries and the image, rendering a
+//! cluster with `kubeboot-gen`, and booting one node of it with its own host services.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::evidence::{self, Boot};
+use crate::http::LoopbackServer;
+use crate::qemu::{self, Image, PrivateLink, Vm, VmConfig};
+use crate::seed::{self, Instrumentation, Nic};
+use crate::{imds, mirror, workspace_root};
+
+/// The Kubernetes version the specs under `specs/` ask for; the mirror serves it.
+pub const KUBERNETES_VERSION: &str = "v1.34.2";
+pub const AGENT_UNIT: &str = "kubeboot-agent.service";
+/// Real kubectl of this build machine (no kubectl of the cluster's version is available here).
+pub const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("{what}: start"))?;
+    if !out.status.success() {
+        bail!(
+            "{what}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Builds the generator, the agent and the stand-ins (debug profile, the one `cargo test` already built)
+/// and returns the directory holding their binaries.
+pub fn build_binaries() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(
+        Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--locked", "--bins"])
+            .args([
+                "-p",
+                "kubeboot-gen",
+                "-p",
+                "kubeboot-agent",
+                "-p",
+                "kubeboot-stand-ins",
+            ]),
+        "cargo build",
+    )?;
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    Ok(target.join("debug"))
+}
+
+/// The agent's .deb (packaging/build-deb.sh) baked into the test image (images/build-image.sh,
+/// whose expensive Debian base is cached by content), as the Packer path installs it.
+pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
+    let root = workspace_root();
+    let deb = run(
+        Command::new(root.join("packaging/build-deb.sh"))
+            .arg("--binary")
+            .arg(bin.join("kubeboot-agent"))
+            .arg("--out")
+            .arg(out),
+        "packaging/build-deb.sh",
+    )?;
+    run(
+        Command::new(root.join("images/build-image.sh"))
+            .arg("--deb")
+            .arg(deb.trim())
+            .arg("--out")
+            .arg(out),
+        "images/build-image.sh",
+    )?;
+    Ok(Image {
+        kernel: out.join("vmlinuz"),
+        initrd: out.join("initrd.img"),
+        disk: out.join("root.img"),
+    })
+}
+
+/// `kubeboot-gen render --spec <spec> --out <out>`.
+pub fn render(bin: &Path, spec: &Path, out: &Path) -> Result<()> {
+    run(
+        Command::new(bin.join("kubeboot-gen"))
+            .args(["render", "--spec"])
+            .arg(spec)
+            .arg("--out")
+            .arg(out),
+        "kubeboot-gen render",
+    )?;
+    Ok(())
+}
+
+pub fn user_data(rendered: &Path, pool: &str) -> PathBuf {
+    rendered.join("pools").join(pool).join("user-data.yaml")
+}
+
+/// What the host does for one VM.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub hostname: String,
+    pub pool: String,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    /// Index used to derive MAC addresses.
+    pub index: u8,
+    /// Static address on the private link (`192.168.100.x/24`) and the link's UDP ports.
+    pub link: Option<(String, u16, u16)>,
+    pub mirror: mirror::Behaviour,
+    pub imds: Option<imds::Instance>,
+    pub instrumentation: Instrumentation,
+    /// Programs the seed carries for the vendor data to install (see `seed::vendor_data`).
+    pub payload: Vec<(String, PathBuf)>,
+    pub timeout: Duration,
+}
+
+/// A running node and the host services that only it talks to.
+pub struct Node {
+    pub spec: NodeSpec,
+    pub vm: Vm,
+    pub mirror: LoopbackServer,
+    pub imds: LoopbackServer,
+    pub user_data_sha256: String,
+}
+
+impl Node {
+    pub fn start(
+        image: &Image,
+        user_data: &Path,
+        release_tree: &Path,
+        spec: NodeSpec,
+        workdir: &Path,
+    ) -> Result<Self> {
+        let uplink_mac = format!("52:54:00:10:00:{:02x}", spec.index);
+        let link_mac = format!("52:54:00:20:00:{:02x}", spec.index);
+        let mut nics = vec![Nic {
+            name: "eth0",
+            mac: &uplink_mac,
+            address: None,
+        }];
+        if let Some((address, _, _)) = &spec.link {
+            nics.push(Nic {
+                name: "eth1",
+                mac: &link_mac,
+                address: Some(address),
+            });
+        }
+        let iso = workdir.join(format!("{}.seed.iso", spec.hostname));
+        let user_data_sha256 = seed::build(
+            &seed::Seed {
+                user_data,
+                instance_id: &format!("i-{}", spec.hostname),
+                hostname: &spec.hostname,
+                network_config: seed::network_config(&nics),
+                vendor_data: seed::vendor_data(&spec.instrumentation),
+                payload: spec.payload.clone(),
+            },
+            &iso,
+        )?;
+        let mirror = mirror::start(release_tree.to_path_buf(), spec.mirror.clone())?;
+        // Every VM gets an IMDS endpoint: a provider-none node must never call it (asserted).
+        let imds = match &spec.imds {
+            Some(instance) => imds::start(instance.clone())?,
+            None => LoopbackServer::start(|r| crate::http::respond(r, 404, "text/plain", vec![]))?,
+        };
+        let config = VmConfig {
+            name: spec.hostname.clone(),
+            memory_mb: spec.memory_mb,
+            cpus: spec.cpus,
+            seed_iso: iso,
+            uplink_mac: uplink_mac.clone(),
+            forwards: vec![
+                (qemu::IMDS_ADDR.into(), imds.port),
+                (qemu::MIRROR_ADDR.into(), mirror.port),
+            ],
+            private_link: spec.link.as_ref().map(|(_, local, remote)| PrivateLink {
+                mac: link_mac.clone(),
+                local_port: *local,
+                remote_port: *remote,
+            }),
+            timeout: spec.timeout,
+        };
+        let vm = Vm::start(image, &config, workdir)?;
+        Ok(Self {
+            spec,
+            vm,
+            mirror,
+            imds,
+            user_data_sha256,
+        })
+    }
+
+    pub fn boots(&self) -> Result<Vec<Boot>> {
+        evidence::parse(&self.vm.evidence_text())
+    }
+
+    /// Waits until boot number `n` has sent all its evidence.
+    pub fn wait_dumped(&mut self, n: u32, timeout: Duration) -> Result<Boot> {
+        self.vm
+            .wait_for(&format!("evidence of boot {n}"), timeout, |text| {
+                evidence::parse(text)
+                    .ok()?
+                    .into_iter()
+                    .find(|b| b.number == n && b.is_dumped())
+            })
+    }
+}
+
+/// Two free UDP ports on loopback for a point-to-point socket netdev.
+pub fn udp_port_pair() -> Result<(u16, u16)> {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let b = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}

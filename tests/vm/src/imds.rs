@@ -1,0 +1,118 @@
+//! A fake Azure Instance Metadata Service on loopback. The guest reaches it as
+//! 169.254.169.254:80 through QEMU's `guestfwd` (see `qemu.rs`), so no packet to that address
+//! ever leaves the host. It behaves like IMDS where the agent could get it wrong: the
+//! `Metadata: true` header and an `api-version` are required, and a request that went through a
+//! proxy (`X-Forwarded-For`) is refused.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::http::{respond, LoopbackServer};
+
+/// What IMDS says about one scale-set instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub vm_scale_set: String,
+    pub ordinal: u32,
+    pub zone: String,
+    /// The address the guest gets from QEMU's user-mode DHCP.
+    pub private_ip: String,
+}
+
+impl Instance {
+    /// Scale-set instances are named `<vmss>_<ordinal>`; the computer name is the prefix plus a
+    /// six-digit ordinal (base 36 upstream; identical for the small ordinals used here).
+    pub fn name(&self) -> String {
+        format!("{}_{}", self.vm_scale_set, self.ordinal)
+    }
+
+    pub fn computer_name(&self) -> String {
+        format!("{}{:06}", self.vm_scale_set, self.ordinal)
+    }
+
+    pub fn provider_id(&self) -> String {
+        format!(
+            "azure:///subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
+            self.subscription_id, self.resource_group, self.vm_scale_set, self.ordinal
+        )
+    }
+
+    fn network(&self) -> serde_json::Value {
+        json!({"interface": [{
+            "ipv4": {"ipAddress": [{"privateIpAddress": self.private_ip, "publicIpAddress": ""}],
+                     "subnet": [{"address": "169.254.169.0", "prefix": "24"}]},
+            "ipv6": {"ipAddress": []},
+            "macAddress": "525400000001",
+        }]})
+    }
+
+    fn compute(&self) -> serde_json::Value {
+        json!({
+            "azEnvironment": "AzurePublicCloud",
+            "location": self.location,
+            "name": self.name(),
+            "osProfile": {"adminUsername": "azureuser", "computerName": self.computer_name()},
+            "osType": "Linux",
+            "provider": "Microsoft.Compute",
+            "resourceGroupName": self.resource_group,
+            "resourceId": self.provider_id().trim_start_matches("azure://"),
+            "subscriptionId": self.subscription_id,
+            "tagsList": [],
+            "vmId": format!("00000000-0000-4000-8000-{:012}", self.ordinal),
+            "vmScaleSetName": self.vm_scale_set,
+            "vmSize": "Standard_D2s_v5",
+            "zone": self.zone,
+        })
+    }
+}
+
+pub fn start(instance: Instance) -> Result<LoopbackServer> {
+    LoopbackServer::start(move |request| {
+        let has = |name: &'static str, value: Option<&str>| {
+            request.headers().iter().any(|h| {
+                h.field.equiv(name)
+                    && value.is_none_or(|v| h.value.as_str().eq_ignore_ascii_case(v))
+            })
+        };
+        if has("X-Forwarded-For", None) {
+            return respond(request, 400, "text/plain", b"Bad request: proxied".to_vec());
+        }
+        if !has("Metadata", Some("true")) {
+            let body = json!({"error": "Bad request. Required metadata header not specified"});
+            return respond(
+                request,
+                400,
+                "application/json",
+                body.to_string().into_bytes(),
+            );
+        }
+        let url = request.url().to_string();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
+            let body =
+                json!({"error": "Bad request. api-version was not specified in the request"});
+            return respond(
+                request,
+                400,
+                "application/json",
+                body.to_string().into_bytes(),
+            );
+        }
+        let body = match path.trim_end_matches('/') {
+            "/metadata/instance" => {
+                json!({"compute": instance.compute(), "network": instance.network()})
+            }
+            "/metadata/instance/compute" => instance.compute(),
+            _ => return respond(request, 404, "text/plain", b"not found".to_vec()),
+        };
+        respond(
+            request,
+            200,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    })
+}

@@ -1,0 +1,156 @@
+//! The VM harness's own pieces, without VMs: the fake IMDS, the mirror, the evidence parser.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use base64::Engine;
+use kubeboot_vm_e2e::{evidence, imds, mirror, secrets};
+use sha2::{Digest, Sha256};
+
+/// A raw HTTP/1.0 GET (the harness has no HTTP client dependency); returns status and body.
+fn get(port: u16, path: &str, headers: &[&str]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    request += "\r\n";
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+fn instance() -> imds::Instance {
+    imds::Instance {
+        subscription_id: "sub".into(),
+        resource_group: "rg".into(),
+        location: "westeurope".into(),
+        vm_scale_set: "c-master".into(),
+        ordinal: 2,
+        zone: "3".into(),
+        private_ip: "10.0.0.5".into(),
+    }
+}
+
+#[test]
+fn imds_answers_only_like_azure_does() {
+    let server = imds::start(instance()).unwrap();
+    let path = "/metadata/instance?api-version=2021-02-01";
+    assert_eq!(get(server.port, path, &[]).0, 400, "no Metadata header");
+    assert_eq!(
+        get(server.port, "/metadata/instance", &["Metadata: true"]).0,
+        400,
+        "no api-version"
+    );
+    assert_eq!(
+        get(
+            server.port,
+            path,
+            &["Metadata: true", "X-Forwarded-For: 10.1.1.1"]
+        )
+        .0,
+        400,
+        "proxied"
+    );
+    let (status, body) = get(server.port, path, &["Metadata: true"]);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["compute"]["name"], "c-master_2");
+    assert_eq!(
+        doc["compute"]["osProfile"]["computerName"],
+        "c-master000002"
+    );
+    assert_eq!(doc["compute"]["vmScaleSetName"], "c-master");
+    assert_eq!(doc["compute"]["zone"], "3");
+    assert_eq!(
+        instance().provider_id(),
+        "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/c-master/virtualMachines/2"
+    );
+    let statuses: Vec<u16> = server.hits().iter().map(|h| h.status).collect();
+    assert_eq!(statuses.len(), 4);
+}
+
+#[test]
+fn mirror_serves_the_release_layout_and_corrupts_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("tool");
+    std::fs::write(&source, vec![7u8; 1000]).unwrap();
+    let tree = dir.path().join("tree");
+    mirror::build_release_tree(&tree, "v1.34.2", &[("kubelet", source.clone())]).unwrap();
+    let base = "/release/v1.34.2/bin/linux/amd64";
+    let good = mirror::start(tree.clone(), mirror::Behaviour::default()).unwrap();
+    let (status, body) = get(good.port, &format!("{base}/kubelet"), &[]);
+    assert_eq!(status, 200);
+    let (_, sum) = get(good.port, &format!("{base}/kubelet.sha256"), &[]);
+    assert_eq!(
+        String::from_utf8(sum).unwrap(),
+        hex::encode(Sha256::digest(&body))
+    );
+    assert_eq!(get(good.port, "/release/../tool", &[]).0, 404);
+
+    let bad = mirror::start(
+        tree,
+        mirror::Behaviour {
+            corrupt: Some("kubelet".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (_, corrupted) = get(bad.port, &format!("{base}/kubelet"), &[]);
+    assert_eq!(corrupted.len(), body.len());
+    assert_ne!(corrupted, body);
+}
+
+fn section(name: &str, data: &[u8]) -> String {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let lines: Vec<String> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    format!(
+        "KBE2E-BEGIN {name}\r\n{}\r\nKBE2E-END {name}\r\n",
+        lines.join("\r\n")
+    )
+}
+
+#[test]
+fn evidence_stream_parses_per_boot_and_drops_cut_sections() {
+    let big = vec![b'x'; 5000];
+    let stream = format!(
+        "noise\r\nKBE2E boot 1 abc 12.5\r\nKBE2E settled 80.25\r\n{}KBE2E-BEGIN journal\r\nAAAA\r\n\
+         KBE2E boot 2 def 3.0\r\n{}KBE2E dumped 2 99.0\r\n",
+        section("unit", b"ActiveState=active\nResult=success\n"),
+        section("journal", &big),
+    );
+    let boots = evidence::parse(&stream).unwrap();
+    assert_eq!(boots.len(), 2);
+    assert_eq!(boots[0].number, 1);
+    assert_eq!(boots[0].event_uptime("settled"), Some(80.25));
+    assert_eq!(boots[0].unit().unwrap()["ActiveState"], "active");
+    assert!(
+        !boots[0].sections.contains_key("journal"),
+        "cut short by the reset"
+    );
+    assert!(!boots[0].is_dumped());
+    assert_eq!(boots[1].sections["journal"], big);
+    assert!(boots[1].is_dumped());
+}
+
+#[test]
+fn secrets_are_found_by_any_pem_body_line() {
+    let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nAAAA\n-----END PRIVATE KEY-----\n";
+    let needles = vec![secrets::pem_needle("ca.key", pem)];
+    assert!(secrets::find(
+        &needles,
+        b"log: MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7 end"
+    )
+    .is_some());
+    assert!(secrets::find(&needles, b"AAAA and -----BEGIN PRIVATE KEY-----").is_none());
+}
