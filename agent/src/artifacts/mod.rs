@@ -6,6 +6,7 @@
 //! into a temporary file beside their final path, and files are renamed into place only once every
 //! artifact of the set is verified, so a failure leaves nothing new installed.
 
+mod bake;
 mod baked;
 mod fetch;
 mod progress;
@@ -26,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::fsx;
 use crate::root::Root;
 
+pub use bake::{bake, prepare_first_boot};
 pub use baked::{BakedFile, BakedManifest, BAKED_MANIFEST_PATH};
 
 /// Where kubelet, kubeadm, kubectl and crictl are installed on the node.
@@ -173,6 +175,26 @@ impl Artifact {
             url,
             payload,
         }
+    }
+}
+
+/// crictl `version` from its upstream GitHub release.
+pub fn upstream_crictl(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/{version}"
+        ),
+    }
+}
+
+/// The CNI plugins `version` from their upstream GitHub release.
+pub fn upstream_cni_plugins(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/containernetworking/plugins/releases/download/{version}"
+        ),
     }
 }
 
