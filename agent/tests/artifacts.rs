@@ -467,3 +467,32 @@ fn cli_install_reports_success_and_failure() {
     assert!(stderr.contains("HTTP 404"), "{stderr}");
     assert!(!fresh.path().join("usr/local/bin/kubelet").exists());
 }
+
+#[test]
+fn downloads_go_through_the_proxy_from_the_environment() {
+    let proxy = ReleaseServer::start();
+    ReleaseTree::generate(BINARY_SIZE).serve(&proxy);
+    let root = tempfile::tempdir().unwrap();
+    // A child process, so the proxy variables reach only this install.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["install", "--version", release::VERSION])
+        .args(["--from", "http://mirror.invalid"])
+        .arg("--root")
+        .arg(root.path())
+        .env("http_proxy", proxy.url())
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 6, "3 binaries and their checksums: {seen:?}");
+    assert!(seen
+        .iter()
+        .all(|s| s.proxied_for.as_deref() == Some("mirror.invalid")));
+    assert!(root.path().join("usr/local/bin/kubectl").exists());
+}

@@ -402,3 +402,48 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_the_upstream_release_layout() {
+        let set = ArtifactSet::new(
+            "v1.35.2".parse().unwrap(),
+            "arm64",
+            "https://dl.k8s.io/",
+            Some(&upstream_crictl("v1.35.0")),
+            Some(&upstream_cni_plugins("v1.8.0")),
+        );
+        let urls: Vec<(&str, &str)> = set
+            .artifacts
+            .iter()
+            .map(|a| (a.url.as_str(), a.checksum_url.as_str()))
+            .collect();
+        assert_eq!(
+            urls[0],
+            (
+                "https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubelet",
+                "https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubelet.sha256"
+            )
+        );
+        assert_eq!(
+            urls[3].0,
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.35.0/crictl-v1.35.0-linux-arm64.tar.gz"
+        );
+        assert_eq!(
+            urls[4].0,
+            "https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-arm64-v1.8.0.tgz"
+        );
+        assert_eq!(
+            set.artifacts[0].payload,
+            Payload::Binary {
+                path: PathBuf::from("/usr/local/bin/kubelet")
+            }
+        );
+        assert!(
+            matches!(&set.artifacts[4].payload, Payload::Tarball { dir, .. } if dir == Path::new(CNI_BIN_DIR))
+        );
+    }
+}

@@ -36,6 +36,9 @@ pub struct Seen {
     pub path: String,
     /// Start of a `Range: bytes=N-` request.
     pub range_from: Option<u64>,
+    /// The host of an absolute-form request (`GET http://host/path`): the server was asked as a
+    /// proxy, and answers as if it were that host.
+    pub proxied_for: Option<String>,
 }
 
 #[derive(Default)]
@@ -120,11 +123,17 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         return;
     };
     let mut lines = request.lines();
-    let path = lines
+    let target = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
+        .unwrap_or("/");
+    let (proxied_for, path) = match target.strip_prefix("http://") {
+        Some(rest) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            (Some(host.to_string()), path.to_string())
+        }
+        None => (None, target.to_string()),
+    };
     let range_from = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.eq_ignore_ascii_case("range"))
@@ -136,6 +145,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         state.seen.push(Seen {
             path: path.clone(),
             range_from,
+            proxied_for,
         });
         let fault = match state.faults.get_mut(&path) {
             Some((fault, times)) if *times > 0 => {
