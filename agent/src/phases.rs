@@ -10,6 +10,7 @@ pub mod addons;
 pub mod container_runtime;
 pub mod control_plane_init;
 pub mod done;
+pub mod harden;
 pub mod install;
 pub mod join;
 pub mod kubeadm_config;
@@ -57,6 +58,7 @@ pub static STEPS: &[Step] = &[
     Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE },
     Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER },
     Step { phase: &join::Join, runs_on: JOINING_NODES },
+    Step { phase: &harden::Harden, runs_on: EVERY_NODE },
     Step { phase: &addons::Addons, runs_on: FIRST_MASTER },
     Step { phase: &done::Done, runs_on: EVERY_NODE },
 ];

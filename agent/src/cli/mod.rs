@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::error::{exit, exit_code_for};
 use crate::root::Root;
 
+pub mod audit;
 pub mod bake;
 pub mod install;
 pub mod plan;
@@ -39,6 +40,8 @@ pub enum Command {
     Install(install::Args),
     /// Prepare a VM image: install and record the artifacts, clean the build VM's first-boot state.
     Bake(bake::Args),
+    /// Check this node against the CIS Kubernetes Benchmark items the agent controls (exit 1 on a failure).
+    Audit(audit::Args),
 }
 
 /// Options every subcommand shares.
@@ -85,5 +88,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Install(args) => install::run(args),
         Command::Bake(args) => bake::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

@@ -92,15 +92,16 @@ impl Phase for Kubelet {
         "install the kubelet unit and kubeadm's drop-in, enable the kubelet"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
+        // 0600: CIS 4.1.1 wants the kubelet's service files readable by root only.
         fsx::write_if_changed(
             &ctx.root.path(UNIT_FILE),
             include_bytes!("../../files/kubelet.service"),
-            0o644,
+            0o600,
         )?;
         fsx::write_if_changed(
             &ctx.root.path(DROP_IN_FILE),
             include_bytes!("../../files/10-kubeadm.conf"),
-            0o644,
+            0o600,
         )?;
         ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
         ctx.exec(&Cmd::systemctl(["enable", "kubelet"]))?;

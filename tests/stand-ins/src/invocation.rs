@@ -30,6 +30,17 @@ impl Root {
         self.0.join(p.strip_prefix("/").unwrap_or(p))
     }
 
+    /// A path given on a command line: the caller's node path (`/etc/kubeboot/kubeadm.yaml`, as the
+    /// agent passes it under `--root`) maps under the root; a path already inside the root is kept.
+    pub fn arg_path(&self, arg: &str) -> PathBuf {
+        let p = Path::new(arg);
+        if p.starts_with(&self.0) {
+            p.to_path_buf()
+        } else {
+            self.path(p)
+        }
+    }
+
     pub fn is_host(&self) -> bool {
         self.0 == Path::new("/")
     }

@@ -1,5 +1,4 @@
 //! Stand-in for kubeadm (tests only): strict flags and config, observable init/join/reset effects.
-use std::path::Path;
 
 use anyhow::{bail, Result};
 use kubeboot_stand_ins::flags::{self, boolean, value, Flag, Parsed};
@@ -187,7 +186,7 @@ fn dispatch(root: &Root, args: &[String]) -> Result<()> {
                 let p = parse(rest, CONFIG_VALIDATE)?;
                 no_positionals(&p)?;
                 let path = p.last("config").ok_or_else(|| anyhow::anyhow!("--config is required"))?;
-                config::load(Path::new(path), config::Purpose::Validate, KubeVersion::own()?.as_ref())?;
+                config::load(&root.arg_path(path), config::Purpose::Validate, KubeVersion::own()?.as_ref())?;
                 println!("ok");
                 Ok(())
             }

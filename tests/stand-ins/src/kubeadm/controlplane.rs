@@ -383,6 +383,16 @@ impl Node<'_> {
         ];
         let ip = self.advertise_address;
         let local = self.cluster.etcd.local.clone().unwrap_or_default();
+        // kubeadm's etcd phase creates the data directory 0700 before writing etcd's manifest.
+        let data_dir = self.root.path(&local.data_dir);
+        std::fs::create_dir_all(&data_dir)
+            .and_then(|_| {
+                std::fs::set_permissions(
+                    &data_dir,
+                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+                )
+            })
+            .with_context(|| format!("creating the etcd data directory {}", local.data_dir))?;
         let etcd_defaults: Vec<(&str, String)> = vec![
             (
                 "advertise-client-urls",

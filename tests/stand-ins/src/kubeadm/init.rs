@@ -25,7 +25,7 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
         .last("config")
         .ok_or_else(|| anyhow!("kubeboot always passes --config"))?;
     let own = KubeVersion::own()?;
-    let (cfg, version) = config::load(Path::new(path), Purpose::Init, own.as_ref())?;
+    let (cfg, version) = config::load(&root.arg_path(path), Purpose::Init, own.as_ref())?;
     let init = cfg.init.expect("load checked it");
     let cluster = cfg.cluster.expect("load checked it");
     let mut skip: Vec<String> = init.skip_phases.clone();
@@ -117,7 +117,7 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
             git_version: version.to_string(),
             cluster_name: cluster.cluster_name.clone(),
             control_plane_endpoint: cluster.control_plane_endpoint.clone(),
-            cluster_configuration: cluster_configuration_yaml(path)?,
+            cluster_configuration: cluster_configuration_yaml(&root.arg_path(path))?,
         })?;
         state.set_kubelet_config(&kubelet_config_yaml(cfg.kubelet.as_ref(), &cluster)?)
     })?;
@@ -180,8 +180,8 @@ pub fn kubelet_config_yaml(
     Ok(serde_yaml_ng::to_string(&c)?)
 }
 
-fn cluster_configuration_yaml(path: &str) -> Result<String> {
-    let text = fsx::read(Path::new(path))?;
+fn cluster_configuration_yaml(path: &Path) -> Result<String> {
+    let text = fsx::read(path)?;
     let docs = crate::schema::parse_documents(&text).map_err(|e| anyhow!(e))?;
     let doc = docs
         .into_iter()

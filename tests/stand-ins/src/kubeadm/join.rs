@@ -30,7 +30,7 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
         .last("config")
         .ok_or_else(|| anyhow!("kubeboot always passes --config"))?;
     let own = KubeVersion::own()?;
-    let (cfg, _) = config::load(Path::new(path), Purpose::Join, own.as_ref())?;
+    let (cfg, _) = config::load(&root.arg_path(path), Purpose::Join, own.as_ref())?;
     let join = cfg.join.expect("load checked it");
     let discovery = join.discovery.bootstrap_token.clone().expect("validated");
     let control_plane = join.control_plane.is_some();

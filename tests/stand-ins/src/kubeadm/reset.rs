@@ -17,7 +17,7 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
     }
     if let Some(path) = flags.last("config") {
         config::load(
-            Path::new(path),
+            &root.arg_path(path),
             Purpose::Reset,
             KubeVersion::own()?.as_ref(),
         )?;
