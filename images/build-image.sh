@@ -81,8 +81,9 @@ if [ "$with_agent" = yes ]; then
   fi
 fi
 
-# Room for what the node downloads at first boot (Kubernetes binaries, images); the file is sparse.
-size_mib=$(( $(du -sm "$work/rootfs" | cut -f1) + 1536 ))
+# Room for what the node downloads at first boot (Kubernetes binaries, images): the agent's preflight wants
+# 2 GiB free under /var/lib. The file is sparse, so the headroom costs no disk.
+size_mib=$(( $(du -sm "$work/rootfs" | cut -f1) + 3072 ))
 rm -f "$out/root.img"
 mkfs.ext4 -q -F -L kubeboot-root -d "$work/rootfs" "$out/root.img" "${size_mib}M"
 cp "$base/vmlinuz" "$out/vmlinuz"

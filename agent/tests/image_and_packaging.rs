@@ -236,6 +236,11 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
     assert!(micros("agent-start-us") >= micros("cloud-init-done-us"));
     assert!(micros("agent-start-us") >= micros("cloud-config-done-us"));
     assert!(micros("agent-start-us") >= micros("network-online-us"));
+    // Its own log records reach the journal under the unit.
+    assert!(
+        get("agent-output-lines").parse::<u32>().unwrap() > 0,
+        "the agent logged nothing to the journal"
+    );
 
     // Everything the agent must do still works under the unit's hardening, and the hardening is in force.
     let probes: Vec<&str> = serial
@@ -335,4 +340,80 @@ fn packer_templates_validate() {
     packer_validate("qemu.json", &qemu).unwrap();
     let err = packer_validate("qemu.json", &qemu[1..]).unwrap_err();
     assert!(err.contains("image_dir"), "{err}");
+}
+
+/// A file of an ext4 image, read offline with debugfs (e2fsprogs); None when it does not exist.
+fn image_file(image: &Path, path: &str) -> Option<Vec<u8>> {
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image));
+    let missing = String::from_utf8_lossy(&out.stderr).contains("File not found");
+    (!missing).then_some(out.stdout)
+}
+
+#[test]
+fn packer_build_installs_and_bakes_the_agent_into_the_test_image() {
+    let repo = repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let deb = build_deb(w);
+    // A release mirror with the upstream layout; its "binaries" only have to match their checksums.
+    let version = "v1.35.0";
+    let bin_dir = w.join(format!("mirror/release/{version}/bin/linux/amd64"));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let mut served = BTreeMap::new();
+    for tool in ["kubelet", "kubeadm", "kubectl"] {
+        let body = format!("#!/bin/sh\necho {tool} {version}\n");
+        std::fs::write(bin_dir.join(tool), &body).unwrap();
+        let digest = run(Command::new("sha256sum").arg(bin_dir.join(tool)));
+        let digest = String::from_utf8(digest.stdout).unwrap()[..64].to_string();
+        std::fs::write(bin_dir.join(format!("{tool}.sha256")), &digest).unwrap();
+        served.insert(tool, (body, digest));
+    }
+
+    let started = std::time::Instant::now();
+    run(Command::new(repo.join("packer/build-qemu.sh"))
+        .arg("--deb")
+        .arg(&deb)
+        .args(["--kubernetes-version", version])
+        .arg("--mirror")
+        .arg(w.join("mirror"))
+        .arg("--out")
+        .arg(w.join("baked")));
+    println!(
+        "packer build of packer/qemu.json (incl. the image without agent): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let image = w.join("baked/root.img");
+    let read = |path: &str| image_file(&image, path);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &read("/etc/kubeboot/baked.json").expect("bake recorded baked.json"),
+    )
+    .unwrap();
+    for (tool, (body, digest)) in &served {
+        let installed = read(&format!("/usr/local/bin/{tool}"))
+            .unwrap_or_else(|| panic!("{tool} not baked into /usr/local/bin"));
+        assert_eq!(String::from_utf8(installed).unwrap(), *body);
+        let recorded = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == *tool)
+            .unwrap_or_else(|| panic!("{tool} missing from baked.json: {manifest}"));
+        assert_eq!(recorded["sha256"], digest.as_str());
+    }
+    assert!(
+        read("/usr/bin/kubeboot-agent").is_some(),
+        "the .deb was installed"
+    );
+    assert!(
+        read("/etc/systemd/system/multi-user.target.wants/kubeboot-agent.service").is_some(),
+        "the agent unit is enabled"
+    );
+    // Generalised: no build VM identity or credentials left.
+    assert_eq!(read("/etc/machine-id"), Some(Vec::new()));
+    assert_eq!(read("/root/.ssh/authorized_keys"), None);
+    assert_eq!(read("/var/lib/cloud/instance/user-data.txt"), None);
 }
