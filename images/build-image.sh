@@ -54,12 +54,16 @@ exec 9>"$cache_root/.lock"
 flock 9
 if [ ! -f "$base/complete" ]; then
   echo "build-image.sh: building the base root filesystem $key (cold cache)" >&2
-  rm -rf "$base" "$base.tmp"
+  # Under the lock nothing else builds: any *.tmp is left over from an interrupted build.
+  rm -rf "$base" "$cache_root"/*.tmp
   "$here/base-rootfs.sh" "$base.tmp" >&2
   touch "$base.tmp/complete"
   mv "$base.tmp" "$base"
+  # Other recipes' bases (~0.5 GiB each) go once unused for two days; branches in flight keep theirs.
+  find "$cache_root" -mindepth 2 -maxdepth 2 -name complete -mtime +2 -printf '%h\0' | xargs -0r rm -rf
 else
   echo "build-image.sh: reusing cached base root filesystem $key" >&2
+  touch "$base/complete"
 fi
 
 mkdir -p "$out"

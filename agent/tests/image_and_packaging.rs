@@ -204,7 +204,7 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
         .arg(w.join("seed.iso"))
         .arg("--serial")
         .arg(&serial_log)
-        .args(["--timeout", "420", "--no-reboot"])
+        .args(["--timeout", "900", "--no-reboot"])
         .output()
         .expect("run-vm.sh runs");
     let serial = std::fs::read_to_string(&serial_log).unwrap_or_default();
