@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::error::{exit, exit_code_for};
 use crate::root::Root;
 
+pub mod bake;
+pub mod install;
 pub mod plan;
 pub mod run;
 pub mod status;
@@ -33,6 +35,10 @@ pub enum Command {
     Plan(plan::Args),
     /// Show per-phase state, timestamps and last errors.
     Status(status::Args),
+    /// Install kubelet, kubeadm, kubectl (and crictl, CNI plugins) of one version, verified.
+    Install(install::Args),
+    /// Prepare a VM image: install and record the artifacts, clean the build VM's first-boot state.
+    Bake(bake::Args),
 }
 
 /// Options every subcommand shares.
@@ -77,5 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Bake(args) => bake::run(args),
     }
 }
