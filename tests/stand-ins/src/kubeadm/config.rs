@@ -158,6 +158,7 @@ pub struct TokenDiscovery {
     pub api_server_endpoint: String,
     pub token: String,
     pub ca_cert_hashes: Vec<String>,
+    #[serde(rename = "unsafeSkipCAVerification")]
     pub unsafe_skip_ca_verification: bool,
 }
 
