@@ -397,11 +397,19 @@ impl Server {
                 StatusCode::OK,
                 resources::resource_list(group, version),
             )),
-            (&Method::GET, ["openapi", ..]) => Ok(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the stand-in serves no OpenAPI".into(),
-            )),
+            (&Method::GET, ["openapi", "v3"]) => {
+                Ok(reply(StatusCode::OK, resources::openapi_index()))
+            }
+            (&Method::GET, ["openapi", "v3", gv @ ..]) => {
+                Ok(match resources::openapi_group_version(&gv.join("/")) {
+                    Some(doc) => reply(StatusCode::OK, doc),
+                    None => failure(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("no OpenAPI document for {}", gv.join("/")),
+                    ),
+                })
+            }
             (
                 &Method::POST,
                 ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"],
@@ -706,6 +714,16 @@ impl Server {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "UnsupportedMediaType",
                         format!("the stand-in serves only server-side apply, not {content_type:?}"),
+                    ));
+                }
+                if let Some(v) = query
+                    .get("fieldValidation")
+                    .filter(|v| !["Strict", "Warn", "Ignore"].contains(&v.as_str()))
+                {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("fieldValidation: {v:?} is not Strict, Warn or Ignore"),
                     ));
                 }
                 if query.get("fieldManager").is_none_or(|m| m.is_empty()) {

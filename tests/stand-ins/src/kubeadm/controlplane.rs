@@ -649,7 +649,10 @@ pub fn start_apiserver(root: &Root, version: &KubeVersion) -> Result<()> {
 fn running_pid(root: &Root) -> Option<nix::unistd::Pid> {
     let text = std::fs::read_to_string(State::new(root).pid_file()).ok()?;
     let pid = nix::unistd::Pid::from_raw(text.trim().parse().ok().filter(|p| *p > 0)?);
-    nix::sys::signal::kill(pid, None).ok().map(|_| pid)
+    nix::sys::signal::kill(pid, None)
+        .ok()
+        .filter(|_| !is_zombie(pid))
+        .map(|_| pid)
 }
 
 /// Stops the API server recorded in the pid file (SIGTERM, then SIGKILL after 5 s).
@@ -658,7 +661,7 @@ pub fn stop_apiserver(root: &Root) -> Result<()> {
     if let Some(pid) = running_pid(root) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while running_pid(root).is_some() && !is_zombie(pid) {
+        while running_pid(root).is_some() {
             if Instant::now() > deadline {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 break;
