@@ -47,6 +47,8 @@ ssh_authorized_keys:
   - $(cat "$work/ssh_key.pub")
 USER
 
+# Packer would otherwise leave a packer_cache directory in the caller's working directory.
+export PACKER_CACHE_DIR="$work/packer_cache"
 # PACKER_HTTP_ADDR is set by Packer for shell provisioners: the build VM's way back to the HTTP server.
 # shellcheck disable=SC2016 # expanded by the provisioner's shell inside the VM
 packer build -color=false \
