@@ -3,8 +3,10 @@
 # agent's .deb, `kubeboot-agent bake`), under QEMU instead of on an Azure VM.
 #
 # Usage: packer/build-qemu.sh --deb PATH.deb --kubernetes-version vX.Y.Z --mirror DIR --out DIR
-#   --mirror DIR  a release tree with the upstream layout (DIR/release/<version>/bin/linux/amd64/kubelet{,.sha256},
-#                 ...); Packer's HTTP server serves it to the build VM, and bake fetches from there.
+#   --mirror DIR  what bake downloads, served to the build VM by Packer's HTTP server: the release tree with the
+#                 upstream layout (DIR/release/<version>/bin/linux/amd64/kubelet{,.sha256}, kubeadm, kubectl),
+#                 DIR/crictl/crictl-<v>-linux-amd64.tar.gz{,.sha256} and
+#                 DIR/cni-plugins/cni-plugins-linux-amd64-<v>.tgz{,.sha256} (bake's default versions).
 # Output in --out: root.img (the baked image), vmlinuz, initrd.img and image.env, bootable with tests/vm/run-vm.sh.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -57,7 +59,7 @@ packer build -color=false \
   -var "ssh_private_key_file=$work/ssh_key" \
   -var "agent_deb=$deb" \
   -var "kubernetes_version=$version" \
-  -var 'bake_extra_args=--from http://$PACKER_HTTP_ADDR' \
+  -var 'bake_extra_args=--from http://$PACKER_HTTP_ADDR --crictl-from http://$PACKER_HTTP_ADDR/crictl --cni-plugins-from http://$PACKER_HTTP_ADDR/cni-plugins' \
   -var "output_directory=$work/output" \
   -var "serial_log=$out/packer-build-serial.log" \
   "$repo/packer/qemu.json" >&2

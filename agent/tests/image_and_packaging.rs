@@ -39,7 +39,7 @@ fn build_deb(out_dir: &Path) -> PathBuf {
 }
 
 /// `systemd-analyze verify` on a throw-away root holding the host's systemd units, our units in
-/// /etc/systemd/system and stand-in executables at the paths the units start. Returns its diagnostics:
+/// /etc/systemd/system and placeholder executables at the paths the units start. Returns its diagnostics:
 /// systemd reports unknown keys and bad values as warnings with exit status 0, so any output is a finding.
 fn verify_units(units_dir: &Path) -> Result<(), String> {
     let root = tempfile::tempdir().unwrap();
@@ -358,19 +358,50 @@ fn packer_build_installs_and_bakes_the_agent_into_the_test_image() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let deb = build_deb(w);
-    // A release mirror with the upstream layout; its "binaries" only have to match their checksums.
+    // What bake downloads, laid out as packer/build-qemu.sh documents; the "binaries" only have to match
+    // their checksums.
     let version = "v1.35.0";
-    let bin_dir = w.join(format!("mirror/release/{version}/bin/linux/amd64"));
+    let mirror = w.join("mirror");
+    let sha256 = |path: &Path| {
+        let out = run(Command::new("sha256sum").arg(path));
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    };
+    let bin_dir = mirror.join(format!("release/{version}/bin/linux/amd64"));
     std::fs::create_dir_all(&bin_dir).unwrap();
     let mut served = BTreeMap::new();
     for tool in ["kubelet", "kubeadm", "kubectl"] {
         let body = format!("#!/bin/sh\necho {tool} {version}\n");
         std::fs::write(bin_dir.join(tool), &body).unwrap();
-        let digest = run(Command::new("sha256sum").arg(bin_dir.join(tool)));
-        let digest = String::from_utf8(digest.stdout).unwrap()[..64].to_string();
+        let digest = sha256(&bin_dir.join(tool));
         std::fs::write(bin_dir.join(format!("{tool}.sha256")), &digest).unwrap();
         served.insert(tool, (body, digest));
     }
+    let tarball = |dir: &str, name: &str, members: &[&str]| {
+        let src = w.join(format!("{dir}-members"));
+        std::fs::create_dir_all(&src).unwrap();
+        for member in members {
+            std::fs::write(src.join(member), "#!/bin/sh\n").unwrap();
+        }
+        std::fs::create_dir_all(mirror.join(dir)).unwrap();
+        let path = mirror.join(dir).join(name);
+        run(Command::new("tar")
+            .arg("czf")
+            .arg(&path)
+            .arg("-C")
+            .arg(&src)
+            .args(members));
+        std::fs::write(
+            mirror.join(dir).join(format!("{name}.sha256")),
+            sha256(&path),
+        )
+        .unwrap();
+    };
+    tarball("crictl", "crictl-v1.35.0-linux-amd64.tar.gz", &["crictl"]);
+    tarball(
+        "cni-plugins",
+        "cni-plugins-linux-amd64-v1.8.0.tgz",
+        &["bridge", "host-local", "loopback", "portmap"],
+    );
 
     let started = std::time::Instant::now();
     run(Command::new(repo.join("packer/build-qemu.sh"))
@@ -378,7 +409,7 @@ fn packer_build_installs_and_bakes_the_agent_into_the_test_image() {
         .arg(&deb)
         .args(["--kubernetes-version", version])
         .arg("--mirror")
-        .arg(w.join("mirror"))
+        .arg(&mirror)
         .arg("--out")
         .arg(w.join("baked")));
     println!(
