@@ -179,3 +179,67 @@ fn join_fails_on_a_wrong_ca_pin_and_a_wrong_token() {
     );
     assert!(!worker.path("/etc/kubernetes/kubelet.conf").exists());
 }
+
+#[test]
+fn init_phases_rerun_idempotently_a_second_init_fails_preflight_and_an_extra_master_joins() {
+    let pki = SharedPki::generate();
+    let port = free_port();
+    let master = Node::with_pki(&pki);
+    let cfg = master.config(&init_config(port));
+    assert_ok(&master.run("kubeadm", &["init", "--config", &cfg, "--skip-token-print"]));
+
+    // What the agent runs when it finds the control plane up after a restart.
+    for phase in [
+        &["upload-config", "all"][..],
+        &["mark-control-plane"],
+        &["bootstrap-token", "--skip-token-print"],
+        &["kubelet-finalize", "all"],
+        &["addon", "all"],
+    ] {
+        let mut args = vec!["init", "phase"];
+        args.extend_from_slice(phase);
+        args.extend_from_slice(&["--config", &cfg]);
+        let out = master.run("kubeadm", &args);
+        assert_ok(&out);
+        assert!(!stdout(&out).contains(TOKEN), "{}", stdout(&out));
+    }
+    assert_fails(
+        &master.run("kubeadm", &["init", "phase", "addons", "--config", &cfg]),
+        "unknown command \"addons\"",
+    );
+    let out = master.run("kubeadm", &["init", "--config", &cfg]);
+    assert_fails(
+        &out,
+        "[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]",
+    );
+    assert_fails(&out, &format!("[ERROR Port-{port}]"));
+
+    let port2 = free_port();
+    let extra = Node::with_pki(&pki);
+    let join = join_config(port, "master-1", &pki.ca_pin())
+        .replace("kubeboot.io/pool=workers", "kubeboot.io/pool=masters")
+        .replace("  taints:\n  - key: kubeboot.io/dedicated\n    value: batch\n    effect: NoExecute\n", "")
+        .replace("timeouts:", &format!("controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: 127.0.0.1\n    bindPort: {port2}\ntimeouts:"));
+    let cfg = extra.config(&join);
+    let out = extra.run("kubeadm", &["join", "--config", &cfg]);
+    assert_ok(&out);
+    // The extra master's own API server answers discovery with the same CA and token; the worker then
+    // registers through the controlPlaneEndpoint that cluster-info names (the first master here).
+    let worker = Node::new();
+    let cfg = worker.config(&join_config(port2, "worker-9", &pki.ca_pin()));
+    assert_ok(&worker.run("kubeadm", &["join", "--config", &cfg]));
+    let nodes = master.read_json("/var/lib/stand-ins/kube-apiserver/nodes.json");
+    assert!(nodes.get("worker-9").is_some(), "{nodes}");
+    assert_eq!(
+        nodes["master-1"]["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(
+        nodes["master-1"]["spec"]["taints"][0]["key"],
+        "node-role.kubernetes.io/control-plane"
+    );
+    assert!(
+        read(&extra.path("/etc/kubernetes/manifests/kube-apiserver.yaml"))
+            .contains(&format!("--secure-port={port2}"))
+    );
+}
