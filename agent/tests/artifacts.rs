@@ -1,6 +1,8 @@
 //! Installing Kubernetes artifacts from a loopback release mirror, a `file://` mirror and a baked
 //! image, and the fault table: every failure names the artifact and URL and installs nothing.
 
+// Shared with the bake test and the benchmark, which use other parts of it.
+#[allow(dead_code)]
 mod release;
 
 use std::os::unix::fs::PermissionsExt;
@@ -422,4 +424,94 @@ fn baked_for_another_version_is_replaced() {
     assert_eq!(report.artifacts[2].source, SourceKind::Mirror);
     assert!(report.artifacts[2].skipped[0].contains("is v1.34.0"));
     assert_eq!(report.artifacts[0].source, SourceKind::Baked);
+}
+
+#[test]
+fn cli_install_reports_success_and_failure() {
+    let case = Case::new();
+    let run = |root: &Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+            .args(["install", "--version", release::VERSION, "--from"])
+            .arg(case.server.url())
+            .arg("--root")
+            .arg(root)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let crictl_base = release::crictl_release(&case.server.url()).base_url;
+    let crictl = [
+        "--crictl",
+        release::CRICTL_VERSION,
+        "--crictl-from",
+        &crictl_base,
+    ];
+    let ok = run(case.root.path(), &crictl);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("kubelet v1.35.2: Mirror"), "{stdout}");
+    assert!(stdout.contains("crictl v1.35.0: Mirror"), "{stdout}");
+    assert!(case.root().path("/usr/local/bin/crictl").exists());
+
+    case.server
+        .fault(&binary_path("kubeadm"), Fault::Status(404), usize::MAX);
+    let fresh = tempfile::tempdir().unwrap();
+    let failed = run(fresh.path(), &[]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("kubeadm: http://"), "{stderr}");
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+    assert!(!fresh.path().join("usr/local/bin/kubelet").exists());
+}
+
+#[test]
+fn downloads_go_through_the_proxy_from_the_environment() {
+    let proxy = ReleaseServer::start();
+    ReleaseTree::generate(BINARY_SIZE).serve(&proxy);
+    let root = tempfile::tempdir().unwrap();
+    // A child process, so the proxy variables reach only this install.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["install", "--version", release::VERSION])
+        .args(["--from", "http://mirror.invalid"])
+        .arg("--root")
+        .arg(root.path())
+        .env("http_proxy", proxy.url())
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 6, "3 binaries and their checksums: {seen:?}");
+    assert!(seen
+        .iter()
+        .all(|s| s.proxied_for.as_deref() == Some("mirror.invalid")));
+    assert!(root.path().join("usr/local/bin/kubectl").exists());
+}
+
+#[test]
+fn reinstalling_downloads_only_checksums_of_installed_binaries() {
+    let case = Case::new();
+    case.install().unwrap();
+    let kubelet = case.root().path("/usr/local/bin/kubelet");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kubelet).unwrap());
+    case.server.forget_requests();
+    let report = case.install().unwrap();
+    assert_installed(&case);
+    assert_eq!(report.artifacts[0].bytes, 0);
+    for name in ["kubelet", "kubeadm", "kubectl"] {
+        assert!(case.server.requests_for(&binary_path(name)).is_empty());
+        let checksum = format!("{}.sha256", binary_path(name));
+        assert_eq!(case.server.requests_for(&checksum).len(), 1);
+    }
+    let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kubelet).unwrap());
+    assert_eq!(inode, after, "an up-to-date binary is left alone");
 }

@@ -24,6 +24,7 @@ pub const CHECKS: &[Check] = &[
     check_azure_json,
     check_ca_pins,
     check_modes,
+    crate::arm::check::check_tree,
 ];
 
 /// Runs every check over an output directory.

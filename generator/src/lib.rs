@@ -1,5 +1,6 @@
 //! kubeboot-gen: renders a cluster from one spec.
 
+pub mod arm;
 pub mod azure_json;
 pub mod check;
 pub mod names;

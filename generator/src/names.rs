@@ -65,6 +65,38 @@ impl<'a> Names<'a> {
         format!("{}-api-pip", self.cluster)
     }
 
+    /// Children of the load balancer. All carry the cluster name as a prefix so none equals the
+    /// cluster name itself: cloud-provider-azure owns the backend pool named exactly like the
+    /// cluster (it puts every node in it), so the masters' pool must never be that one.
+    pub fn lb_frontend(&self) -> String {
+        format!("{}-api", self.cluster)
+    }
+
+    pub fn lb_master_pool(&self) -> String {
+        format!("{}-masters", self.cluster)
+    }
+
+    /// Every scale set is in this pool; the outbound rule gives it internet access.
+    pub fn lb_outbound_pool(&self) -> String {
+        format!("{}-outbound", self.cluster)
+    }
+
+    pub fn lb_api_probe(&self) -> String {
+        format!("{}-apiserver", self.cluster)
+    }
+
+    pub fn lb_api_rule(&self) -> String {
+        format!("{}-apiserver", self.cluster)
+    }
+
+    pub fn lb_ssh_nat_pool(&self) -> String {
+        format!("{}-ssh", self.cluster)
+    }
+
+    pub fn lb_outbound_rule(&self) -> String {
+        format!("{}-outbound", self.cluster)
+    }
+
     /// Default DNS label of the API server public IP: the cluster name plus a short hash of the
     /// resource group, so two resource groups can run a cluster of the same name in one region.
     /// Resource group names are case-insensitive in Azure, hence the lowercasing.

@@ -1,7 +1,7 @@
 //! Rendering: spec + secrets -> per-pool NodeConfig, user data, custom data and azure.json, all in
 //! memory. Deterministic: the same spec and secrets give byte-identical output.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,9 @@ pub const CUSTOM_DATA_LIMIT: usize = 65_535;
 pub const AZURE_JSON: &str = "azure.json";
 pub const USER_DATA: &str = "user-data.yaml";
 pub const CUSTOM_DATA: &str = "custom-data.b64";
+/// The effective spec the output was rendered from (`check` re-validates it and walks the ARM
+/// template against it).
+pub const EFFECTIVE_SPEC: &str = "cluster.yaml";
 const USER_DATA_TEMPLATE: &str = "user-data.yaml";
 
 pub fn pool_dir(pool: &str) -> PathBuf {
@@ -89,6 +92,7 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
         tree.add(AZURE_JSON, json.clone().into_bytes());
     }
     let mut custom_data_sizes = Vec::new();
+    let mut custom_data = BTreeMap::new();
     for (i, pool) in spec.cluster.spec.pools.iter().enumerate() {
         let config = node_config(spec, secrets, &ca_hash, pool);
         let user_data = render_user_data(&tera, spec, &config, azure_json.as_deref())?;
@@ -104,7 +108,20 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&gzipped);
         tree.add(dir.join(USER_DATA), user_data.into_bytes());
         tree.add(dir.join(CUSTOM_DATA), format!("{b64}\n").into_bytes());
+        custom_data.insert(pool.name.clone(), b64);
     }
+    if spec.cluster.spec.azure.is_some() {
+        let arm = crate::arm::render(
+            &spec.cluster,
+            &crate::arm::ArmSecrets {
+                ssh_public_key: secrets.ssh.public.trim_end(),
+                custom_data: &custom_data,
+            },
+        )?;
+        tree.add(crate::arm::TEMPLATE_FILE, arm.template.into_bytes());
+        tree.add(crate::arm::PARAMETERS_FILE, arm.parameters.into_bytes());
+    }
+    tree.add(EFFECTIVE_SPEC, spec.effective_yaml().into_bytes());
     Ok(Rendered {
         tree,
         custom_data_sizes,
@@ -151,6 +168,7 @@ pub fn node_config(
             service_cidr: IpNet::V4(s.network.service_cidr),
             dns_domain: default_dns_domain(),
             init_node: s.init_node.clone(),
+            api_server_bind_port: kubeboot_nodeconfig::DEFAULT_API_SERVER_BIND_PORT,
         },
         node: NodeInfo {
             pool: pool.name.clone(),

@@ -64,6 +64,36 @@ pub struct AzureSpec {
     /// DNS label of the API server public IP; default derived from cluster and resource group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_label: Option<String>,
+    /// Sources allowed to reach the API server (TCP 6443) through the master NSG: `*` (the
+    /// default, as the seed) or IPv4 addresses/CIDRs.
+    #[serde(default = "any_source")]
+    pub api_server_allowed_sources: Vec<String>,
+    /// Sources allowed to SSH (via the load balancer's NAT pool) to the masters; same form.
+    #[serde(default = "any_source")]
+    pub ssh_allowed_sources: Vec<String>,
+    /// Which roles the scale sets' identities get on the resource group.
+    #[serde(default)]
+    pub identity_roles: IdentityRoles,
+    /// Resource id of the VM image (the Packer-built one); when absent, `imageId` is left for
+    /// the `az deployment group create` command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+}
+
+fn any_source() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Role assignments of the scale sets' system-assigned identities on the resource group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityRoles {
+    /// As the seed: Owner for the masters, Contributor for the workers.
+    #[default]
+    Owner,
+    /// Safer: Contributor for the masters (the cloud controller needs no role-assignment rights),
+    /// and a custom read-only role for the workers (the external cloud provider runs on masters).
+    ContributorPlusCustom,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,4 +165,31 @@ pub enum SecretStoreKind {
 pub struct SecretsSpec {
     #[serde(default)]
     pub store: SecretStoreKind,
+    /// Where the secrets live when `store: vault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<VaultSpec>,
+}
+
+/// A Vault (or OpenBao) KV version 2 location. The token comes from `VAULT_TOKEN` or `tokenFile`,
+/// never from the spec or a flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultSpec {
+    /// `https://vault.example.com:8200` (plain `http` only for loopback addresses).
+    pub address: String,
+    /// Mount point of the KV v2 engine.
+    #[serde(default = "default_vault_mount")]
+    pub mount: String,
+    /// Secret path inside the mount, e.g. `kubeboot/demo`.
+    pub path: String,
+    /// PEM CA bundle to verify the server with, in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_file: Option<std::path::PathBuf>,
+    /// File holding the token, used when `VAULT_TOKEN` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+fn default_vault_mount() -> String {
+    "secret".into()
 }

@@ -184,6 +184,7 @@ impl Validator {
         if let Some(label) = &azure.dns_label {
             self.check("spec.azure.dnsLabel", check_dns_label(label));
         }
+        self.errors.extend(crate::arm::validate_azure(azure));
         let spec = &cluster.spec;
         if spec.control_plane_endpoint.is_some() {
             self.error(

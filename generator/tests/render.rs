@@ -120,7 +120,8 @@ fn same_spec_and_secrets_render_identically() {
     let a = render(&spec, secrets()).unwrap();
     let b = render(&spec, secrets()).unwrap();
     assert_eq!(a.tree, b.tree);
-    assert_eq!(a.tree.files.len(), 7); // azure.json + 3 pools x 2
+    // azure.json + cluster.yaml + 3 pools x 2 + the ARM template and its parameters
+    assert_eq!(a.tree.files.len(), 10);
 }
 
 #[test]

@@ -420,19 +420,55 @@ fn redirect_policy(allowed_hosts: Vec<String>) -> redirect::Policy {
             return attempt.error("too many redirects");
         }
         let from = &attempt.previous()[0];
-        let to = attempt.url();
-        let same_origin = to.origin() == from.origin();
-        let allowed_host = to.scheme() == "https"
-            && to
-                .host_str()
-                .is_some_and(|host| allowed_hosts.iter().any(|a| a == host));
-        if same_origin || allowed_host {
+        if redirect_allowed(from, attempt.url(), &allowed_hosts) {
             attempt.follow()
         } else {
             let refusal = format!(
-                "{from} redirects to {to}, which is neither the same origin nor an allowed https host"
+                "{from} redirects to {}, which is neither the same origin nor an allowed https host",
+                attempt.url()
             );
             attempt.error(refusal)
         }
     })
+}
+
+/// Same origin (scheme, host, port), or https to one of `allowed_hosts`.
+fn redirect_allowed(from: &Url, to: &Url, allowed_hosts: &[String]) -> bool {
+    to.origin() == from.origin()
+        || (to.scheme() == "https"
+            && to
+                .host_str()
+                .is_some_and(|host| allowed_hosts.iter().any(|a| a == host)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_stay_on_the_origin_or_go_to_allowed_https_hosts() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let allowed = ["cdn.dl.k8s.io".to_string()];
+        let from = url("https://dl.k8s.io/release/v1.35.2/bin/linux/amd64/kubelet");
+        let to = |s: &str| redirect_allowed(&from, &url(s), &allowed);
+        assert!(to("https://dl.k8s.io/other/kubelet"));
+        assert!(to("https://cdn.dl.k8s.io/release/kubelet"));
+        assert!(!to("http://cdn.dl.k8s.io/release/kubelet"), "downgrade");
+        assert!(!to("http://dl.k8s.io/release/kubelet"), "downgrade");
+        assert!(!to("https://dl.k8s.io:8443/kubelet"), "other port");
+        assert!(!to("https://evil.example/kubelet"));
+    }
+
+    #[test]
+    fn checksum_files_in_upstream_formats() {
+        let hex = "AB".repeat(32);
+        assert_eq!(parse_checksum(&hex), Ok("ab".repeat(32)));
+        assert_eq!(
+            parse_checksum(&format!("{hex}  crictl-v1.35.0-linux-amd64.tar.gz\n")),
+            Ok("ab".repeat(32))
+        );
+        assert!(parse_checksum("").is_err());
+        assert!(parse_checksum("<html>Not Found</html>").is_err());
+        assert!(parse_checksum(&"ab".repeat(31)).is_err());
+    }
 }

@@ -6,6 +6,7 @@
 //! into a temporary file beside their final path, and files are renamed into place only once every
 //! artifact of the set is verified, so a failure leaves nothing new installed.
 
+mod bake;
 mod baked;
 mod fetch;
 mod progress;
@@ -26,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::fsx;
 use crate::root::Root;
 
+pub use bake::{bake, install_units, prepare_first_boot};
 pub use baked::{BakedFile, BakedManifest, BAKED_MANIFEST_PATH};
 
 /// Where kubelet, kubeadm, kubectl and crictl are installed on the node.
@@ -173,6 +175,34 @@ impl Artifact {
             url,
             payload,
         }
+    }
+}
+
+/// The CNI plugins release `bake` installs when none is named.
+pub const DEFAULT_CNI_PLUGINS_VERSION: &str = "v1.8.0";
+
+/// cri-tools follows Kubernetes' minors: crictl v1.N.0 goes with Kubernetes v1.N.x.
+pub fn default_crictl_version(kubernetes: &KubernetesVersion) -> String {
+    format!("v1.{}.0", kubernetes.minor())
+}
+
+/// crictl `version` from its upstream GitHub release.
+pub fn upstream_crictl(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/{version}"
+        ),
+    }
+}
+
+/// The CNI plugins `version` from their upstream GitHub release.
+pub fn upstream_cni_plugins(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/containernetworking/plugins/releases/download/{version}"
+        ),
     }
 }
 
@@ -378,5 +408,50 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_the_upstream_release_layout() {
+        let set = ArtifactSet::new(
+            "v1.35.2".parse().unwrap(),
+            "arm64",
+            "https://dl.k8s.io/",
+            Some(&upstream_crictl("v1.35.0")),
+            Some(&upstream_cni_plugins("v1.8.0")),
+        );
+        let urls: Vec<(&str, &str)> = set
+            .artifacts
+            .iter()
+            .map(|a| (a.url.as_str(), a.checksum_url.as_str()))
+            .collect();
+        assert_eq!(
+            urls[0],
+            (
+                "https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubelet",
+                "https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubelet.sha256"
+            )
+        );
+        assert_eq!(
+            urls[3].0,
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.35.0/crictl-v1.35.0-linux-arm64.tar.gz"
+        );
+        assert_eq!(
+            urls[4].0,
+            "https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-arm64-v1.8.0.tgz"
+        );
+        assert_eq!(
+            set.artifacts[0].payload,
+            Payload::Binary {
+                path: PathBuf::from("/usr/local/bin/kubelet")
+            }
+        );
+        assert!(
+            matches!(&set.artifacts[4].payload, Payload::Tarball { dir, .. } if dir == Path::new(CNI_BIN_DIR))
+        );
     }
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Bytes a simulated link moves per round trip (a large TCP window).
+pub const LINK_WINDOW: usize = 4 << 20;
+
 /// How the server answers a request instead of serving the file.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -33,6 +36,9 @@ pub struct Seen {
     pub path: String,
     /// Start of a `Range: bytes=N-` request.
     pub range_from: Option<u64>,
+    /// The host of an absolute-form request (`GET http://host/path`): the server was asked as a
+    /// proxy, and answers as if it were that host.
+    pub proxied_for: Option<String>,
 }
 
 #[derive(Default)]
@@ -92,7 +98,9 @@ impl ReleaseServer {
         state.faults.insert(path.to_string(), (fault, times));
     }
 
-    /// Delay before every response.
+    /// Simulates a link with this round-trip time: a delay before every response, and one after
+    /// every `LINK_WINDOW` bytes of a body (a TCP window's worth per round trip), so a single
+    /// connection is slow the way a distant server is.
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().unwrap().latency = latency;
     }
@@ -115,11 +123,17 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         return;
     };
     let mut lines = request.lines();
-    let path = lines
+    let target = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
+        .unwrap_or("/");
+    let (proxied_for, path) = match target.strip_prefix("http://") {
+        Some(rest) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            (Some(host.to_string()), path.to_string())
+        }
+        None => (None, target.to_string()),
+    };
     let range_from = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.eq_ignore_ascii_case("range"))
@@ -131,6 +145,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         state.seen.push(Seen {
             path: path.clone(),
             range_from,
+            proxied_for,
         });
         let fault = match state.faults.get_mut(&path) {
             Some((fault, times)) if *times > 0 => {
@@ -141,8 +156,15 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         };
         (state.files.get(&path).cloned(), fault, state.latency)
     };
-    tokio::time::sleep(latency).await;
-    let _ = respond(&mut stream, file, fault, range_from).await;
+    pause(latency).await;
+    let _ = respond(&mut stream, file, fault, range_from, latency).await;
+}
+
+/// Sleeps unless `latency` is zero (a zero sleep still waits for the next timer tick).
+async fn pause(latency: Duration) {
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
 }
 
 async fn read_head(stream: &mut TcpStream) -> Option<String> {
@@ -163,6 +185,7 @@ async fn respond(
     file: Option<Arc<Vec<u8>>>,
     fault: Option<Fault>,
     range_from: Option<u64>,
+    latency: Duration,
 ) -> std::io::Result<()> {
     if let Some(Fault::Status(code)) = fault {
         return write_status(stream, code, "").await;
@@ -208,7 +231,11 @@ async fn respond(
             Ok(())
         }
         _ => {
-            stream.write_all(body).await?;
+            // A link with `latency` round trips moves at most one window per round trip.
+            for window in body.chunks(LINK_WINDOW) {
+                stream.write_all(window).await?;
+                pause(latency).await;
+            }
             stream.shutdown().await
         }
     }

@@ -1,0 +1,29 @@
+//! `kubeboot-agent bake`: what Packer runs while building an image — installs the artifacts and the
+//! agent's units, records baked.json and removes the build VM's identity and first-boot state.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::install::{print_report, ArtifactArgs};
+use crate::artifacts;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: super::Common,
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let root = args.common.root();
+    let report = artifacts::bake(&args.artifacts.set(true), &root, &args.artifacts.options())?;
+    print_report(&report);
+    println!(
+        "recorded {} and cleaned first-boot state under {}",
+        artifacts::BAKED_MANIFEST_PATH,
+        root.dir().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! Command line: one file per subcommand. To add one, add a variant to `Command` with its `Args`
+//! and a line in `run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{exit, exit_code_for};
+use crate::root::Root;
+
+pub mod bake;
+pub mod install;
+pub mod plan;
+pub mod run;
+pub mod status;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubeboot-agent",
+    version,
+    about = "Turns this machine into a Kubernetes \
+master or worker from /etc/kubeboot/node.yaml, in named, idempotent, resumable phases."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every phase that is not done yet (exit 0 when the node is done).
+    Run(run::Args),
+    /// Show the phases that would run, which are done, and why.
+    Plan(plan::Args),
+    /// Show per-phase state, timestamps and last errors.
+    Status(status::Args),
+    /// Install kubelet, kubeadm, kubectl (and crictl, CNI plugins) of one version, verified.
+    Install(install::Args),
+    /// Prepare a VM image: install and record the artifacts, clean the build VM's first-boot state.
+    Bake(bake::Args),
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Prefix for every path the agent reads or writes on the node (tests, dry runs).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+impl Common {
+    pub fn root(&self) -> Root {
+        Root::new(&self.root)
+    }
+}
+
+/// Parses the command line, runs the subcommand and maps its outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::BAD_CONFIG
+            } else {
+                exit::OK
+            });
+        }
+    };
+    crate::logging::init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(exit_code_for(&e))
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Bake(args) => bake::run(args),
+    }
+}

@@ -1,0 +1,39 @@
+//! `kubeboot-agent run`: bring this node into the cluster, resuming where an earlier run stopped.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::context::Context;
+use crate::workflow::{self, Selection};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: super::Common,
+    /// The NodeConfig (default: /etc/kubeboot/node.yaml under --root).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write files under --root but run no command; print each command instead.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run only this phase (it must apply to this node).
+    #[arg(long, value_name = "PHASE", conflicts_with = "skip")]
+    pub only: Option<String>,
+    /// Do not run this phase (repeatable); the final phase accepts it as handled.
+    #[arg(long, value_name = "PHASE")]
+    pub skip: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let selection = Selection {
+        only: args.only,
+        skip: args.skip.into_iter().collect(),
+    };
+    selection.check()?;
+    let mut ctx = Context::load(args.common.root(), args.config.as_deref(), args.dry_run)?;
+    ctx.skipped = selection.skip.clone();
+    workflow::run(&ctx, &selection)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! What every phase gets: the Root it works under, the parsed NodeConfig, the command runner, and
+//! (once the metadata phase has run) the node facts. Built once per command.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use kubeboot_nodeconfig::NodeConfig;
+
+use crate::exec::{Cmd, Runner};
+use crate::facts::{NodeFacts, NodeKind};
+use crate::markers::{self, FACTS_FILE};
+use crate::root::Root;
+
+pub struct Context {
+    pub root: Root,
+    pub config: NodeConfig,
+    pub runner: Runner,
+    /// Phases the operator skipped in this run (`--skip`); the final phase accepts them as handled.
+    pub skipped: BTreeSet<String>,
+    current_phase: Cell<&'static str>,
+}
+
+impl Context {
+    pub fn new(root: Root, config: NodeConfig, dry_run: bool) -> Self {
+        Self {
+            runner: Runner::new(root.clone(), dry_run),
+            root,
+            config,
+            skipped: BTreeSet::new(),
+            current_phase: Cell::new("-"),
+        }
+    }
+
+    /// Reads and validates the NodeConfig at `config_path` (a path on the machine running the
+    /// agent, not under the root) or, when absent, at `/etc/kubeboot/node.yaml` under the root.
+    pub fn load(root: Root, config_path: Option<&Path>, dry_run: bool) -> Result<Self> {
+        let config = read_config(&root, config_path)?;
+        Ok(Self::new(root, config, dry_run))
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.runner.dry_run()
+    }
+
+    pub fn set_phase(&self, name: &'static str) {
+        self.current_phase.set(name);
+    }
+
+    pub fn phase(&self) -> &'static str {
+        self.current_phase.get()
+    }
+
+    /// Runs a command on behalf of the current phase (see `exec`).
+    pub fn exec(&self, cmd: &Cmd) -> Result<String> {
+        self.runner.run(self.phase(), cmd)
+    }
+
+    /// The node facts the metadata phase wrote, or None before it ran.
+    pub fn try_facts(&self) -> Result<Option<NodeFacts>> {
+        markers::read_json(&self.root.path(FACTS_FILE))
+    }
+
+    pub fn facts(&self) -> Result<NodeFacts> {
+        self.try_facts()?
+            .with_context(|| format!("{FACTS_FILE} is missing: the metadata phase has not run yet"))
+    }
+
+    /// The node's kind when it is already decided: a worker is always a worker; a master's kind
+    /// comes from the metadata phase.
+    pub fn node_kind(&self) -> Result<Option<NodeKind>> {
+        if !self.config.is_master() {
+            return Ok(Some(NodeKind::Worker));
+        }
+        Ok(self.try_facts()?.map(|f| f.kind))
+    }
+}
+
+pub fn read_config(root: &Root, config_path: Option<&Path>) -> Result<NodeConfig> {
+    let path = config_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.path(kubeboot_nodeconfig::DEFAULT_PATH));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the NodeConfig {}", path.display()))
+        .map_err(|e| anyhow::Error::new(crate::error::Stop::BadConfig(format!("{e:#}"))))?;
+    kubeboot_nodeconfig::parse(&text)
+        .with_context(|| format!("invalid NodeConfig {}", path.display()))
+}

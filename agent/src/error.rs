@@ -1,0 +1,56 @@
+//! Failures that map to a documented exit code other than "a phase failed".
+
+/// Process exit codes of `kubeboot-agent` (documented in the README).
+pub mod exit {
+    /// The command did what it was asked (for `run`: every applicable phase is done).
+    pub const OK: u8 = 0;
+    /// A phase failed; its `.failed` marker holds the message. Re-running resumes there.
+    pub const PHASE_FAILED: u8 = 1;
+    /// The NodeConfig or the command line is invalid (clap also exits 2 on usage errors).
+    pub const BAD_CONFIG: u8 = 2;
+    /// The machine cannot host this node (too few CPUs, too little memory, old kernel, ...).
+    pub const UNSUPPORTED: u8 = 3;
+}
+
+/// An error that is not the phase's own failure but a reason to stop with a specific exit code.
+/// Phases return it inside `anyhow::Error`; the CLI finds it with `downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// The NodeConfig contradicts itself or the machine it landed on.
+    #[error("bad config: {0}")]
+    BadConfig(String),
+    /// The machine does not meet the minimums for this node.
+    #[error("unsupported environment: {0}")]
+    Unsupported(String),
+}
+
+/// The exit code for an error from any subcommand.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let stop = err.chain().find_map(|e| e.downcast_ref::<Stop>());
+    let bad_config = err.chain().any(|e| {
+        e.downcast_ref::<kubeboot_nodeconfig::FieldError>()
+            .is_some()
+    });
+    match stop {
+        Some(Stop::BadConfig(_)) => exit::BAD_CONFIG,
+        Some(Stop::Unsupported(_)) => exit::UNSUPPORTED,
+        None if bad_config => exit::BAD_CONFIG,
+        None => exit::PHASE_FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn maps_errors_to_exit_codes() {
+        let unsupported: anyhow::Error = Stop::Unsupported("1 CPU".into()).into();
+        assert_eq!(exit_code_for(&unsupported.context("phase preflight")), 3);
+        let field = kubeboot_nodeconfig::FieldError::new("cluster.name", "bad");
+        let wrapped: anyhow::Result<()> = Err(field).context("reading node.yaml");
+        assert_eq!(exit_code_for(&wrapped.unwrap_err()), 2);
+        assert_eq!(exit_code_for(&anyhow::anyhow!("kubeadm exited 1")), 1);
+    }
+}

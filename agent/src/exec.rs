@@ -1,0 +1,164 @@
+//! The one place the agent starts other programs. Every command is logged with its phase before it
+//! runs; under `--dry-run` it is printed instead and not run. Arguments never hold secrets (those
+//! only ever go into 0600 files), so logging the whole command line is safe. Children inherit the
+//! agent's environment, which holds no secrets either.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _, Result};
+use tracing::info;
+
+use crate::artifacts::BIN_DIR;
+use crate::root::Root;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// A Kubernetes binary, run from `<root>/usr/local/bin` where the install phase put it.
+    Kube(&'static str),
+    /// A tool of the operating system (systemctl, modprobe), found on PATH.
+    System(&'static str),
+}
+
+impl Program {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kube(n) | Self::System(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: Program,
+    pub args: Vec<String>,
+}
+
+impl Cmd {
+    pub fn new<I, S>(program: Program, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            program,
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn systemctl<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Self {
+        Self::new(Program::System("systemctl"), args)
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program.name())?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    root: Root,
+    dry_run: bool,
+}
+
+/// Lines of a failed command's stderr kept in the error message.
+const STDERR_TAIL_LINES: usize = 20;
+
+impl Runner {
+    pub fn new(root: Root, dry_run: bool) -> Self {
+        Self { root, dry_run }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    pub fn path_of(&self, program: Program) -> PathBuf {
+        match program {
+            Program::Kube(name) => self.root.path(format!("{BIN_DIR}/{name}")),
+            Program::System(name) => PathBuf::from(name),
+        }
+    }
+
+    /// Runs `cmd` to completion and returns its stdout; a non-zero exit is an error carrying the
+    /// tail of its stderr. Under dry-run prints the command and returns empty output.
+    pub fn run(&self, phase: &str, cmd: &Cmd) -> Result<String> {
+        if self.dry_run {
+            println!("[dry-run] {phase}: would run: {cmd}");
+            return Ok(String::new());
+        }
+        info!(phase, "running: {cmd}");
+        let output = self
+            .command(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting {}", self.path_of(cmd.program).display()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+            bail!("`{cmd}` failed ({}): {tail}", output.status);
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs a read-only check and reports whether it succeeded. Never called under dry-run:
+    /// callers decide from files alone there.
+    pub fn probe(&self, phase: &str, cmd: &Cmd) -> bool {
+        info!(phase, "checking: {cmd}");
+        self.command(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn command(&self, cmd: &Cmd) -> Command {
+        let mut c = Command::new(self.path_of(cmd.program));
+        c.args(&cmd.args);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_kube_binaries_under_the_root_and_reports_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::new(Root::new(dir.path()), false);
+        assert_eq!(
+            runner.path_of(Program::Kube("kubeadm")),
+            dir.path().join("usr/local/bin/kubeadm")
+        );
+        let ok = Cmd::new(Program::System("sh"), ["-c", "echo hi"]);
+        assert_eq!(runner.run("test", &ok).unwrap(), "hi\n");
+        let fail = Cmd::new(Program::System("sh"), ["-c", "echo boom >&2; exit 3"]);
+        let err = runner.run("test", &fail).unwrap_err().to_string();
+        assert!(
+            err.contains("boom") && err.contains("exit status: 3"),
+            "{err}"
+        );
+        assert!(runner.probe("test", &ok));
+        assert!(!runner.probe("test", &fail));
+        // A missing Kubernetes binary is a clear error, not a PATH lookup.
+        let missing = Cmd::new(Program::Kube("kubeadm"), ["version"]);
+        assert!(runner.run("test", &missing).is_err());
+    }
+
+    #[test]
+    fn dry_run_runs_nothing() {
+        let runner = Runner::new(Root::new("/nonexistent"), true);
+        let cmd = Cmd::new(Program::System("false"), Vec::<String>::new());
+        assert_eq!(runner.run("test", &cmd).unwrap(), "");
+    }
+}

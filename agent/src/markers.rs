@@ -1,0 +1,151 @@
+//! Durable progress: one `<phase>.done` marker per finished phase (written only after the phase's
+//! effects are durable), one `<phase>.failed` record per failed attempt, the final `done` marker
+//! and the node facts the metadata phase derived. Everything lives under `/var/lib/kubeboot/`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsx;
+use crate::root::Root;
+
+pub const STATE_DIR: &str = "/var/lib/kubeboot";
+pub const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
+/// Written by the last phase; the systemd unit is conditioned on its absence.
+pub const DONE_MARKER: &str = "/var/lib/kubeboot/done";
+pub const FACTS_FILE: &str = "/var/lib/kubeboot/node-facts.json";
+
+/// Contents of `<phase>.done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoneRecord {
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub agent_version: String,
+}
+
+/// Contents of `<phase>.failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedRecord {
+    pub message: String,
+    pub time: String,
+}
+
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub struct Markers<'a> {
+    root: &'a Root,
+}
+
+impl<'a> Markers<'a> {
+    pub fn new(root: &'a Root) -> Self {
+        Self { root }
+    }
+
+    fn path(&self, phase: &str, ext: &str) -> PathBuf {
+        self.root.path(format!("{PHASES_DIR}/{phase}.{ext}"))
+    }
+
+    pub fn done(&self, phase: &str) -> Result<Option<DoneRecord>> {
+        read_json(&self.path(phase, "done"))
+    }
+
+    pub fn failed(&self, phase: &str) -> Result<Option<FailedRecord>> {
+        read_json(&self.path(phase, "failed"))
+    }
+
+    /// Records success and clears any earlier failure. Call only once the effects are durable.
+    pub fn record_done(
+        &self,
+        phase: &str,
+        started: SystemTime,
+        finished: SystemTime,
+    ) -> Result<()> {
+        let record = DoneRecord {
+            started_at: timestamp(started),
+            finished_at: timestamp(finished),
+            duration_ms: finished
+                .duration_since(started)
+                .unwrap_or(Duration::ZERO)
+                .as_millis() as u64,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        write_json(&self.path(phase, "done"), &record)?;
+        remove_if_present(&self.path(phase, "failed"))
+    }
+
+    pub fn record_failed(&self, phase: &str, message: &str) -> Result<()> {
+        let record = FailedRecord {
+            message: message.to_string(),
+            time: timestamp(SystemTime::now()),
+        };
+        write_json(&self.path(phase, "failed"), &record)
+    }
+
+    /// Forgets that a phase is done (its invariant no longer holds), so it runs again.
+    pub fn clear_done(&self, phase: &str) -> Result<()> {
+        remove_if_present(&self.path(phase, "done"))
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.root.path(DONE_MARKER).exists()
+    }
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("{} is not valid JSON", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    fsx::write_atomic(path, &text, 0o644)
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => fsx::sync_dir(path.parent().expect("marker paths have a parent")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_clears_failed_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let m = Markers::new(&root);
+        assert_eq!(m.done("os").unwrap(), None);
+        m.record_failed("os", "modprobe exited 1").unwrap();
+        assert_eq!(
+            m.failed("os").unwrap().unwrap().message,
+            "modprobe exited 1"
+        );
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        m.record_done("os", start, start + Duration::from_millis(1500))
+            .unwrap();
+        let done = m.done("os").unwrap().unwrap();
+        assert_eq!(done.duration_ms, 1500);
+        assert_eq!(done.started_at, "2023-11-14T22:13:20.000Z");
+        assert_eq!(m.failed("os").unwrap(), None);
+        m.clear_done("os").unwrap();
+        assert_eq!(m.done("os").unwrap(), None);
+    }
+}

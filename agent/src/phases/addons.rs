@@ -1,0 +1,179 @@
+//! `addons` (first master): the CNI and, on Azure, cloud-provider-azure, applied idempotently.
+//!
+//! Inputs: the NodeConfig (cluster name, pod CIDR, CNI choice, provider), the manifests embedded
+//! from `agent/manifests/`, `/etc/kubernetes/admin.conf`. Outputs: the rendered manifests in
+//! `/etc/kubeboot/addons/` (exactly those, stale files removed) and
+//! `kubectl apply --server-side --force-conflicts --field-manager=kubeboot -f` of that directory,
+//! which converges no matter how often it runs. Done-marker: `phases/addons.done`.
+
+use anyhow::Result;
+use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
+
+use crate::context::Context;
+use crate::exec::{Cmd, Program};
+use crate::fsx;
+use crate::phases::control_plane_init::ADMIN_CONF;
+use crate::phases::Phase;
+
+pub struct Addons;
+
+pub const ADDONS_DIR: &str = "/etc/kubeboot/addons";
+pub const FLANNEL_VERSION: &str = "v0.27.4";
+pub const FLANNEL_CNI_PLUGIN_VERSION: &str = "v1.8.0-flannel1";
+
+/// cloud-provider-azure is released per Kubernetes minor; its minor must match the cluster's.
+pub fn cloud_provider_azure_version(minor: u64) -> String {
+    match minor {
+        34 => "v1.34.2".into(),
+        other => format!("v1.{other}.0"),
+    }
+}
+
+/// The manifests this cluster gets, as (file name, rendered text), in apply order.
+pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
+    let mut vars = tera::Context::new();
+    vars.insert("cluster_name", &config.cluster.name);
+    vars.insert("pod_cidr", &config.cluster.pod_cidr.to_string());
+    vars.insert("flannel_version", FLANNEL_VERSION);
+    vars.insert("flannel_cni_plugin_version", FLANNEL_CNI_PLUGIN_VERSION);
+    vars.insert(
+        "cloud_provider_azure_version",
+        &cloud_provider_azure_version(config.cluster.kubernetes_version.minor()),
+    );
+    let mut templates: Vec<(&'static str, &'static str)> = Vec::new();
+    if let Some(azure) = &config.provider.azure {
+        vars.insert("cloud_config_path", &azure.cloud_config_path);
+        templates.push((
+            "10-cloud-controller-manager.yaml",
+            include_str!("../../manifests/cloud-controller-manager.yaml"),
+        ));
+        templates.push((
+            "11-cloud-node-manager.yaml",
+            include_str!("../../manifests/cloud-node-manager.yaml"),
+        ));
+    }
+    if config.addons.cni == Cni::Flannel {
+        templates.push((
+            "20-flannel.yaml",
+            include_str!("../../manifests/flannel.yaml"),
+        ));
+    }
+    templates
+        .into_iter()
+        .map(|(name, text)| Ok((name, tera::Tera::one_off(text, &vars, false)?)))
+        .collect()
+}
+
+impl Phase for Addons {
+    fn name(&self) -> &'static str {
+        "addons"
+    }
+    fn description(&self) -> &'static str {
+        "apply the CNI and (on Azure) cloud-provider-azure with server-side apply"
+    }
+    fn applies_to(&self, ctx: &Context) -> Result<bool> {
+        Ok(ctx.config.addons.cni != Cni::None || ctx.config.provider.name == ProviderName::Azure)
+    }
+    fn run(&self, ctx: &Context) -> Result<()> {
+        let dir = ctx.root.path(ADDONS_DIR);
+        let manifests = render(&ctx.config)?;
+        fsx::create_dir_with_mode(&dir, 0o755)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let ours = manifests
+                .iter()
+                .any(|(name, _)| path.file_name() == Some(name.as_ref()));
+            if !ours {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        for (name, text) in &manifests {
+            fsx::write_if_changed(&dir.join(name), text.as_bytes(), 0o644)?;
+        }
+        ctx.exec(&Cmd::new(
+            Program::Kube("kubectl"),
+            [
+                "--kubeconfig",
+                ADMIN_CONF,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=kubeboot",
+                "-f",
+                ADDONS_DIR,
+            ],
+        ))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_idempotent, fixture, Sandbox};
+    use kubeboot_nodeconfig::{AzureProvider, ProviderConfig};
+
+    #[test]
+    fn renders_flannel_with_the_pod_cidr() {
+        let manifests = render(&fixture::first_master()).unwrap();
+        assert_eq!(manifests.len(), 1);
+        assert!(manifests[0].1.contains(r#""Network": "10.244.0.0/16""#));
+        for (_, text) in &manifests {
+            for doc in serde_yaml_ng::Deserializer::from_str(text) {
+                let v = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc).unwrap();
+                assert!(v.get("kind").is_some() && v.get("apiVersion").is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn azure_adds_the_cloud_provider_and_is_idempotent() {
+        let mut config = fixture::first_master();
+        config.provider = ProviderConfig {
+            name: ProviderName::Azure,
+            azure: Some(AzureProvider {
+                subscription_id: "sub".into(),
+                resource_group: "rg".into(),
+                location: "westeurope".into(),
+                cloud_config_path: "/etc/kubernetes/azure.json".into(),
+            }),
+        };
+        let manifests = render(&config).unwrap();
+        let names: Vec<_> = manifests.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "10-cloud-controller-manager.yaml",
+                "11-cloud-node-manager.yaml",
+                "20-flannel.yaml"
+            ]
+        );
+        assert!(manifests[0].1.contains("--cluster-name=demo"));
+        assert!(manifests[0]
+            .1
+            .contains("azure-cloud-controller-manager:v1.35.0"));
+        let sandbox = Sandbox::new("node-1");
+        let ctx = sandbox.context(config);
+        fsx::write_atomic(
+            &sandbox.root().path(format!("{ADDONS_DIR}/stale.yaml")),
+            b"x",
+            0o644,
+        )
+        .unwrap();
+        assert_idempotent(&Addons, &ctx);
+        assert_eq!(
+            std::fs::read_dir(sandbox.root().path(ADDONS_DIR))
+                .unwrap()
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn nothing_to_apply_without_cni_or_cloud() {
+        let mut config = fixture::first_master();
+        config.addons.cni = Cni::None;
+        let sandbox = Sandbox::new("node-1");
+        assert!(!Addons.applies_to(&sandbox.context(config)).unwrap());
+    }
+}

@@ -1,0 +1,128 @@
+//! `container-runtime`: containerd configured for the kubelet, enabled, started, and answering.
+//!
+//! Inputs: the Kubernetes version (for the sandbox image). Outputs: `/etc/containerd/config.toml`
+//! (`SystemdCgroup = true`, the pause image of that Kubernetes minor), containerd enabled and
+//! restarted, its socket present. Done-marker: `phases/container-runtime.done`; re-verified: the
+//! config file is still ours.
+//!
+//! containerd is restarted on every run of this phase rather than only when the file changed: a
+//! kill between writing the file and restarting would otherwise leave the old config running.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use kubeboot_nodeconfig::KubernetesVersion;
+use tracing::info;
+
+use crate::context::Context;
+use crate::exec::Cmd;
+use crate::fsx;
+use crate::phases::Phase;
+
+pub struct ContainerRuntime;
+
+pub const CONFIG_FILE: &str = "/etc/containerd/config.toml";
+pub const SOCKET: &str = "/run/containerd/containerd.sock";
+/// How long containerd may take to open its socket after a restart.
+const SOCKET_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The pause image kubeadm of this minor pins (kubeadm's `constants.PauseVersion`).
+pub fn sandbox_image(version: &KubernetesVersion) -> &'static str {
+    match version.minor() {
+        ..=33 => "registry.k8s.io/pause:3.10",
+        _ => "registry.k8s.io/pause:3.10.1",
+    }
+}
+
+pub fn render_config(version: &KubernetesVersion) -> Result<String> {
+    let mut vars = tera::Context::new();
+    vars.insert("sandbox_image", sandbox_image(version));
+    vars.insert("kubernetes_minor", &format!("1.{}", version.minor()));
+    Ok(tera::Tera::one_off(
+        include_str!("../../files/containerd-config.toml"),
+        &vars,
+        false,
+    )?)
+}
+
+/// Polls until `path` exists (containerd creates its socket once it serves).
+pub fn wait_for_file(path: &Path, deadline: Duration) -> Result<()> {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > deadline {
+            bail!("{} did not appear within {deadline:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+impl Phase for ContainerRuntime {
+    fn name(&self) -> &'static str {
+        "container-runtime"
+    }
+    fn description(&self) -> &'static str {
+        "configure containerd (systemd cgroups, pause image), restart it and wait for its socket"
+    }
+    fn run(&self, ctx: &Context) -> Result<()> {
+        let config = render_config(&ctx.config.cluster.kubernetes_version)?;
+        fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), config.as_bytes(), 0o644)?;
+        ctx.exec(&Cmd::systemctl(["enable", "containerd"]))?;
+        ctx.exec(&Cmd::systemctl(["restart", "containerd"]))?;
+        if ctx.dry_run() {
+            return Ok(());
+        }
+        wait_for_file(&ctx.root.path(SOCKET), SOCKET_DEADLINE)?;
+        info!(phase = self.name(), "containerd is up ({SOCKET})");
+        Ok(())
+    }
+    fn verify(&self, ctx: &Context) -> Result<()> {
+        let want = render_config(&ctx.config.cluster.kubernetes_version)?;
+        match std::fs::read_to_string(ctx.root.path(CONFIG_FILE)) {
+            Ok(text) if text == want => Ok(()),
+            _ => bail!("{CONFIG_FILE} was changed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_idempotent, fixture, Sandbox};
+
+    #[test]
+    fn pause_image_follows_the_minor() {
+        let v = |s: &str| s.parse::<KubernetesVersion>().unwrap();
+        assert_eq!(sandbox_image(&v("v1.33.4")), "registry.k8s.io/pause:3.10");
+        assert_eq!(sandbox_image(&v("v1.34.0")), "registry.k8s.io/pause:3.10.1");
+        assert_eq!(sandbox_image(&v("v1.36.1")), "registry.k8s.io/pause:3.10.1");
+    }
+
+    #[test]
+    fn config_uses_systemd_cgroups_and_is_idempotent() {
+        let sandbox = Sandbox::new("node-1");
+        let ctx = sandbox.context(fixture::worker());
+        assert_idempotent(&ContainerRuntime, &ctx);
+        let text = std::fs::read_to_string(sandbox.root().path(CONFIG_FILE)).unwrap();
+        assert!(text.contains("SystemdCgroup = true"));
+        assert!(text.contains("sandbox_image = \"registry.k8s.io/pause:3.10.1\""));
+        assert!(ContainerRuntime.verify(&ctx).is_ok());
+        fsx::write_atomic(&sandbox.root().path(CONFIG_FILE), b"version = 2\n", 0o644).unwrap();
+        assert!(ContainerRuntime.verify(&ctx).is_err());
+    }
+
+    #[test]
+    fn waits_for_the_socket_until_it_appears_or_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("run/containerd.sock");
+        assert!(wait_for_file(&socket, Duration::from_millis(50)).is_err());
+        let later = socket.clone();
+        let maker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            fsx::write_atomic(&later, b"", 0o600).unwrap();
+        });
+        wait_for_file(&socket, Duration::from_secs(10)).unwrap();
+        maker.join().unwrap();
+    }
+}

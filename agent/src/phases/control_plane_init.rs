@@ -1,0 +1,215 @@
+//! `control-plane-init` (first master only): the shared cluster PKI, then `kubeadm init`.
+//!
+//! Inputs: the NodeConfig's `pki`, `/etc/kubeboot/kubeadm.yaml`. Outputs: the CAs and the
+//! service-account key pair in `/etc/kubernetes/pki` (keys 0600, certificates 0644, directories
+//! 0700), the endpoint name mapped to this master in /etc/hosts, and whatever `kubeadm init`
+//! makes (static pods, admin.conf, the bootstrap token from the NodeConfig).
+//! Done-marker: `phases/control-plane-init.done`.
+//!
+//! Re-running after a kill: if admin.conf exists and the API server answers, init got at least as
+//! far as a running control plane, so the remaining (idempotent) init phases are run again instead
+//! of a destructive reset. If admin.conf exists and the API does not answer within the deadline,
+//! or only earlier leftovers exist (static pod manifests, etcd data), init died half-way:
+//! `kubeadm reset -f` (which also empties /etc/kubernetes/pki), then the PKI is written again and
+//! init runs from the start.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use kubeboot_nodeconfig::SharedPki;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::exec::{Cmd, Program};
+use crate::fsx;
+use crate::hosts;
+use crate::kubeadm::CONFIG_FILE;
+use crate::phases::Phase;
+use crate::retry::Backoff;
+use crate::root::Root;
+
+pub struct ControlPlaneInit;
+
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
+pub const ETCD_MEMBER_DIR: &str = "/var/lib/etcd/member";
+
+/// How long a restarted control plane may take to answer before init is considered dead.
+const API_DEADLINE: Duration = Duration::from_secs(180);
+
+/// The init phases after the control plane is up; each is safe to run again.
+const FINISHING_PHASES: &[&[&str]] = &[
+    &["upload-config", "all"],
+    &["mark-control-plane"],
+    &["bootstrap-token", "--skip-token-print"],
+    &["kubelet-finalize", "all"],
+    &["addon", "all"],
+];
+
+/// Writes the shared CAs and the service-account key pair where kubeadm expects them.
+pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {
+    fsx::create_dir_with_mode(&root.path(PKI_DIR), 0o700)?;
+    fsx::create_dir_with_mode(&root.path(format!("{PKI_DIR}/etcd")), 0o700)?;
+    for (_, stem, pair) in pki.pairs() {
+        // The service-account pair is a bare key pair: kubeadm reads sa.pub, not a certificate.
+        let public_ext = if stem == "sa" { "pub" } else { "crt" };
+        let public = root.path(format!("{PKI_DIR}/{stem}.{public_ext}"));
+        let private = root.path(format!("{PKI_DIR}/{stem}.key"));
+        fsx::write_if_changed(&public, pair.public.as_bytes(), 0o644)?;
+        fsx::write_if_changed(&private, pair.private.expose().as_bytes(), 0o600)?;
+    }
+    Ok(())
+}
+
+/// Files a started-but-unfinished kubeadm init or join leaves behind.
+pub fn leftovers(root: &Root) -> Vec<&'static str> {
+    let manifests =
+        std::fs::read_dir(root.path(MANIFESTS_DIR)).is_ok_and(|mut d| d.next().is_some());
+    [
+        (ADMIN_CONF, root.path(ADMIN_CONF).exists()),
+        (
+            "/etc/kubernetes/kubelet.conf",
+            root.path("/etc/kubernetes/kubelet.conf").exists(),
+        ),
+        (MANIFESTS_DIR, manifests),
+        (ETCD_MEMBER_DIR, root.path(ETCD_MEMBER_DIR).exists()),
+    ]
+    .into_iter()
+    .filter_map(|(path, present)| present.then_some(path))
+    .collect()
+}
+
+/// `kubeadm reset -f`: back to a clean node after a half-finished init or join.
+pub fn reset(ctx: &Context, why: &str) -> Result<()> {
+    warn!(
+        phase = ctx.phase(),
+        "{why}: resetting with kubeadm before trying again"
+    );
+    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), ["reset", "-f"]))?;
+    Ok(())
+}
+
+/// Whether the API server answers with the admin credentials, retrying until the deadline.
+fn api_answers(ctx: &Context) -> bool {
+    let probe = Cmd::new(
+        Program::Kube("kubectl"),
+        ["--kubeconfig", ADMIN_CONF, "get", "--raw", "/readyz"],
+    );
+    let backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max_delay: Duration::from_secs(10),
+        factor: 2.0,
+        jitter: 0.2,
+        max_attempts: u32::MAX,
+        deadline: API_DEADLINE,
+    };
+    backoff
+        .retry(|attempt| {
+            info!(
+                phase = ctx.phase(),
+                "is the API server up? (attempt {attempt})"
+            );
+            anyhow::ensure!(ctx.runner.probe(ctx.phase(), &probe), "not ready");
+            Ok(())
+        })
+        .is_ok()
+}
+
+fn kubeadm(ctx: &Context, args: &[&str]) -> Result<()> {
+    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), args.iter().copied()))
+        .map(drop)
+}
+
+impl Phase for ControlPlaneInit {
+    fn name(&self) -> &'static str {
+        "control-plane-init"
+    }
+    fn description(&self) -> &'static str {
+        "write the shared PKI and run kubeadm init (first master)"
+    }
+    fn run(&self, ctx: &Context) -> Result<()> {
+        let pki = ctx
+            .config
+            .pki
+            .as_ref()
+            .context("pki: required on a master")?;
+        let admin_conf = ctx.root.path(ADMIN_CONF).exists();
+        if admin_conf && !ctx.dry_run() && api_answers(ctx) {
+            info!(
+                phase = self.name(),
+                "the control plane is up; finishing init idempotently"
+            );
+            for phase in FINISHING_PHASES {
+                let mut args = vec!["init", "phase"];
+                args.extend_from_slice(phase);
+                args.extend_from_slice(&["--config", CONFIG_FILE]);
+                kubeadm(ctx, &args)?;
+            }
+            return Ok(());
+        }
+        let left = leftovers(&ctx.root);
+        if !left.is_empty() {
+            reset(
+                ctx,
+                &format!(
+                    "an earlier kubeadm init did not finish ({})",
+                    left.join(", ")
+                ),
+            )?;
+        }
+        write_pki(&ctx.root, pki)?;
+        hosts::map_endpoint_to_this_master(ctx)?;
+        kubeadm(
+            ctx,
+            &["init", "--config", CONFIG_FILE, "--skip-token-print"],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::NodeKind;
+    use crate::testing::{assert_idempotent, fixture, Sandbox};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writes_the_shared_pki_with_private_modes() {
+        let sandbox = Sandbox::new("node-1");
+        let config = fixture::first_master();
+        sandbox.with_facts(&config, NodeKind::FirstMaster);
+        let ctx = sandbox.context(config);
+        assert_idempotent(&ControlPlaneInit, &ctx);
+        let mode = |p: &str| {
+            std::fs::metadata(sandbox.root().path(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("/etc/kubernetes/pki/ca.key"), 0o600);
+        assert_eq!(mode("/etc/kubernetes/pki/ca.crt"), 0o644);
+        assert_eq!(mode("/etc/kubernetes/pki/etcd/ca.key"), 0o600);
+        assert_eq!(mode("/etc/kubernetes/pki/front-proxy-ca.crt"), 0o644);
+        assert_eq!(mode("/etc/kubernetes/pki/sa.pub"), 0o644);
+        assert_eq!(mode("/etc/kubernetes/pki/sa.key"), 0o600);
+        assert_eq!(mode("/etc/kubernetes/pki"), 0o700);
+        let hosts = std::fs::read_to_string(sandbox.root().path("/etc/hosts")).unwrap();
+        assert!(hosts.contains("10.0.0.4 api.demo.example"), "{hosts}");
+    }
+
+    #[test]
+    fn finds_leftovers_of_a_dead_init() {
+        let sandbox = Sandbox::new("node-1");
+        let root = sandbox.root();
+        assert!(leftovers(&root).is_empty());
+        fsx::write_atomic(
+            &root.path("/etc/kubernetes/manifests/etcd.yaml"),
+            b"x",
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(leftovers(&root), vec![MANIFESTS_DIR]);
+    }
+}

@@ -1,0 +1,97 @@
+//! The real binary in dry-run mode: files are written under --root, no command runs.
+
+mod common;
+
+use common::{text, Node, MASTER_YAML, WORKER_YAML};
+
+#[test]
+fn dry_run_for_each_node_kind() {
+    for (hostname, yaml, kind, runs, not_runs) in [
+        (
+            "node-1",
+            MASTER_YAML,
+            "first-master",
+            "kubeadm init --config /etc/kubeboot/kubeadm.yaml --skip-token-print",
+            "kubeadm join",
+        ),
+        (
+            "node-2",
+            MASTER_YAML,
+            "extra-master",
+            "kubeadm join --config /etc/kubeboot/kubeadm.yaml",
+            "kubeadm init",
+        ),
+        (
+            "node-3",
+            WORKER_YAML,
+            "worker",
+            "kubeadm join --config /etc/kubeboot/kubeadm.yaml",
+            "apply --server-side",
+        ),
+    ] {
+        let node = Node::new(hostname, yaml);
+        let out = node.run(&["run", "--dry-run"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(runs), "{kind}: {}", text(&out));
+        assert!(!stdout.contains(not_runs), "{kind}: {}", text(&out));
+        let kubeadm = node.read("/etc/kubeboot/kubeadm.yaml");
+        assert!(kubeadm.contains("kubeadm.k8s.io/v1beta4"));
+        // Dry runs write files but no markers, so a real run still does everything.
+        let status = node.status_json();
+        assert_eq!(status["done"], false);
+        assert_eq!(status["node"]["kind"], kind);
+        assert!(status["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] != "done"));
+        // No secret on stdout or stderr.
+        assert!(!text(&out).contains("0123456789abcdef"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn exit_codes_for_bad_input() {
+    let node = Node::new("node-1", MASTER_YAML);
+    let unknown = node.run(&["run", "--dry-run", "--only", "nonsense"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    node.write(
+        "/etc/kubeboot/node.yaml",
+        &MASTER_YAML.replace("v1.35.2", "v1.30.1"),
+    );
+    let old = node.run(&["run", "--dry-run"]);
+    assert_eq!(old.status.code(), Some(2), "{}", text(&old));
+    assert!(
+        text(&old).contains("cluster.kubernetesVersion"),
+        "{}",
+        text(&old)
+    );
+    let missing = node.run(&["run", "--config", "/nonexistent/node.yaml"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    let usage = node.run(&["run", "--frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn plan_names_every_phase_and_why() {
+    let node = Node::new("node-3", WORKER_YAML);
+    let out = node.run(&["plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        plan.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{plan}"))
+            .to_string()
+    };
+    assert!(line("control-plane-init").contains("skip"), "{plan}");
+    assert!(line("join").contains(" run "), "{plan}");
+    let master = Node::new("node-2", MASTER_YAML);
+    let plan = String::from_utf8_lossy(&master.run(&["plan"]).stdout).to_string();
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("join") && l.contains("decide")),
+        "{plan}"
+    );
+}

@@ -1,0 +1,344 @@
+//! The ARM template for the example spec: rendered, walked, snapshotted, and mutated to prove
+//! the walker catches what it claims to.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{gen, stderr};
+use kubeboot_gen::arm::{self, check::check, ArmSecrets};
+use kubeboot_gen::spec::{ClusterSpec, IdentityRoles};
+use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
+use serde_json::{json, Value};
+
+const SNAPSHOT: &str = "tests/snapshots/azuredeploy.json";
+
+/// The built-in example spec as validation leaves it (DNS label derived).
+fn example_spec() -> ClusterSpec {
+    validate_text(EXAMPLE_SPEC).unwrap().cluster
+}
+
+fn custom_data(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    spec.spec
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), format!("H4sIAAAAAAAA/{}-user-data", p.name)))
+        .collect()
+}
+
+fn render(spec: &ClusterSpec) -> (Value, Value) {
+    let data = custom_data(spec);
+    let files = arm::render(
+        spec,
+        &ArmSecrets {
+            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test@kubeboot",
+            custom_data: &data,
+        },
+    )
+    .unwrap();
+    (
+        serde_json::from_str(&files.template).unwrap(),
+        serde_json::from_str(&files.parameters).unwrap(),
+    )
+}
+
+fn resource_mut<'a>(template: &'a mut Value, kind: &str, name: &str) -> &'a mut Value {
+    template["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["type"] == kind && r["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not in the template"))
+}
+
+fn assert_caught(problems: &[String], needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "expected a problem containing {needle:?}, got {problems:#?}"
+    );
+}
+
+#[test]
+fn example_template_passes_the_walker_in_both_role_models() {
+    let mut spec = example_spec();
+    let (template, parameters) = render(&spec);
+    assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
+
+    spec.spec.azure.as_mut().unwrap().identity_roles = IdentityRoles::ContributorPlusCustom;
+    let (template, parameters) = render(&spec);
+    assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
+    let kinds: Vec<&str> = template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["type"].as_str())
+        .collect();
+    assert!(kinds.contains(&"Microsoft.Authorization/roleDefinitions"));
+}
+
+#[test]
+fn template_matches_the_reviewed_snapshot() {
+    let spec = example_spec();
+    let data = custom_data(&spec);
+    let files = arm::render(
+        &spec,
+        &ArmSecrets {
+            ssh_public_key: "ssh-rsa AAAA other key",
+            custom_data: &data,
+        },
+    )
+    .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SNAPSHOT);
+    if std::env::var_os("KUBEBOOT_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &files.template).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        files.template == expected,
+        "the template differs from {SNAPSHOT}; review the change and re-run with KUBEBOOT_UPDATE_SNAPSHOTS=1"
+    );
+    // The secrets live only in the parameters file.
+    assert!(!files.template.contains("ssh-rsa") && !files.template.contains("H4sI"));
+    assert!(files.parameters.contains("ssh-rsa AAAA other key"));
+}
+
+#[test]
+fn walker_catches_a_missing_parameter_declaration() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    template["parameters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sshPublicKey");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, "parameters('sshPublicKey') is not declared");
+    assert_caught(&problems, "\"sshPublicKey\" is not a template parameter");
+}
+
+#[test]
+fn walker_catches_an_undeclared_variable() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    template["variables"] = json!({});
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, "variables('clusterTags') is not declared");
+    assert_caught(&problems, "tag k8s-azure-cluster-name must be \"demo\"");
+}
+
+#[test]
+fn walker_catches_a_dangling_depends_on() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    let lb = resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo");
+    lb["dependsOn"] =
+        json!(["[resourceId('Microsoft.Network/publicIPAddresses', 'demo-api-pip-typo')]"]);
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, "dependsOn \"[resourceId('Microsoft.Network/publicIPAddresses', 'demo-api-pip-typo')]\" is not a resource");
+}
+
+#[test]
+fn walker_catches_a_reference_to_a_missing_child() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    let vmss = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-gpu",
+    );
+    vmss["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"][0]
+        ["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] =
+        json!("[resourceId('Microsoft.Network/virtualNetworks/subnets', 'demo-vnet', 'demo-gpu2-subnet')]");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, "names nothing in this template");
+    assert_caught(
+        &problems,
+        "scale set \"demo-gpu\": must sit in subnet \"demo-gpu-subnet\"",
+    );
+}
+
+#[test]
+fn walker_catches_a_basic_load_balancer_and_a_renamed_one() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo")["sku"]["name"] =
+        json!("Basic");
+    assert_caught(
+        &check(&template, &parameters, &spec),
+        "load balancer: sku \"Basic\" must be Standard",
+    );
+
+    let (mut template, parameters) = render(&spec);
+    resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo")["name"] =
+        json!("demo-lb");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        "load balancer \"demo\": missing (it must be named exactly like the cluster)",
+    );
+}
+
+#[test]
+fn walker_catches_scale_set_settings() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    let master = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-master",
+    );
+    master["properties"]["overprovision"] = json!(true);
+    master["properties"]["virtualMachineProfile"]["osProfile"]["linuxConfiguration"]
+        ["disablePasswordAuthentication"] = json!(false);
+    master["identity"] = json!({"type": "None"});
+    let worker = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-general",
+    );
+    let pools = &mut worker["properties"]["virtualMachineProfile"]["networkProfile"]
+        ["networkInterfaceConfigurations"][0]["properties"]["ipConfigurations"][0]["properties"]
+        ["loadBalancerBackendAddressPools"];
+    pools.as_array_mut().unwrap().push(
+        json!({"id": "[resourceId('Microsoft.Network/loadBalancers/backendAddressPools', 'demo', 'demo-masters')]"}),
+    );
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, "\"demo-master\": overprovision must be false");
+    assert_caught(
+        &problems,
+        "\"demo-master\": password authentication must be disabled",
+    );
+    assert_caught(
+        &problems,
+        "\"demo-master\": identity must be SystemAssigned",
+    );
+    assert_caught(
+        &problems,
+        "\"demo-general\": workers must not be in the API server backend pool",
+    );
+}
+
+#[test]
+fn walker_catches_wrong_roles_and_missing_nsg_rules() {
+    let spec = example_spec();
+    let (mut template, parameters) = render(&spec);
+    for r in template["resources"].as_array_mut().unwrap() {
+        if r["type"] == "Microsoft.Authorization/roleAssignments" {
+            let text = r["properties"]["roleDefinitionId"]
+                .as_str()
+                .unwrap()
+                .replace(arm::OWNER_ROLE_ID, arm::CONTRIBUTOR_ROLE_ID);
+            r["properties"]["roleDefinitionId"] = json!(text);
+        }
+    }
+    let nsg = resource_mut(
+        &mut template,
+        "Microsoft.Network/networkSecurityGroups",
+        "demo-master-nsg",
+    );
+    nsg["properties"]["securityRules"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        "role assignment for \"demo-master\": must grant Owner",
+    );
+    assert_caught(&problems, "NSG \"demo-master-nsg\": no rule allowing Inbound Tcp from (given sources) to (given sources) port 6443");
+}
+
+#[test]
+fn walker_catches_missing_custom_data_and_restricted_sources_mismatch() {
+    let mut spec = example_spec();
+    let (template, mut parameters) = render(&spec);
+    parameters["parameters"]["customData"]["value"]
+        .as_object_mut()
+        .unwrap()
+        .remove("gpu");
+    assert_caught(
+        &check(&template, &parameters, &spec),
+        "no customData for pool \"gpu\"",
+    );
+
+    // The spec now restricts SSH, the template was rendered for `*`.
+    spec.spec.azure.as_mut().unwrap().ssh_allowed_sources = vec!["203.0.113.0/24".into()];
+    let (_, parameters) = render(&spec);
+    assert_caught(&check(&template, &parameters, &spec), "port 22");
+    let (template, parameters) = render(&spec);
+    assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
+}
+
+#[test]
+fn azure_fields_are_validated_with_their_paths() {
+    let mut azure = example_spec().spec.azure.unwrap();
+    assert!(arm::validate_azure(&azure).is_empty());
+    azure.ssh_allowed_sources = vec!["*".into(), "10.0.0.0/8".into()];
+    azure.api_server_allowed_sources = vec!["10.0.0.0/33".into()];
+    azure.image_id = Some("kubeboot-image".into());
+    let errors: Vec<String> = arm::validate_azure(&azure)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "spec.azure.apiServerAllowedSources[0]: \"10.0.0.0/33\" is neither `*` nor an IPv4 address or CIDR",
+            "spec.azure.sshAllowedSources[0]: `*` allows every source; it cannot be combined with other entries",
+            "spec.azure.imageId: must be an image resource id (/subscriptions/.../providers/Microsoft.Compute/...)",
+        ]
+    );
+}
+
+#[test]
+fn render_writes_the_template_and_check_walks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_s = out.to_str().unwrap();
+    let o = gen(&["render", "--out", out_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let template_path = out.join(arm::TEMPLATE_FILE);
+    let template = std::fs::read_to_string(&template_path).unwrap();
+    // Secrets do not depend on the template: it equals the reviewed snapshot byte for byte.
+    let snapshot =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SNAPSHOT))
+            .unwrap();
+    assert_eq!(template, snapshot);
+    assert!(gen(&["check", out_s]).status.success());
+
+    std::fs::write(
+        &template_path,
+        template.replacen("\"name\": \"Standard\"", "\"name\": \"Basic\"", 2),
+    )
+    .unwrap();
+    let o = gen(&["check", out_s]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("arm/azuredeploy.json: load balancer: sku \"Basic\" must be Standard"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The cluster name is one value everywhere the seed's bug depends on it: the LB, the tags, and
+/// the NodeConfig the agent turns into kubeadm's clusterName and the cloud controller's
+/// --cluster-name.
+#[test]
+fn cluster_name_is_the_same_in_node_configs_load_balancer_and_tags() {
+    let valid = validate_text(EXAMPLE_SPEC).unwrap();
+    let secrets = common::secrets();
+    let hash = secrets.ca_cert_hash().unwrap();
+    for pool in &valid.cluster.spec.pools {
+        let config = kubeboot_gen::render::node_config(&valid, secrets, &hash, pool);
+        assert_eq!(config.cluster.name, "demo");
+    }
+    let (template, _) = render(&valid.cluster);
+    assert_eq!(
+        template["variables"]["clusterTags"][arm::CLUSTER_TAG],
+        "demo"
+    );
+    assert!(template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["type"] == "Microsoft.Network/loadBalancers" && r["name"] == "demo"));
+}

@@ -1,0 +1,805 @@
+//! The stand-in kube-apiserver: HTTPS with the cluster's serving certificate, client-certificate and
+//! bootstrap-token authentication, the health/version endpoints, signed cluster-info, node registration,
+//! CSR signing for TLS bootstrap, and enough discovery + server-side apply for `kubectl apply --server-side`.
+pub mod flags;
+mod resources;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::jws::{self, BootstrapToken};
+use crate::kubeconfig::KubeConfig;
+use crate::pki::{self, Ca};
+use crate::{fsx, Root};
+use state::State;
+
+pub struct Server {
+    state: State,
+    client_ca: PathBuf,
+    git_version: String,
+    /// Paths anonymous requests may reach: None = any (then authorization decides), Some(list) = only these.
+    anonymous_paths: Option<Vec<String>>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Who is calling, after authentication.
+#[derive(Clone, Debug)]
+enum Identity {
+    Anonymous,
+    Bootstrap(String),
+    User { name: String, groups: Vec<String> },
+}
+
+impl Identity {
+    fn is_admin(&self) -> bool {
+        matches!(self, Identity::User { groups, .. } if groups.iter().any(|g| g == "system:masters" || g == "kubeadm:cluster-admins"))
+    }
+
+    fn node_name(&self) -> Option<&str> {
+        match self {
+            Identity::User { name, groups } if groups.iter().any(|g| g == "system:nodes") => {
+                name.strip_prefix("system:node:")
+            }
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Identity::Anonymous => "system:anonymous".into(),
+            Identity::Bootstrap(id) => format!("system:bootstrap:{id}"),
+            Identity::User { name, .. } => name.clone(),
+        }
+    }
+}
+
+pub fn run(root: Root, args: &[String]) -> Result<()> {
+    let flags = flags::parse(&root, args)?;
+    let port: u16 = flags.last("secure-port").expect("checked").parse()?;
+    let bind = flags.last("bind-address").unwrap_or("0.0.0.0");
+    let addr: SocketAddr = format!("{bind}:{port}")
+        .parse()
+        .or_else(|_| format!("[{bind}]:{port}").parse())
+        .context("--bind-address")?;
+    let node_path = |f: &str| root.path(flags.last(f).expect("checked"));
+    let tls = tls_config(
+        &node_path("tls-cert-file"),
+        &node_path("tls-private-key-file"),
+        &node_path("client-ca-file"),
+    )?;
+    let git_version = std::env::var("STANDIN_KUBERNETES_VERSION")
+        .ok()
+        .or_else(|| {
+            State::new(&root)
+                .cluster()
+                .ok()
+                .flatten()
+                .map(|c| c.git_version)
+        })
+        .ok_or_else(|| anyhow!("unknown Kubernetes version (STANDIN_KUBERNETES_VERSION)"))?;
+    let server = Arc::new(Server {
+        state: State::new(&root),
+        client_ca: node_path("client-ca-file"),
+        anonymous_paths: anonymous_paths(&root, &flags)?,
+        git_version,
+        lock: tokio::sync::Mutex::new(()),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(server, addr, tls))
+}
+
+/// `--anonymous-auth=false` shuts anonymous access; an AuthenticationConfiguration's `anonymous` section
+/// may allow it for listed paths only (how hardened clusters keep /readyz and cluster-info reachable).
+fn anonymous_paths(root: &Root, flags: &crate::flags::Parsed) -> Result<Option<Vec<String>>> {
+    let Some(file) = flags.last("authentication-config") else {
+        return Ok((flags.last("anonymous-auth") == Some("false")).then(Vec::new));
+    };
+    let cfg: Value =
+        serde_yaml_ng::from_str(&fsx::read(&root.path(file))?).with_context(|| file.to_string())?;
+    let api_version = cfg["apiVersion"].as_str().unwrap_or_default();
+    if cfg["kind"] != "AuthenticationConfiguration"
+        || ![
+            "apiserver.config.k8s.io/v1",
+            "apiserver.config.k8s.io/v1beta1",
+        ]
+        .contains(&api_version)
+    {
+        anyhow::bail!("--authentication-config={file}: must be an apiserver.config.k8s.io AuthenticationConfiguration");
+    }
+    let anonymous = &cfg["anonymous"];
+    if anonymous.is_null() {
+        return Ok((flags.last("anonymous-auth") == Some("false")).then(Vec::new));
+    }
+    if flags.last("anonymous-auth").is_some() {
+        anyhow::bail!("--anonymous-auth flag cannot be set when anonymous field is configured in authentication configuration file");
+    }
+    if anonymous["enabled"] != true {
+        return Ok(Some(vec![]));
+    }
+    match anonymous["conditions"].as_array() {
+        None => Ok(None),
+        Some(conds) => Ok(Some(
+            conds
+                .iter()
+                .filter_map(|c| c["path"].as_str().map(str::to_string))
+                .collect(),
+        )),
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    fsx::check_private(key, "serving key")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)?
+        .collect::<Result<_, _>>()
+        .with_context(|| cert.display().to_string())?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| key.display().to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(client_ca)? {
+        roots.add(ca?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Unauthenticated connections are allowed (health checks, cluster-info); handlers decide per path.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+async fn serve(
+    server: Arc<Server>,
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    eprintln!(
+        "kube-apiserver: serving securely on {addr} (Kubernetes {})",
+        server.git_version
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
+            let svc = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+fn text(status: StatusCode, body: &str) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "text/plain")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+/// A Kubernetes `Status` failure.
+fn failure(status: StatusCode, reason: &str, message: String) -> Reply {
+    reply(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": status.as_u16()}),
+    )
+}
+
+impl Server {
+    async fn handle(&self, req: Request<Incoming>, peer: Option<Vec<u8>>) -> Reply {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("reading body: {e}"),
+                )
+            }
+        };
+        let identity = match self.authenticate(peer.as_deref(), bearer.as_deref()) {
+            Ok(id) => id,
+            Err(e) => return failure(StatusCode::UNAUTHORIZED, "Unauthorized", format!("{e:#}")),
+        };
+        let _guard = self.lock.lock().await;
+        let r = self.route(&method, &path, &query, &content_type, &body, &identity);
+        let r = r.unwrap_or_else(|e| {
+            failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("{e:#}"),
+            )
+        });
+        eprintln!(
+            "kube-apiserver: {} {method} {path} -> {}",
+            identity.describe(),
+            r.status().as_u16()
+        );
+        r
+    }
+
+    fn authenticate(&self, peer: Option<&[u8]>, bearer: Option<&str>) -> Result<Identity> {
+        if let Some(der) = peer {
+            let (name, groups) = pki::subject_der(der)?;
+            return Ok(Identity::User { name, groups });
+        }
+        if let Some(token) = bearer {
+            let t = BootstrapToken::parse(token).map_err(|_| anyhow!("invalid bearer token"))?;
+            if self.state.tokens()?.iter().any(|k| k.full() == t.full()) {
+                return Ok(Identity::Bootstrap(t.id));
+            }
+            anyhow::bail!("invalid bearer token");
+        }
+        Ok(Identity::Anonymous)
+    }
+
+    fn forbidden(&self, identity: &Identity, what: &str) -> Reply {
+        failure(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("User {:?} cannot {what}", identity.describe()),
+        )
+    }
+
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        content_type: &str,
+        body: &[u8],
+        id: &Identity,
+    ) -> Result<Reply> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if matches!(id, Identity::Anonymous)
+            && self
+                .anonymous_paths
+                .as_ref()
+                .is_some_and(|paths| !paths.iter().any(|p| p == path))
+        {
+            return Ok(failure(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Unauthorized".into(),
+            ));
+        }
+        // Paths RBAC's defaults open to everyone (system:public-info-viewer, cluster-info for bootstrap).
+        match (method, segs.as_slice()) {
+            (&Method::GET, ["healthz" | "livez" | "readyz"]) => {
+                return Ok(text(StatusCode::OK, "ok"))
+            }
+            (&Method::GET, ["version"]) => return Ok(reply(StatusCode::OK, self.version())),
+            (
+                &Method::GET,
+                ["api", "v1", "namespaces", "kube-public", "configmaps", "cluster-info"],
+            ) => return self.cluster_info(),
+            _ => {}
+        }
+        if let Identity::Bootstrap(_) = id {
+            return match (method, segs.as_slice()) {
+                (
+                    &Method::POST,
+                    ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"],
+                ) => self.sign_csr(body),
+                (
+                    &Method::GET,
+                    ["api", "v1", "namespaces", "kube-system", "configmaps", name @ ("kubeadm-config" | "kubelet-config")],
+                ) => self.kube_system_configmap(name),
+                _ => Ok(self.forbidden(id, &format!("{method} {path}"))),
+            };
+        }
+        if matches!(id, Identity::Anonymous) {
+            return Ok(self.forbidden(id, &format!("{method} {path}")));
+        }
+        if let Some(node) = id.node_name() {
+            // The Node authorizer + NodeRestriction: a kubelet may only touch its own Node object.
+            let own = match segs.as_slice() {
+                ["api", "v1", "nodes"] => {
+                    method == Method::POST && json_name(body).as_deref() == Some(node)
+                }
+                ["api", "v1", "nodes", name, ..] => *name == node,
+                ["api", "v1", "namespaces", "kube-system", "configmaps", "kubelet-config"] => {
+                    method == Method::GET
+                }
+                _ => false,
+            };
+            if !own {
+                return Ok(self.forbidden(
+                    id,
+                    &format!("{method} {path} (nodes may only manage their own Node)"),
+                ));
+            }
+        }
+        match (method, segs.as_slice()) {
+            (&Method::GET, ["api"]) => Ok(reply(
+                StatusCode::OK,
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}),
+            )),
+            (&Method::GET, ["apis"]) => Ok(reply(StatusCode::OK, resources::group_list())),
+            (&Method::GET, ["api", "v1"]) => {
+                Ok(reply(StatusCode::OK, resources::resource_list("", "v1")))
+            }
+            (&Method::GET, ["apis", group, version]) => Ok(reply(
+                StatusCode::OK,
+                resources::resource_list(group, version),
+            )),
+            (&Method::GET, ["openapi", "v3"]) => {
+                Ok(reply(StatusCode::OK, resources::openapi_index()))
+            }
+            (&Method::GET, ["openapi", "v3", gv @ ..]) => {
+                Ok(match resources::openapi_group_version(&gv.join("/")) {
+                    Some(doc) => reply(StatusCode::OK, doc),
+                    None => failure(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("no OpenAPI document for {}", gv.join("/")),
+                    ),
+                })
+            }
+            (
+                &Method::POST,
+                ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"],
+            ) => self.sign_csr(body),
+            (
+                &Method::GET,
+                ["api", "v1", "namespaces", "kube-system", "configmaps", name @ ("kubeadm-config" | "kubelet-config")],
+            ) => self.kube_system_configmap(name),
+            (&Method::GET, ["api", "v1", "namespaces", "kube-system", "secrets"])
+                if id.is_admin() =>
+            {
+                self.bootstrap_token_secrets()
+            }
+            (&Method::POST, ["api", "v1", "nodes"]) => self.create_node(body),
+            (&Method::PUT, ["api", "v1", "nodes", name, "status"]) => {
+                self.update_node_status(name, body)
+            }
+            _ => self.objects(method, &segs, query, content_type, body),
+        }
+    }
+
+    fn version(&self) -> Value {
+        let v = crate::version::KubeVersion::parse(&self.git_version).ok();
+        json!({
+            "major": "1",
+            "minor": v.map(|v| v.minor.to_string()).unwrap_or_default(),
+            "gitVersion": self.git_version,
+            "platform": "linux/amd64",
+            "goVersion": "stand-in",
+            "compiler": "gc",
+        })
+    }
+
+    fn ca_pem(&self) -> Result<String> {
+        fsx::read(&self.client_ca)
+    }
+
+    /// cluster-info: the cluster CA and endpoint, signed (detached JWS) with every bootstrap token.
+    fn cluster_info(&self) -> Result<Reply> {
+        let Some(cluster) = self.state.cluster()? else {
+            return Ok(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "configmaps \"cluster-info\" not found".into(),
+            ));
+        };
+        let kubeconfig = KubeConfig::cluster_only(
+            &format!("https://{}", cluster.control_plane_endpoint),
+            &self.ca_pem()?,
+        )
+        .to_yaml();
+        let mut data = serde_json::Map::new();
+        for t in self.state.tokens()? {
+            data.insert(
+                format!("jws-kubeconfig-{}", t.id),
+                json!(jws::sign(&kubeconfig, &t)),
+            );
+        }
+        data.insert("kubeconfig".into(), json!(kubeconfig));
+        Ok(reply(
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data}),
+        ))
+    }
+
+    fn kube_system_configmap(&self, name: &str) -> Result<Reply> {
+        let data = match name {
+            "kubelet-config" => self.state.kubelet_config()?.map(|k| json!({"kubelet": k})),
+            _ => self
+                .state
+                .cluster()?
+                .map(|c| json!({"ClusterConfiguration": c.cluster_configuration})),
+        };
+        Ok(match data {
+            Some(data) => reply(
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kube-system"}, "data": data}),
+            ),
+            None => failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("configmaps {name:?} not found"),
+            ),
+        })
+    }
+
+    fn bootstrap_token_secrets(&self) -> Result<Reply> {
+        let items: Vec<Value> = self
+            .state
+            .tokens()?
+            .iter()
+            .map(|t| {
+                let (id, secret) = t.full().split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).expect("token has a dot");
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+                       "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+                       "data": {"token-id": B64.encode(id), "token-secret": B64.encode(secret), "usage-bootstrap-authentication": B64.encode("true"), "usage-bootstrap-signing": B64.encode("true")}})
+            })
+            .collect();
+        Ok(reply(
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": items}),
+        ))
+    }
+
+    /// TLS bootstrap, with approval and signing done at once (the controller-manager's job in a real cluster):
+    /// only kubelet client CSRs for `system:node:<name>` in `system:nodes` are signed, with the CA key
+    /// beside `--client-ca-file`.
+    fn sign_csr(&self, body: &[u8]) -> Result<Reply> {
+        let csr: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("invalid CertificateSigningRequest: {e}"),
+                ))
+            }
+        };
+        if csr["spec"]["signerName"] != "kubernetes.io/kube-apiserver-client-kubelet" {
+            return Ok(failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "spec.signerName: only kubernetes.io/kube-apiserver-client-kubelet is served"
+                    .into(),
+            ));
+        }
+        let Some(pem) = csr["spec"]["request"]
+            .as_str()
+            .and_then(|r| B64.decode(r).ok())
+            .and_then(|r| String::from_utf8(r).ok())
+        else {
+            return Ok(failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "spec.request: must be a base64 PEM CSR".into(),
+            ));
+        };
+        let ca = Ca::load(&self.client_ca, &self.client_ca.with_file_name("ca.key"))?;
+        let cert = match ca.sign_client_csr(&pem) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(failure(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("spec.request: {e:#}"),
+                ))
+            }
+        };
+        let (cn, orgs) = pki::subject(&cert)?;
+        if !cn.starts_with("system:node:") || orgs != ["system:nodes"] {
+            return Ok(failure(StatusCode::FORBIDDEN, "Forbidden", format!("CSR subject {cn:?} {orgs:?} is not a kubelet client (system:node:<name>, O=system:nodes)")));
+        }
+        let mut out = csr.clone();
+        out["metadata"]["name"] = json!(format!(
+            "csr-{}",
+            &hex::encode(sha2::Digest::finalize(
+                <sha2::Sha256 as sha2::Digest>::new_with_prefix(pem.as_bytes())
+            ))[..8]
+        ));
+        out["status"] = json!({"conditions": [{"type": "Approved", "status": "True", "reason": "AutoApproved"}], "certificate": B64.encode(cert)});
+        Ok(reply(StatusCode::CREATED, out))
+    }
+
+    fn create_node(&self, body: &[u8]) -> Result<Reply> {
+        let node: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("invalid Node: {e}"),
+                ))
+            }
+        };
+        if let Err(e) = resources::validate_node(&node) {
+            return Ok(failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e));
+        }
+        let name = node["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut nodes = self.state.nodes()?;
+        if nodes.contains_key(&name) {
+            return Ok(failure(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("nodes {name:?} already exists"),
+            ));
+        }
+        let mut stored = node.clone();
+        resources::stamp(&mut stored);
+        nodes.insert(name, stored.clone());
+        self.state.set_nodes(&nodes)?;
+        Ok(reply(StatusCode::CREATED, stored))
+    }
+
+    /// A kubelet's status update: conditions/addresses replace the old status; metadata and spec stay.
+    fn update_node_status(&self, name: &str, body: &[u8]) -> Result<Reply> {
+        let update: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("invalid Node: {e}"),
+                ))
+            }
+        };
+        if update["metadata"]["name"] != name {
+            return Ok(failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "metadata.name does not match the URL".into(),
+            ));
+        }
+        let mut nodes = self.state.nodes()?;
+        let Some(node) = nodes.get_mut(name) else {
+            return Ok(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("nodes {name:?} not found"),
+            ));
+        };
+        node["status"] = update["status"].clone();
+        let beats = node["metadata"]["annotations"]["stand-in/heartbeats"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        node["metadata"]["annotations"]["stand-in/heartbeats"] = json!(beats.to_string());
+        let out = node.clone();
+        self.state.set_nodes(&nodes)?;
+        Ok(reply(StatusCode::OK, out))
+    }
+
+    /// Generic objects: GET (one or a list) and server-side apply (PATCH application/apply-patch+yaml).
+    fn objects(
+        &self,
+        method: &Method,
+        segs: &[&str],
+        query: &BTreeMap<String, String>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Reply> {
+        let Some(target) = resources::parse_path(segs) else {
+            return Ok(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource ({})",
+                    segs.join("/")
+                ),
+            ));
+        };
+        let mut objects = self.state.objects()?;
+        if target.resource.name == "nodes" {
+            let nodes = self.state.nodes()?;
+            return Ok(match (method, target.name) {
+                (&Method::GET, None) => reply(
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": nodes.values().collect::<Vec<_>>()}),
+                ),
+                (&Method::GET, Some(n)) => match nodes.get(n) {
+                    Some(node) => reply(StatusCode::OK, node.clone()),
+                    None => failure(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("nodes {n:?} not found"),
+                    ),
+                },
+                _ => failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "nodes: only GET, POST and PUT status are served".into(),
+                ),
+            });
+        }
+        match (method, target.name) {
+            (&Method::GET, None) => {
+                let prefix = target.key_prefix();
+                let items: Vec<&Value> = objects
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, v)| v)
+                    .collect();
+                Ok(reply(
+                    StatusCode::OK,
+                    json!({"apiVersion": target.api_version(), "kind": format!("{}List", target.resource.kind), "metadata": {}, "items": items}),
+                ))
+            }
+            (&Method::GET, Some(name)) => Ok(match objects.get(&target.key(name)) {
+                Some(o) => reply(StatusCode::OK, o.clone()),
+                None => failure(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("{} {name:?} not found", target.resource.name),
+                ),
+            }),
+            (&Method::PATCH, Some(name)) => {
+                if !content_type.starts_with("application/apply-patch+yaml") {
+                    return Ok(failure(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "UnsupportedMediaType",
+                        format!("the stand-in serves only server-side apply, not {content_type:?}"),
+                    ));
+                }
+                if let Some(v) = query
+                    .get("fieldValidation")
+                    .filter(|v| !["Strict", "Warn", "Ignore"].contains(&v.as_str()))
+                {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("fieldValidation: {v:?} is not Strict, Warn or Ignore"),
+                    ));
+                }
+                if query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "fieldManager is required for apply requests".into(),
+                    ));
+                }
+                let obj: Value = match serde_yaml_ng::from_slice::<Value>(body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Ok(failure(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            format!("error decoding YAML: {e}"),
+                        ))
+                    }
+                };
+                if let Err(e) = target.check_object(&obj, name) {
+                    return Ok(failure(StatusCode::BAD_REQUEST, "BadRequest", e));
+                }
+                if let Some(ns) = target.namespace {
+                    if !resources::namespace_exists(&objects, ns) {
+                        return Ok(failure(
+                            StatusCode::NOT_FOUND,
+                            "NotFound",
+                            format!("namespaces {ns:?} not found"),
+                        ));
+                    }
+                }
+                let key = target.key(name);
+                let created = !objects.contains_key(&key);
+                if let Some(old) = objects.get(&key) {
+                    let owner = old["metadata"]["annotations"]["stand-in/field-manager"]
+                        .as_str()
+                        .unwrap_or_default();
+                    if owner != query["fieldManager"]
+                        && query.get("force").map(String::as_str) != Some("true")
+                    {
+                        return Ok(failure(
+                            StatusCode::CONFLICT,
+                            "Conflict",
+                            format!("Apply failed with 1 conflict: conflict with {owner:?}"),
+                        ));
+                    }
+                }
+                let mut stored = obj;
+                resources::stamp(&mut stored);
+                stored["metadata"]["annotations"]["stand-in/field-manager"] =
+                    json!(query["fieldManager"]);
+                if target.resource.namespaced {
+                    stored["metadata"]["namespace"] = json!(target.namespace);
+                }
+                objects.insert(key, stored.clone());
+                self.state.set_objects(&objects)?;
+                Ok(reply(
+                    if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    },
+                    stored,
+                ))
+            }
+            _ => Ok(failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{method} is not served for {}", target.resource.name),
+            )),
+        }
+    }
+}
+
+fn json_name(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body).ok()?["metadata"]["name"]
+        .as_str()
+        .map(str::to_string)
+}
