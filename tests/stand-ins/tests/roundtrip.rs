@@ -243,3 +243,60 @@ fn init_phases_rerun_idempotently_a_second_init_fails_preflight_and_an_extra_mas
             .contains(&format!("--secure-port={port2}"))
     );
 }
+
+/// A hardened API server without anonymous access breaks token discovery, as the real one does; an
+/// AuthenticationConfiguration that allows anonymous access to cluster-info (and health) only keeps it working.
+#[test]
+fn anonymous_access_decides_whether_token_discovery_works() {
+    let pki = SharedPki::generate();
+    let port = free_port();
+    let closed = Node::with_pki(&pki);
+    let text = init_config(port).replace(
+        "  - name: profiling\n",
+        "  - name: anonymous-auth\n    value: \"false\"\n  - name: profiling\n",
+    );
+    let cfg = closed.config(&text);
+    assert_ok(&closed.run("kubeadm", &["init", "--config", &cfg]));
+    let worker = Node::new();
+    let cfg = worker.config(&join_config(port, "worker-1", &pki.ca_pin()));
+    let out = worker.run("kubeadm", &["join", "--config", &cfg]);
+    assert_fails(&out, "HTTP 401");
+    assert_ok(&closed.run("kubeadm", &["reset", "-f"]));
+
+    let port = free_port();
+    let open = Node::with_pki(&pki);
+    open.write(
+        "/etc/kubernetes/authn/config.yaml",
+        "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\nanonymous:\n  enabled: true\n  conditions:\n  - path: /api/v1/namespaces/kube-public/configmaps/cluster-info\n  - path: /readyz\n",
+        0o600,
+    );
+    let text = init_config(port).replace(
+        "  - name: profiling\n",
+        "  - name: authentication-config\n    value: /etc/kubernetes/authn/config.yaml\n  - name: profiling\n",
+    ).replace("controllerManager:", "  extraVolumes:\n  - name: authn\n    hostPath: /etc/kubernetes/authn\n    mountPath: /etc/kubernetes/authn\n    readOnly: true\n    pathType: DirectoryOrCreate\ncontrollerManager:");
+    let cfg = open.config(&text);
+    assert_ok(&open.run("kubeadm", &["init", "--config", &cfg]));
+    let cfg = worker.config(&join_config(port, "worker-1", &pki.ca_pin()));
+    assert_ok(&worker.run("kubeadm", &["join", "--config", &cfg]));
+    // Anonymous requests elsewhere are still refused.
+    let anonymous = kubeboot_stand_ins::client::Client::new(
+        &format!("127.0.0.1:{port}"),
+        kubeboot_stand_ins::client::Trust::Insecure,
+        kubeboot_stand_ins::client::Auth::None,
+    )
+    .unwrap();
+    assert_eq!(
+        anonymous
+            .call(reqwest::Method::GET, "/version", None)
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        anonymous
+            .call(reqwest::Method::GET, "/readyz", None)
+            .unwrap()
+            .0,
+        200
+    );
+}
