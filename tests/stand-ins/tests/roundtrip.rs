@@ -300,3 +300,64 @@ fn anonymous_access_decides_whether_token_discovery_works() {
         200
     );
 }
+
+/// In a VM the kubelet may register the Node before kubeadm marks it: mark-control-plane must then merge
+/// the control-plane label and taint into the existing Node.
+#[test]
+fn mark_control_plane_merges_into_a_node_the_kubelet_registered_first() {
+    let pki = SharedPki::generate();
+    let port = free_port();
+    let master = Node::with_pki(&pki);
+    let cfg = master.config(&init_config(port));
+    assert_ok(&master.run(
+        "kubeadm",
+        &["init", "--config", &cfg, "--skip-phases=mark-control-plane"],
+    ));
+    std::fs::create_dir_all(master.path("/run/containerd")).unwrap();
+    let _sock =
+        std::os::unix::net::UnixListener::bind(master.path("/run/containerd/containerd.sock"))
+            .unwrap();
+    let mut kubelet = master
+        .command("kubelet")
+        .args([
+            "--config=/var/lib/kubelet/config.yaml",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            "--hostname-override=master-0",
+            "--node-labels=kubeboot.io/pool=masters",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while master
+        .path("/var/lib/stand-ins/kube-apiserver/nodes.json")
+        .metadata()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the kubelet never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nodes = master.read_json("/var/lib/stand-ins/kube-apiserver/nodes.json");
+    assert!(nodes["master-0"]["metadata"]["labels"]
+        .get("node-role.kubernetes.io/control-plane")
+        .is_none());
+    assert_ok(&master.run(
+        "kubeadm",
+        &["init", "phase", "mark-control-plane", "--config", &cfg],
+    ));
+    kubelet.kill().unwrap();
+    kubelet.wait().unwrap();
+    let node = &master.read_json("/var/lib/stand-ins/kube-apiserver/nodes.json")["master-0"];
+    assert_eq!(
+        node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(node["metadata"]["labels"]["kubeboot.io/pool"], "masters");
+    assert_eq!(
+        node["spec"]["taints"],
+        serde_json::json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    );
+    assert!(node["spec"]["providerID"]
+        .as_str()
+        .unwrap()
+        .ends_with("masters/virtualMachines/0"));
+}
