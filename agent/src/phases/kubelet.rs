@@ -95,12 +95,12 @@ impl Phase for Kubelet {
         // 0600: CIS 4.1.1 wants the kubelet's service files readable by root only.
         fsx::write_if_changed(
             &ctx.root.path(UNIT_FILE),
-            include_bytes!("../../files/kubelet.service"),
+            include_bytes!("../../../units/kubelet.service"),
             0o600,
         )?;
         fsx::write_if_changed(
             &ctx.root.path(DROP_IN_FILE),
-            include_bytes!("../../files/10-kubeadm.conf"),
+            include_bytes!("../../../units/kubelet.service.d/10-kubeadm.conf"),
             0o600,
         )?;
         ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
