@@ -153,6 +153,13 @@ fn systemctl_shim_checks_units_and_records_state() {
     );
     assert_ok(&node.run("systemctl", &["daemon-reload"]));
     assert_ok(&node.run("systemctl", &["restart", "containerd"]));
+    assert_ok(&node.run("systemctl", &["mask", "swap.target"]));
+    assert_eq!(
+        node.run("systemctl", &["is-active", "swap.target"])
+            .status
+            .code(),
+        Some(3)
+    );
     assert_ok(&node.run("systemctl", &["mask", "kubelet"]));
     assert_fails(&node.run("systemctl", &["start", "kubelet"]), "is masked");
     assert_fails(

@@ -294,10 +294,7 @@ fn register_control_plane_node(root: &Root, init: &InitConfiguration) -> Result<
         }]
     });
     let node = node_object(&nr.name, &labels, &taints, nr.kubelet_arg("provider-id"));
-    let (status, body) = client.call(reqwest::Method::POST, "/api/v1/nodes", Some(&node))?;
-    if !(200..300).contains(&status) && status != 409 {
-        bail!("registering node {}: HTTP {status}: {body}", nr.name);
-    }
+    super::register_node(&client, &node)?;
     println!(
         "[mark-control-plane] Marking the node {} as control-plane",
         nr.name
