@@ -20,7 +20,6 @@ use crate::facts::{NodeFacts, NodeKind};
 use crate::phases::kubelet::{kubelet_configuration, kubelet_extra_args, CRI_SOCKET};
 
 pub const CONFIG_FILE: &str = "/etc/kubeboot/kubeadm.yaml";
-pub const API_SERVER_PORT: u16 = 6443;
 /// The group kubeadm's node bootstrap tokens belong to (its RBAC rules are bound to it).
 const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
@@ -69,10 +68,11 @@ fn node_registration(facts: &NodeFacts) -> Result<Value> {
     }))
 }
 
-fn local_api_endpoint(facts: &NodeFacts) -> Value {
+fn local_api_endpoint(config: &NodeConfig, facts: &NodeFacts) -> Value {
+    let port = config.cluster.api_server_bind_port;
     match facts.address {
-        Some(addr) => json!({"advertiseAddress": addr.to_string(), "bindPort": API_SERVER_PORT}),
-        None => json!({"bindPort": API_SERVER_PORT}),
+        Some(addr) => json!({"advertiseAddress": addr.to_string(), "bindPort": port}),
+        None => json!({"bindPort": port}),
     }
 }
 
@@ -102,7 +102,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                         "usages": ["signing", "authentication"],
                     }],
                     "nodeRegistration": node_registration(facts)?,
-                    "localAPIEndpoint": local_api_endpoint(facts),
+                    "localAPIEndpoint": local_api_endpoint(config, facts),
                 }),
                 json!({
                     "apiVersion": api_version,
@@ -136,7 +136,8 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                 "nodeRegistration": node_registration(facts)?,
             });
             if facts.kind == NodeKind::ExtraMaster {
-                join["controlPlane"] = json!({"localAPIEndpoint": local_api_endpoint(facts)});
+                join["controlPlane"] =
+                    json!({"localAPIEndpoint": local_api_endpoint(config, facts)});
             }
             vec![join]
         }

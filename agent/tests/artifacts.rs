@@ -496,3 +496,22 @@ fn downloads_go_through_the_proxy_from_the_environment() {
         .all(|s| s.proxied_for.as_deref() == Some("mirror.invalid")));
     assert!(root.path().join("usr/local/bin/kubectl").exists());
 }
+
+#[test]
+fn reinstalling_downloads_only_checksums_of_installed_binaries() {
+    let case = Case::new();
+    case.install().unwrap();
+    let kubelet = case.root().path("/usr/local/bin/kubelet");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kubelet).unwrap());
+    case.server.forget_requests();
+    let report = case.install().unwrap();
+    assert_installed(&case);
+    assert_eq!(report.artifacts[0].bytes, 0);
+    for name in ["kubelet", "kubeadm", "kubectl"] {
+        assert!(case.server.requests_for(&binary_path(name)).is_empty());
+        let checksum = format!("{}.sha256", binary_path(name));
+        assert_eq!(case.server.requests_for(&checksum).len(), 1);
+    }
+    let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kubelet).unwrap());
+    assert_eq!(inode, after, "an up-to-date binary is left alone");
+}

@@ -89,6 +89,27 @@ fn bake_installs_records_and_cleans_first_boot_state() {
     assert!(image.join("var/log/syslog").exists());
     assert!(!image.join("var/lib/kubeboot").exists());
 
+    // The repository's units, the agent's enabled.
+    let repo_units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units");
+    for unit in [
+        "kubeboot-agent.service",
+        "kubelet.service",
+        "kubelet.service.d/10-kubeadm.conf",
+    ] {
+        assert_eq!(
+            std::fs::read(image.join("lib/systemd/system").join(unit)).unwrap(),
+            std::fs::read(repo_units.join(unit)).unwrap(),
+            "{unit}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(
+            image.join("etc/systemd/system/multi-user.target.wants/kubeboot-agent.service")
+        )
+        .unwrap(),
+        Path::new("/lib/systemd/system/kubeboot-agent.service")
+    );
+
     let manifest = BakedManifest::load(&root).unwrap().unwrap();
     let mut names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
     names.dedup();
@@ -115,4 +136,38 @@ fn bake_installs_records_and_cleans_first_boot_state() {
         .iter()
         .all(|a| a.source == SourceKind::Baked));
     assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+#[test]
+fn cli_bake_installs_crictl_and_cni_plugins_by_default() {
+    let server = ReleaseServer::start();
+    ReleaseTree::generate(10_000).serve(&server);
+    let base = server.url();
+    let image = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["bake", "--version", release::VERSION, "--from", &base])
+        .args(["--crictl-from", &release::crictl_release(&base).base_url])
+        .args(["--cni-plugins-from", &release::cni_release(&base).base_url])
+        .arg("--root")
+        .arg(image.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(image.path().join("usr/local/bin/crictl").exists());
+    assert!(image.path().join("opt/cni/bin/bridge").exists());
+    let manifest = BakedManifest::load(&Root::new(image.path()))
+        .unwrap()
+        .unwrap();
+    assert!(manifest
+        .files
+        .iter()
+        .any(|f| f.name == "crictl" && f.version == release::CRICTL_VERSION));
+    assert!(manifest
+        .files
+        .iter()
+        .any(|f| f.name == "cni-plugins" && f.version == release::CNI_VERSION));
 }

@@ -39,6 +39,10 @@ pub struct AzureCloudConfig {
     /// Masters serve the API load balancer only, never Service traffic.
     #[serde(rename = "excludeMasterFromStandardLB")]
     pub exclude_master_from_standard_lb: bool,
+    /// Nodes reach the internet through the ARM template's outbound rule (one predictable egress
+    /// IP, its SNAT ports); Service load-balancing rules must not add SNAT of their own.
+    #[serde(rename = "disableOutboundSNAT")]
+    pub disable_outbound_snat: bool,
     pub cloud_provider_backoff: bool,
     pub cloud_provider_rate_limit: bool,
 }
@@ -74,6 +78,7 @@ impl AzureCloudConfig {
             user_assigned_identity_id: "",
             use_instance_metadata: true,
             exclude_master_from_standard_lb: true,
+            disable_outbound_snat: true,
             cloud_provider_backoff: true,
             cloud_provider_rate_limit: true,
         })

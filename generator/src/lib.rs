@@ -9,6 +9,7 @@ pub mod secrets;
 pub mod spec;
 pub mod tree;
 pub mod validate;
+pub mod vault;
 
 use std::fs;
 use std::io::ErrorKind;

@@ -168,6 +168,7 @@ pub fn node_config(
             service_cidr: IpNet::V4(s.network.service_cidr),
             dns_domain: default_dns_domain(),
             init_node: s.init_node.clone(),
+            api_server_bind_port: kubeboot_nodeconfig::DEFAULT_API_SERVER_BIND_PORT,
         },
         node: NodeInfo {
             pool: pool.name.clone(),

@@ -188,7 +188,14 @@ pub fn store_for(spec: &ValidSpec, out: &Path) -> Result<Box<dyn SecretStore>> {
     match spec.cluster.spec.secrets.store {
         SecretStoreKind::Local => Ok(Box::new(LocalStore::new(out))),
         SecretStoreKind::Vault => {
-            bail!("spec.secrets.store: vault is not available in this build yet; use local")
+            let vault = spec
+                .cluster
+                .spec
+                .secrets
+                .vault
+                .as_ref()
+                .context("spec.secrets.vault: required with store: vault")?;
+            Ok(Box::new(crate::vault::VaultStore::from_spec(vault)?))
         }
     }
 }

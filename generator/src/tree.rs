@@ -71,13 +71,15 @@ impl Tree {
         Ok(tree)
     }
 
-    /// Writes every file atomically under `root`, directories first with their modes.
+    /// Writes every file atomically under `root`, directories first with their modes. Files that
+    /// already have these contents and mode are left alone, so a re-render that changes nothing
+    /// touches nothing.
     pub fn write(&self, root: &Path) -> Result<()> {
         for (dir, mode) in &self.dirs {
             fsx::create_dir_with_mode(&root.join(dir), *mode)?;
         }
         for (path, file) in &self.files {
-            fsx::write_atomic(&root.join(path), &file.bytes, file.mode)?;
+            fsx::write_if_changed(&root.join(path), &file.bytes, file.mode)?;
         }
         Ok(())
     }

@@ -149,6 +149,7 @@ impl Validator {
             "spec.ssh.adminUsername",
             check_admin_username(&spec.ssh.admin_username),
         );
+        self.errors.extend(crate::vault::validate(&spec.secrets));
         if let Err(e) = spec.api_server.validate("spec.apiServer") {
             self.errors.push(e);
         }

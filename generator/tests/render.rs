@@ -20,9 +20,20 @@ fn render_into(out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["render", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = gen(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "render {args:?}: {:?}\n{}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     let o_check = gen(&["check", out.to_str().unwrap()]);
-    assert!(o_check.status.success(), "{}", stderr(&o_check));
+    assert!(
+        o_check.status.success(),
+        "check: {:?}\n{}",
+        o_check.status,
+        stderr(&o_check)
+    );
     stdout(&o)
 }
 

@@ -46,6 +46,16 @@ pub struct ClusterInfo {
     /// (Azure: the master scale set's instance with ordinal 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_node: Option<String>,
+    /// Port each master's API server listens on (kubeadm's `localAPIEndpoint.bindPort`); the load
+    /// balancer forwards the endpoint's port to it.
+    #[serde(default = "default_api_server_bind_port")]
+    pub api_server_bind_port: u16,
+}
+
+pub const DEFAULT_API_SERVER_BIND_PORT: u16 = 6443;
+
+fn default_api_server_bind_port() -> u16 {
+    DEFAULT_API_SERVER_BIND_PORT
 }
 
 pub fn default_dns_domain() -> String {
@@ -224,6 +234,12 @@ impl NodeConfig {
         }
         check_host_port(&c.control_plane_endpoint)
             .map_err(|m| FieldError::new("cluster.controlPlaneEndpoint", m))?;
+        if c.api_server_bind_port == 0 {
+            return Err(FieldError::new(
+                "cluster.apiServerBindPort",
+                "must be a port in 1-65535",
+            ));
+        }
         if c.pod_cidr.contains(&c.service_cidr.network())
             || c.service_cidr.contains(&c.pod_cidr.network())
         {

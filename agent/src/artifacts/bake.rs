@@ -1,7 +1,9 @@
-//! `bake`: what Packer runs while building an image. Installs the artifacts, records them with
-//! their digests in baked.json (so first boot verifies instead of downloading), and leaves the
-//! image ready for its first boot: no machine-id, no cloud-init instance state, no kubeboot state.
-//! Nothing is pre-pulled: container images cannot be verified against digests we hold.
+//! `bake`: what Packer runs while building an image. Installs the artifacts and the agent's units
+//! (the same files the .deb ships, so with the package installed this changes nothing), records the
+//! artifacts with their digests in baked.json (so first boot verifies instead of downloading), and
+//! leaves the image ready for its first boot: no machine-id, no cloud-init instance state, no
+//! kubeboot state. Nothing is pre-pulled: container images cannot be verified against digests we
+//! hold.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -22,15 +24,78 @@ const CLOUD_INIT_LOGS: [&str; 2] = ["/var/log/cloud-init.log", "/var/log/cloud-i
 /// The agent's phase state; a baked image must start with none.
 const AGENT_STATE: &str = "/var/lib/kubeboot";
 
+/// Where packaged units live (the .deb installs the same files there).
+const UNIT_DIR: &str = "/lib/systemd/system";
+/// The repository's units, by path under `UNIT_DIR`.
+const UNITS: [(&str, &str); 3] = [
+    (
+        "kubeboot-agent.service",
+        include_str!("../../../units/kubeboot-agent.service"),
+    ),
+    (
+        "kubelet.service",
+        include_str!("../../../units/kubelet.service"),
+    ),
+    (
+        "kubelet.service.d/10-kubeadm.conf",
+        include_str!("../../../units/kubelet.service.d/10-kubeadm.conf"),
+    ),
+];
+/// Enabled in the image (as `systemctl enable` would): it starts the first boot's work.
+const ENABLED_UNIT: &str = "kubeboot-agent.service";
+
 /// Installs `set` into the image under `root`, records baked.json and cleans first-boot state.
 pub fn bake(set: &ArtifactSet, root: &Root, options: &InstallOptions) -> Result<InstallReport> {
     let report = install_with(set, root, options)?;
+    install_units(root)?;
     BakedManifest {
         files: report.files().cloned().collect(),
     }
     .save(root)?;
     prepare_first_boot(root)?;
     Ok(report)
+}
+
+/// Writes the units (unchanged files are left alone) and enables the agent's unit by linking it
+/// into the `.wants` directory of every target its `[Install]` section names.
+pub fn install_units(root: &Root) -> Result<()> {
+    for (name, text) in UNITS {
+        fsx::write_if_changed(
+            &root.path(Path::new(UNIT_DIR).join(name)),
+            text.as_bytes(),
+            0o644,
+        )?;
+    }
+    let unit_text = UNITS
+        .iter()
+        .find(|(name, _)| *name == ENABLED_UNIT)
+        .map(|(_, text)| *text)
+        .unwrap_or_default();
+    for target in wanted_by(unit_text) {
+        let wants = root.path(format!("/etc/systemd/system/{target}.wants"));
+        let link = wants.join(ENABLED_UNIT);
+        if fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        fs::create_dir_all(&wants).with_context(|| format!("creating {}", wants.display()))?;
+        std::os::unix::fs::symlink(Path::new(UNIT_DIR).join(ENABLED_UNIT), &link)
+            .with_context(|| format!("enabling {ENABLED_UNIT} in {}", wants.display()))?;
+    }
+    Ok(())
+}
+
+/// The targets in `WantedBy=` lines of a unit's `[Install]` section.
+fn wanted_by(unit: &str) -> Vec<&str> {
+    let mut in_install = false;
+    let mut targets = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+        } else if let Some(value) = line.strip_prefix("WantedBy=").filter(|_| in_install) {
+            targets.extend(value.split_whitespace());
+        }
+    }
+    targets
 }
 
 /// Removes what identifies the build VM, so every VM made from the image is a new machine.
@@ -66,4 +131,18 @@ fn remove(path: &Path) -> Result<()> {
         Ok(_) => fs::remove_file(path),
     };
     result.with_context(|| format!("removing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wanted_by_from_the_install_section_only() {
+        let unit =
+            "[Unit]\nWantedBy=nope.target\n[Install]\nWantedBy=multi-user.target other.target\n";
+        assert_eq!(wanted_by(unit), ["multi-user.target", "other.target"]);
+        let agent = UNITS.iter().find(|(n, _)| *n == ENABLED_UNIT).unwrap().1;
+        assert_eq!(wanted_by(agent), ["multi-user.target"]);
+    }
 }

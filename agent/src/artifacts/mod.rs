@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::fsx;
 use crate::root::Root;
 
-pub use bake::{bake, prepare_first_boot};
+pub use bake::{bake, install_units, prepare_first_boot};
 pub use baked::{BakedFile, BakedManifest, BAKED_MANIFEST_PATH};
 
 /// Where kubelet, kubeadm, kubectl and crictl are installed on the node.
@@ -176,6 +176,14 @@ impl Artifact {
             payload,
         }
     }
+}
+
+/// The CNI plugins release `bake` installs when none is named.
+pub const DEFAULT_CNI_PLUGINS_VERSION: &str = "v1.8.0";
+
+/// cri-tools follows Kubernetes' minors: crictl v1.N.0 goes with Kubernetes v1.N.x.
+pub fn default_crictl_version(kubernetes: &KubernetesVersion) -> String {
+    format!("v1.{}.0", kubernetes.minor())
 }
 
 /// crictl `version` from its upstream GitHub release.

@@ -1,5 +1,7 @@
 //! Where artifacts come from: sources behind one trait, asked in order until one has the artifact.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 use futures_util::future::BoxFuture;
 use tempfile::NamedTempFile;
@@ -7,7 +9,7 @@ use tempfile::NamedTempFile;
 use super::baked::{Baked, BakedFile};
 use super::fetch::Fetcher;
 use super::progress::Progress;
-use super::{tarball, Artifact, InstallOptions, Payload, SourceKind};
+use super::{sha256_file, tarball, Artifact, InstallOptions, Payload, SourceKind};
 use crate::fsx;
 use crate::root::Root;
 
@@ -111,6 +113,21 @@ impl Source for Mirror {
     ) -> BoxFuture<'a, Result<Provided>> {
         Box::pin(async move {
             let expected = self.fetcher.checksum(artifact).await?;
+            let record = |path: &PathBuf, sha256: String| BakedFile {
+                name: artifact.name.clone(),
+                version: artifact.version.clone(),
+                path: path.clone(),
+                sha256,
+            };
+            // Already installed by an earlier run (e.g. one killed before its done-marker):
+            // nothing to download, and re-running changes nothing on disk.
+            if let Payload::Binary { path } = &artifact.payload {
+                let (installed, wanted) = (root.path(path), expected.clone());
+                let current = tokio::task::spawn_blocking(move || sha256_file(&installed)).await?;
+                if current.is_ok_and(|digest| digest == wanted) {
+                    return Ok(Provided::InPlace(vec![record(path, expected)]));
+                }
+            }
             // The download is staged in the directory its contents go to, so that a binary is
             // renamed into place without a copy.
             let staged_next_to = match &artifact.payload {
@@ -125,12 +142,7 @@ impl Source for Mirror {
             let files = match &artifact.payload {
                 Payload::Binary { path } => vec![Staged {
                     file: download,
-                    record: BakedFile {
-                        name: artifact.name.clone(),
-                        version: artifact.version.clone(),
-                        path: path.clone(),
-                        sha256: expected,
-                    },
+                    record: record(path, expected),
                 }],
                 Payload::Tarball { .. } => {
                     let (owned, root) = (artifact.clone(), root.clone());

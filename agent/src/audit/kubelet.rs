@@ -1,9 +1,9 @@
 //! CIS 4.2.x: the kubelet's configuration file (what kubeadm writes from the agent's
-//! KubeletConfiguration) and, for flags that exist only on the command line, kubelet's flag files.
+//! KubeletConfiguration).
 
 use serde_yaml_ng::Value;
 
-use super::files::{KUBELET_CONFIG, KUBELET_SERVICE_FILES};
+use super::files::KUBELET_CONFIG;
 use super::{verdict, Finding, Node};
 
 /// Strong TLS cipher suites CIS 4.2.12 accepts for the kubelet.
@@ -18,10 +18,6 @@ pub const KUBELET_STRONG_CIPHERS: &[&str] = &[
     "TLS_RSA_WITH_AES_128_GCM_SHA256",
 ];
 
-/// Files from which kubelet gets command-line flags under kubeadm: the env files its drop-in
-/// sources, plus the unit files themselves.
-const KUBELET_FLAG_FILES: &[&str] = &["/var/lib/kubelet/kubeadm-flags.env", "/etc/default/kubelet"];
-
 /// kubelet's default client CA path under kubeadm.
 const DEFAULT_CLIENT_CA: &str = "/etc/kubernetes/pki/ca.crt";
 
@@ -35,8 +31,6 @@ enum Rule {
     AtLeastOrUnset(&'static str, f64),
     NotFalseOrUnset(&'static str),
     OnlyFrom(&'static str, &'static [&'static str]),
-    /// The flag appears in none of kubelet's flag files.
-    FlagAbsent(&'static str),
 }
 
 struct KubeletItem {
@@ -77,11 +71,6 @@ fn items() -> Vec<KubeletItem> {
             "4.2.6",
             "kubelet makeIPTablesUtilChains is true",
             Rule::IsOrUnset("makeIPTablesUtilChains", Value::Bool(true)),
-        ),
-        item(
-            "4.2.7",
-            "kubelet --hostname-override is not set",
-            Rule::FlagAbsent("--hostname-override"),
         ),
         item(
             "4.2.8",
@@ -142,10 +131,9 @@ pub(super) fn checks(node: &Node) -> Vec<Finding> {
     items()
         .into_iter()
         .map(|item| {
-            let (ok, evidence) = match (&item.rule, &config) {
-                (Rule::FlagAbsent(flag), _) => flag_absent(node, flag),
-                (_, Err(e)) => (false, e.clone()),
-                (rule, Ok(config)) => judge(config, rule),
+            let (ok, evidence) = match &config {
+                Err(e) => (false, e.clone()),
+                Ok(config) => judge(config, &item.rule),
             };
             Finding {
                 id: item.id,
@@ -200,7 +188,6 @@ fn judge(config: &Value, rule: &Rule) -> (bool, String) {
                 show(config, path),
             )
         }
-        Rule::FlagAbsent(_) => unreachable!("flag rules are judged on the flag files"),
     }
 }
 
@@ -211,16 +198,4 @@ fn is_zero_duration(v: &Value) -> bool {
         Value::String(s) => s.chars().filter(char::is_ascii_digit).all(|c| c == '0'),
         _ => false,
     }
-}
-
-fn flag_absent(node: &Node, flag: &str) -> (bool, String) {
-    let mut looked = Vec::new();
-    for path in KUBELET_FLAG_FILES.iter().chain(KUBELET_SERVICE_FILES) {
-        let Ok(text) = node.read(path) else { continue };
-        if text.contains(flag) {
-            return (false, format!("{flag} is in {path}"));
-        }
-        looked.push(*path);
-    }
-    (true, format!("{flag} in none of: {}", looked.join(", ")))
 }

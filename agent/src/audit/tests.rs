@@ -381,14 +381,6 @@ const NODE_CASES: &[(&str, Mutation)] = &[
     ("4.2.6", |r| {
         set_kubelet(r, "makeIPTablesUtilChains", Some("false"))
     }),
-    ("4.2.7", |r| {
-        fixture::write(
-            r,
-            "/var/lib/kubelet/kubeadm-flags.env",
-            "KUBELET_KUBEADM_ARGS=\"--hostname-override=x\"\n",
-            0o600,
-        )
-    }),
     ("4.2.8", |r| set_kubelet(r, "eventRecordQPS", Some("-1"))),
     ("4.2.10", |r| {
         set_kubelet(r, "rotateCertificates", Some("false"))

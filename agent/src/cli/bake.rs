@@ -18,7 +18,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let root = args.common.root();
-    let report = artifacts::bake(&args.artifacts.set(), &root, &args.artifacts.options())?;
+    let report = artifacts::bake(&args.artifacts.set(true), &root, &args.artifacts.options())?;
     print_report(&report);
     println!(
         "recorded {} and cleaned first-boot state under {}",

@@ -7,6 +7,7 @@ use anyhow::Result;
 use kubeboot_nodeconfig::{Artifacts, KubernetesVersion, ToolRelease};
 
 use crate::artifacts::{self, ArtifactSet, InstallOptions, InstallReport};
+use crate::error::Stop;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,17 +27,18 @@ pub struct ArtifactArgs {
     /// https, http or file:// (air-gapped).
     #[arg(long = "from", value_name = "URL", default_value_t = Artifacts::default().release_base_url)]
     pub from: String,
-    /// Also install this crictl release (vX.Y.Z).
+    /// Also install this crictl release (vX.Y.Z); `bake` installs v1.<minor>.0 by default.
     #[arg(long, value_name = "VERSION")]
     pub crictl: Option<String>,
     /// Directory URL holding crictl-<version>-linux-<arch>.tar.gz (default: its GitHub release).
-    #[arg(long, value_name = "URL", requires = "crictl")]
+    #[arg(long, value_name = "URL")]
     pub crictl_from: Option<String>,
-    /// Also install this CNI plugins release (vX.Y.Z) into /opt/cni/bin.
+    /// Also install this CNI plugins release (vX.Y.Z) into /opt/cni/bin; `bake` installs
+    /// a default release by default.
     #[arg(long, value_name = "VERSION")]
     pub cni_plugins: Option<String>,
     /// Directory URL holding cni-plugins-linux-<arch>-<version>.tgz (default: its GitHub release).
-    #[arg(long, value_name = "URL", requires = "cni_plugins")]
+    #[arg(long, value_name = "URL")]
     pub cni_plugins_from: Option<String>,
     /// Downloads running at the same time.
     #[arg(long, value_name = "N", default_value_t = InstallOptions::default().parallel)]
@@ -50,24 +52,35 @@ fn supported_version(text: &str) -> Result<KubernetesVersion, String> {
 }
 
 impl ArtifactArgs {
-    pub fn set(&self) -> ArtifactSet {
+    /// The artifacts asked for; with `default_tools`, crictl and the CNI plugins are included
+    /// even when not named, in their default versions (an image needs both: kubeadm's preflight
+    /// requires crictl, and pods need the CNI plugins).
+    pub fn set(&self, default_tools: bool) -> ArtifactSet {
         let tool =
-            |version: &Option<String>, from: &Option<String>, upstream: fn(&str) -> ToolRelease| {
-                version.as_deref().map(|v| match from {
+            |version: Option<String>, from: &Option<String>, upstream: fn(&str) -> ToolRelease| {
+                version.map(|v| match from {
                     Some(base_url) => ToolRelease {
-                        version: v.into(),
+                        version: v,
                         base_url: base_url.clone(),
                     },
-                    None => upstream(v),
+                    None => upstream(&v),
                 })
             };
+        let crictl = self
+            .crictl
+            .clone()
+            .or_else(|| default_tools.then(|| artifacts::default_crictl_version(&self.version)));
+        let cni_plugins = self
+            .cni_plugins
+            .clone()
+            .or_else(|| default_tools.then(|| artifacts::DEFAULT_CNI_PLUGINS_VERSION.to_string()));
         ArtifactSet::new(
             self.version.clone(),
             artifacts::host_arch(),
             &self.from,
-            tool(&self.crictl, &self.crictl_from, artifacts::upstream_crictl).as_ref(),
+            tool(crictl, &self.crictl_from, artifacts::upstream_crictl).as_ref(),
             tool(
-                &self.cni_plugins,
+                cni_plugins,
                 &self.cni_plugins_from,
                 artifacts::upstream_cni_plugins,
             )
@@ -98,8 +111,17 @@ pub fn print_report(report: &InstallReport) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let a = &args.artifacts;
+    if (a.crictl_from.is_some() && a.crictl.is_none())
+        || (a.cni_plugins_from.is_some() && a.cni_plugins.is_none())
+    {
+        return Err(Stop::BadConfig(
+            "--crictl-from and --cni-plugins-from need --crictl and --cni-plugins".into(),
+        )
+        .into());
+    }
     let report = artifacts::install_with(
-        &args.artifacts.set(),
+        &args.artifacts.set(false),
         &args.common.root(),
         &args.artifacts.options(),
     )?;

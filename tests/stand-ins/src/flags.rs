@@ -6,6 +6,8 @@ use anyhow::{bail, Result};
 pub enum Arity {
     Bool,
     Value,
+    /// pflag's NoOptDefVal: `--flag` alone means "true", `--flag=x` sets x (e.g. `--version=raw`).
+    Optional,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +22,14 @@ pub const fn value(name: &'static str) -> Flag {
         name,
         short: None,
         arity: Arity::Value,
+    }
+}
+
+pub const fn optional(name: &'static str) -> Flag {
+    Flag {
+        name,
+        short: None,
+        arity: Arity::Optional,
     }
 }
 
@@ -117,7 +127,8 @@ pub fn parse(args: &[String], spec: &[Flag]) -> Result<Parsed> {
             continue;
         };
         let value = match (flag.arity, inline) {
-            (Arity::Bool, None) => "true".to_string(),
+            (Arity::Bool | Arity::Optional, None) => "true".to_string(),
+            (Arity::Optional, Some(v)) => v,
             (Arity::Bool, Some(v)) => bool_value(flag.name, &v)?,
             (Arity::Value, Some(v)) => v,
             (Arity::Value, None) => match it.next() {

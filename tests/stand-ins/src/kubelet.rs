@@ -1,7 +1,7 @@
 //! The kubelet's command line and configuration file, as the real kubelet 1.34–1.36 accepts them.
 use std::net::IpAddr;
 
-use crate::flags::{boolean, value, Flag};
+use crate::flags::{boolean, optional, value, Flag};
 
 const BOOL_FLAGS: &[&str] = &[
     "anonymous-auth",
@@ -140,7 +140,6 @@ const VALUE_FLAGS: &[&str] = &[
     "topology-manager-policy-options",
     "topology-manager-scope",
     "v",
-    "version",
     "vmodule",
     "volume-plugin-dir",
     "volume-stats-agg-period",
@@ -160,6 +159,7 @@ pub fn is_flag(name: &str) -> bool {
 pub fn flag_spec(minor: u64) -> Vec<Flag> {
     let mut spec: Vec<Flag> = BOOL_FLAGS.iter().map(|n| boolean(n)).collect();
     spec.extend(VALUE_FLAGS.iter().map(|n| value(n)));
+    spec.push(optional("version"));
     spec.extend(
         REMOVED_FLAGS
             .iter()

@@ -222,7 +222,8 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+/// A regex compiled once into `cell`.
+pub(crate) fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("valid regex"))
 }
 

@@ -225,7 +225,7 @@ pub fn spec() -> Vec<Flag> {
 }
 
 /// Flags naming files the server reads at start.
-fn is_input_file_flag(name: &str) -> bool {
+pub fn is_input_file_flag(name: &str) -> bool {
     (name.ends_with("-file") && !name.starts_with("audit-log"))
         || name.ends_with("-certificate")
         || name.ends_with("-key")

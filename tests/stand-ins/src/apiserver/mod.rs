@@ -397,11 +397,19 @@ impl Server {
                 StatusCode::OK,
                 resources::resource_list(group, version),
             )),
-            (&Method::GET, ["openapi", ..]) => Ok(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the stand-in serves no OpenAPI".into(),
-            )),
+            (&Method::GET, ["openapi", "v3"]) => {
+                Ok(reply(StatusCode::OK, resources::openapi_index()))
+            }
+            (&Method::GET, ["openapi", "v3", gv @ ..]) => {
+                Ok(match resources::openapi_group_version(&gv.join("/")) {
+                    Some(doc) => reply(StatusCode::OK, doc),
+                    None => failure(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("no OpenAPI document for {}", gv.join("/")),
+                    ),
+                })
+            }
             (
                 &Method::POST,
                 ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"],
@@ -416,6 +424,7 @@ impl Server {
                 self.bootstrap_token_secrets()
             }
             (&Method::POST, ["api", "v1", "nodes"]) => self.create_node(body),
+            (&Method::PATCH, ["api", "v1", "nodes", name]) => self.merge_node(name, body),
             (&Method::PUT, ["api", "v1", "nodes", name, "status"]) => {
                 self.update_node_status(name, body)
             }
@@ -598,6 +607,59 @@ impl Server {
         Ok(reply(StatusCode::CREATED, stored))
     }
 
+    /// kubeadm's mark-control-plane patch (strategic merge): labels merge, taints are added by key and
+    /// effect, a provider ID is set once.
+    fn merge_node(&self, name: &str, body: &[u8]) -> Result<Reply> {
+        let patch: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("invalid patch: {e}"),
+                ))
+            }
+        };
+        let mut nodes = self.state.nodes()?;
+        let Some(node) = nodes.get_mut(name) else {
+            return Ok(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("nodes {name:?} not found"),
+            ));
+        };
+        for (k, v) in patch["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            node["metadata"]["labels"][k] = v.clone();
+        }
+        for t in patch["spec"]["taints"].as_array().into_iter().flatten() {
+            let taints = node["spec"]["taints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !taints
+                .iter()
+                .any(|o| o["key"] == t["key"] && o["effect"] == t["effect"])
+            {
+                let mut taints = taints;
+                taints.push(t.clone());
+                node["spec"]["taints"] = Value::Array(taints);
+            }
+        }
+        if node["spec"]["providerID"].is_null() && !patch["spec"]["providerID"].is_null() {
+            node["spec"]["providerID"] = patch["spec"]["providerID"].clone();
+        }
+        if let Err(e) = resources::validate_node(node) {
+            return Ok(failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e));
+        }
+        let out = node.clone();
+        self.state.set_nodes(&nodes)?;
+        Ok(reply(StatusCode::OK, out))
+    }
+
     /// A kubelet's status update: conditions/addresses replace the old status; metadata and spec stay.
     fn update_node_status(&self, name: &str, body: &[u8]) -> Result<Reply> {
         let update: Value = match serde_json::from_slice(body) {
@@ -706,6 +768,16 @@ impl Server {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "UnsupportedMediaType",
                         format!("the stand-in serves only server-side apply, not {content_type:?}"),
+                    ));
+                }
+                if let Some(v) = query
+                    .get("fieldValidation")
+                    .filter(|v| !["Strict", "Warn", "Ignore"].contains(&v.as_str()))
+                {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("fieldValidation: {v:?} is not Strict, Warn or Ignore"),
                     ));
                 }
                 if query.get("fieldManager").is_none_or(|m| m.is_empty()) {

@@ -288,3 +288,50 @@ pub fn validate_node(node: &Value) -> Result<(), String> {
     }
     Ok(())
 }
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `/openapi/v3`: the index of group-version documents kubectl fetches before applying.
+pub fn openapi_index() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in RESOURCES {
+        let p = gv_path(r.group, r.version);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=stand-in")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/<gv>`: for each resource a PATCH operation tagged with its GVK and the query parameters the
+/// server supports, which is all kubectl looks for (it then sends `fieldValidation=Strict`).
+pub fn openapi_group_version(gv: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| gv_path(r.group, r.version) == gv)
+    {
+        let scope = if r.namespaced {
+            "namespaces/{namespace}/"
+        } else {
+            ""
+        };
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string"}}))
+            .collect();
+        paths.insert(
+            format!("/{gv}/{scope}{}/{{name}}", r.name),
+            json!({"patch": {"operationId": format!("patch{}", r.kind), "parameters": params, "responses": {"200": {"description": "OK"}},
+                             "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind}}}),
+        );
+    }
+    (!paths.is_empty()).then(|| json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "stand-in"}, "paths": paths}))
+}

@@ -150,6 +150,10 @@ fn dispatch(root: &Root, args: &[String]) -> Result<()> {
         anyhow::anyhow!("a command is required (init, join, reset, version, config validate)")
     })?;
     match command.as_str() {
+        "init" if rest.first().map(String::as_str) == Some("phase") => {
+            let spec: Vec<Flag> = INIT.iter().copied().chain([value("kubeconfig")]).collect();
+            init::run_phase(root, &parse(&rest[1..], &spec)?)
+        }
         "init" => {
             let p = parse(rest, INIT)?;
             no_positionals(&p)?;

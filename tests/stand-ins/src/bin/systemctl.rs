@@ -103,9 +103,14 @@ fn run(root: &Root, args: &[String]) -> Result<()> {
     }
     let mut exit_code = 0;
     for unit in &units {
-        let Some(files) = unit_files(root, unit) else {
-            eprintln!("Failed to {command} {unit}: Unit {unit} not found.");
-            std::process::exit(5);
+        // mask/unmask and is-active work on units that do not exist, as in systemd.
+        let files = match unit_files(root, unit) {
+            Some(files) => files,
+            None if matches!(command.as_str(), "mask" | "unmask" | "is-active") => vec![],
+            None => {
+                eprintln!("Failed to {command} {unit}: Unit {unit} not found.");
+                std::process::exit(5);
+            }
         };
         let known = sd.units.contains_key(unit);
         let state = sd.units.entry(unit.clone()).or_default();

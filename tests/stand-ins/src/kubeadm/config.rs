@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::kubelet;
-use crate::schema::{self, Document};
+use crate::schema::{self, regex, Document};
 use crate::version::{KubeVersion, KNOWN_MINORS};
 use crate::{fsx, jws::BootstrapToken};
 
@@ -158,6 +158,7 @@ pub struct TokenDiscovery {
     pub api_server_endpoint: String,
     pub token: String,
     pub ca_cert_hashes: Vec<String>,
+    #[serde(rename = "unsafeSkipCAVerification")]
     pub unsafe_skip_ca_verification: bool,
 }
 
@@ -264,19 +265,19 @@ pub fn parse(
         let tree_errs = schema::check(doc);
         let clean = tree_errs.is_empty();
         errs.extend(tree_errs);
-        let used = match (purpose, doc.kind.as_str()) {
-            (Purpose::Validate, _) => true,
-            (
-                Purpose::Init,
-                "InitConfiguration"
-                | "ClusterConfiguration"
-                | "KubeletConfiguration"
-                | "KubeProxyConfiguration",
-            ) => true,
-            (Purpose::Join, "JoinConfiguration") => true,
-            (Purpose::Reset, "ResetConfiguration") => true,
-            _ => false,
-        };
+        let used = matches!(
+            (purpose, doc.kind.as_str()),
+            (Purpose::Validate, _)
+                | (
+                    Purpose::Init,
+                    "InitConfiguration"
+                        | "ClusterConfiguration"
+                        | "KubeletConfiguration"
+                        | "KubeProxyConfiguration"
+                )
+                | (Purpose::Join, "JoinConfiguration")
+                | (Purpose::Reset, "ResetConfiguration")
+        );
         if !used {
             errs.push(format!("{}: kubeadm {} ignores this document (kubeboot: a silently ignored document is a bug)", doc.kind, purpose.command()));
         }
@@ -442,10 +443,6 @@ fn check_version(
         errs.push(format!("ClusterConfiguration: kubernetesVersion: this version of kubeadm only supports deploying clusters with the control plane version >= v1.{}.0. Current version: {v}", own.minor - 1));
     }
     v
-}
-
-fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(pattern).expect("valid regex"))
 }
 
 pub fn is_dns1123_subdomain(s: &str) -> bool {

@@ -484,23 +484,13 @@ fn merge_args(defaults: Vec<(&str, String)>, extra: &[Arg]) -> Vec<Arg> {
     out
 }
 
-/// Flags of the API server that name input files; inside the static pod they must be on a mounted volume.
-fn is_input_file_flag(name: &str) -> bool {
-    (name.ends_with("-file") && !name.starts_with("audit-log"))
-        || matches!(
-            name,
-            "encryption-provider-config"
-                | "authentication-config"
-                | "authorization-config"
-                | "admission-control-config-file"
-                | "egress-selector-config-file"
-        )
-}
-
 /// The kube-apiserver pod sees only its volumes: a file flag outside every mount would crash-loop it.
 fn check_files_mounted(root: &Root, args: &[Arg], volumes: &[Volume]) -> Result<()> {
     let mut errs = Vec::new();
-    for a in args.iter().filter(|a| is_input_file_flag(&a.name)) {
+    for a in args
+        .iter()
+        .filter(|a| crate::apiserver::flags::is_input_file_flag(&a.name))
+    {
         let path = Path::new(&a.value);
         let Some(v) = volumes.iter().find(|v| path.starts_with(&v.mount_path)) else {
             errs.push(format!("--{}={}: not inside any volume mounted into the kube-apiserver pod (add an apiServer.extraVolumes entry)", a.name, a.value));
@@ -649,7 +639,10 @@ pub fn start_apiserver(root: &Root, version: &KubeVersion) -> Result<()> {
 fn running_pid(root: &Root) -> Option<nix::unistd::Pid> {
     let text = std::fs::read_to_string(State::new(root).pid_file()).ok()?;
     let pid = nix::unistd::Pid::from_raw(text.trim().parse().ok().filter(|p| *p > 0)?);
-    nix::sys::signal::kill(pid, None).ok().map(|_| pid)
+    nix::sys::signal::kill(pid, None)
+        .ok()
+        .filter(|_| !is_zombie(pid))
+        .map(|_| pid)
 }
 
 /// Stops the API server recorded in the pid file (SIGTERM, then SIGKILL after 5 s).
@@ -658,7 +651,7 @@ pub fn stop_apiserver(root: &Root) -> Result<()> {
     if let Some(pid) = running_pid(root) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while running_pid(root).is_some() && !is_zombie(pid) {
+        while running_pid(root).is_some() {
             if Instant::now() > deadline {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 break;

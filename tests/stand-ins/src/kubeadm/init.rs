@@ -20,15 +20,38 @@ use crate::schema::Document;
 use crate::version::KubeVersion;
 use crate::{fsx, Root};
 
-pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
-    let path = flags
+/// A validated `init` configuration and what every phase needs.
+struct Init<'a> {
+    root: &'a Root,
+    flags: &'a Parsed,
+    config_path: &'a str,
+    init: InitConfiguration,
+    cluster: ClusterConfiguration,
+    kubelet: Option<Document>,
+    version: KubeVersion,
+}
+
+fn load<'a>(root: &'a Root, flags: &'a Parsed) -> Result<Init<'a>> {
+    let config_path = flags
         .last("config")
         .ok_or_else(|| anyhow!("kubeboot always passes --config"))?;
     let own = KubeVersion::own()?;
-    let (cfg, version) = config::load(Path::new(path), Purpose::Init, own.as_ref())?;
-    let init = cfg.init.expect("load checked it");
-    let cluster = cfg.cluster.expect("load checked it");
-    let mut skip: Vec<String> = init.skip_phases.clone();
+    let (cfg, version) = config::load(Path::new(config_path), Purpose::Init, own.as_ref())?;
+    Ok(Init {
+        root,
+        flags,
+        config_path,
+        init: cfg.init.expect("load checked it"),
+        cluster: cfg.cluster.expect("load checked it"),
+        kubelet: cfg.kubelet,
+        version,
+    })
+}
+
+/// `kubeadm init`: every phase in kubeadm's order, minus the skipped ones.
+pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
+    let init = load(root, flags)?;
+    let mut skip: Vec<String> = init.init.skip_phases.clone();
     skip.extend(
         flags
             .all("skip-phases")
@@ -42,114 +65,170 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
     if !errs.is_empty() {
         bail!("{}", errs.join("; "));
     }
+    println!("[init] Using Kubernetes version: {}", init.version);
+    // Shared PKI and --dry-run are checked after preflight, as kubeadm reports preflight errors first.
     let skipped = |phase: &str| skip.iter().any(|s| s == phase);
-    let ep = &init.local_api_endpoint;
-    let port = u16::try_from(ep.bind_port).expect("validated");
-    let address: IpAddr = ep.advertise_address.parse().expect("validated");
-    println!("[init] Using Kubernetes version: {version}");
-
     if !skipped("preflight") {
-        println!("[preflight] Running pre-flight checks");
-        let from_flags = flags.all("ignore-preflight-errors");
-        let mut pf = Preflight::new(
-            root,
-            &init.node_registration.ignore_preflight_errors,
-            &from_flags,
-        );
-        pf.privileged();
-        for m in [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "etcd",
-        ] {
-            pf.file_available(&format!("{MANIFESTS}/{m}.yaml"));
-        }
-        pf.port_available(port);
-        if let Some(local) = &cluster.etcd.local {
-            let dir = root.path(&local.data_dir);
-            if std::fs::read_dir(&dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-            {
-                pf.fail(
-                    &format!("DirAvailable-{}", local.data_dir.replace('/', "-")),
-                    format!("{} is not empty", local.data_dir),
-                );
-            }
-        }
-        pf.finish()?;
+        init.phase("preflight")?;
     }
-    controlplane::check_shared_pki(root, &cluster.certificates_dir)?;
+    controlplane::check_shared_pki(root, &init.cluster.certificates_dir)?;
     if flags.is_true("dry-run") {
         println!("[dryrun] The configuration is valid; --dry-run writes nothing in this stand-in");
         return Ok(());
     }
-    let node = Node {
-        root,
-        cluster: &cluster,
-        registration: &init.node_registration,
-        advertise_address: address,
-        bind_port: port,
-        version: &version,
-    };
-    let step = |phase: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        if skipped(phase) {
-            println!("[{phase}] Skipped");
-            return Ok(());
-        }
+    for phase in config::INIT_PHASES
+        .iter()
+        .filter(|p| **p != "preflight" && !skipped(p))
+    {
         delay();
-        f().with_context(|| format!("phase {phase}"))
-    };
-    step("certs", &mut || node.write_certs())?;
-    step("kubeconfig", &mut || node.write_kubeconfigs(true))?;
-    step("control-plane", &mut || node.write_manifests().map(|_| ()))?;
-    step("kubelet-start", &mut || {
-        let yaml = kubelet_config_yaml(cfg.kubelet.as_ref(), &cluster)?;
-        super::write_kubelet_files(root, &yaml, &init.node_registration)?;
-        super::restart_kubelet();
-        Ok(())
-    })?;
-    let state = State::new(root);
-    let ca_pem = fsx::read(&root.path(Path::new(&cluster.certificates_dir).join("ca.crt")))?;
-    step("upload-config", &mut || {
-        state.set_cluster(&ClusterState {
-            git_version: version.to_string(),
-            cluster_name: cluster.cluster_name.clone(),
-            control_plane_endpoint: cluster.control_plane_endpoint.clone(),
-            cluster_configuration: cluster_configuration_yaml(path)?,
-        })?;
-        state.set_kubelet_config(&kubelet_config_yaml(cfg.kubelet.as_ref(), &cluster)?)
-    })?;
-    step("bootstrap-token", &mut || {
-        let tokens: Vec<BootstrapToken> = init
-            .bootstrap_tokens
-            .iter()
-            .map(|t| BootstrapToken::parse(&t.token))
-            .collect::<Result<_>>()?;
-        state.add_tokens(&tokens)?;
-        println!("[bootstrap-token] Using token: {}.<redacted>", tokens[0].id);
-        Ok(())
-    })?;
-    if !skipped("control-plane") {
-        controlplane::start_apiserver(root, &version)?;
-    }
-    step("wait-control-plane", &mut || {
-        let timeout = init
-            .timeouts
-            .control_plane_component_health_check
-            .as_deref()
-            .and_then(config::go_duration)
-            .unwrap_or(Duration::from_secs(240));
-        controlplane::wait_ready(root, port, timeout)
-    })?;
-    step("mark-control-plane", &mut || {
-        register_control_plane_node(root, &init)
-    })?;
-    if !skipped("show-join-command") {
-        print_join_command(&init, &cluster, &ca_pem, flags.is_true("skip-token-print"))?;
+        init.phase(phase)
+            .with_context(|| format!("phase {phase}"))?;
     }
     Ok(())
+}
+
+/// `kubeadm init phase NAME [SUB] --config F`: one phase on its own (sub-phases run the whole phase).
+pub fn run_phase(root: &Root, flags: &Parsed) -> Result<()> {
+    let (name, sub) = match flags.positionals.as_slice() {
+        [name] => (name.as_str(), None),
+        [name, sub] => (name.as_str(), Some(sub.as_str())),
+        _ => bail!("usage: kubeadm init phase NAME [SUB-PHASE] --config F"),
+    };
+    if !config::INIT_PHASES.contains(&name) {
+        bail!(
+            "unknown command {name:?} for \"kubeadm init phase\" (known: {})",
+            config::INIT_PHASES.join(", ")
+        );
+    }
+    if sub.is_some_and(|s| s.starts_with('-')) {
+        bail!("unexpected argument {sub:?}");
+    }
+    let init = load(root, flags)?;
+    if matches!(name, "certs" | "kubeconfig" | "control-plane" | "etcd") {
+        controlplane::check_shared_pki(root, &init.cluster.certificates_dir)?;
+    }
+    init.phase(name)
+}
+
+impl Init<'_> {
+    fn node(&self) -> Node<'_> {
+        let ep = &self.init.local_api_endpoint;
+        Node {
+            root: self.root,
+            cluster: &self.cluster,
+            registration: &self.init.node_registration,
+            advertise_address: ep.advertise_address.parse::<IpAddr>().expect("validated"),
+            bind_port: u16::try_from(ep.bind_port).expect("validated"),
+            version: &self.version,
+        }
+    }
+
+    fn ca_pem(&self) -> Result<String> {
+        fsx::read(
+            &self
+                .root
+                .path(Path::new(&self.cluster.certificates_dir).join("ca.crt")),
+        )
+    }
+
+    fn phase(&self, phase: &str) -> Result<()> {
+        let root = self.root;
+        let state = State::new(root);
+        match phase {
+            "preflight" => {
+                println!("[preflight] Running pre-flight checks");
+                let from_flags = self.flags.all("ignore-preflight-errors");
+                let mut pf = Preflight::new(
+                    root,
+                    &self.init.node_registration.ignore_preflight_errors,
+                    &from_flags,
+                );
+                pf.privileged();
+                for m in [
+                    "kube-apiserver",
+                    "kube-controller-manager",
+                    "kube-scheduler",
+                    "etcd",
+                ] {
+                    pf.file_available(&format!("{MANIFESTS}/{m}.yaml"));
+                }
+                pf.port_available(self.node().bind_port);
+                if let Some(local) = &self.cluster.etcd.local {
+                    let dir = root.path(&local.data_dir);
+                    if std::fs::read_dir(&dir)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false)
+                    {
+                        pf.fail(
+                            &format!("DirAvailable-{}", local.data_dir.replace('/', "-")),
+                            format!("{} is not empty", local.data_dir),
+                        );
+                    }
+                }
+                pf.finish()
+            }
+            "certs" => self.node().write_certs(),
+            "kubeconfig" => self.node().write_kubeconfigs(true),
+            // The etcd manifest is written with the other static pods.
+            "etcd" | "upload-certs" | "kubelet-finalize" | "addon" => Ok(()),
+            // Writing the manifests is what makes the kubelet run the API server; the stand-in starts it itself.
+            "control-plane" => {
+                self.node().write_manifests()?;
+                controlplane::start_apiserver(root, &self.version)
+            }
+            "kubelet-start" => {
+                let yaml = kubelet_config_yaml(self.kubelet.as_ref(), &self.cluster)?;
+                super::write_kubelet_files(root, &yaml, &self.init.node_registration)?;
+                super::restart_kubelet();
+                Ok(())
+            }
+            "wait-control-plane" => {
+                let timeout = self
+                    .init
+                    .timeouts
+                    .control_plane_component_health_check
+                    .as_deref()
+                    .and_then(config::go_duration)
+                    .unwrap_or(Duration::from_secs(240));
+                controlplane::wait_ready(root, self.node().bind_port, timeout)
+            }
+            "upload-config" => {
+                state.set_cluster(&ClusterState {
+                    git_version: self.version.to_string(),
+                    cluster_name: self.cluster.cluster_name.clone(),
+                    control_plane_endpoint: self.cluster.control_plane_endpoint.clone(),
+                    cluster_configuration: cluster_configuration_yaml(self.config_path)?,
+                })?;
+                state
+                    .set_kubelet_config(&kubelet_config_yaml(self.kubelet.as_ref(), &self.cluster)?)
+            }
+            "mark-control-plane" => register_control_plane_node(root, &self.init),
+            "bootstrap-token" => {
+                let tokens: Vec<BootstrapToken> = self
+                    .init
+                    .bootstrap_tokens
+                    .iter()
+                    .map(|t| BootstrapToken::parse(&t.token))
+                    .collect::<Result<_>>()?;
+                state.add_tokens(&tokens)?;
+                // Like kubeadm, the token is printed unless --skip-token-print.
+                let shown = if self.flags.is_true("skip-token-print") {
+                    "<value withheld>".to_string()
+                } else {
+                    tokens[0].full()
+                };
+                println!("[bootstrap-token] Using token: {shown}");
+                Ok(())
+            }
+            "show-join-command" => print_join_command(
+                &self.init,
+                &self.cluster,
+                &self.ca_pem()?,
+                self.flags.is_true("skip-token-print"),
+            ),
+            other => bail!("unknown phase {other:?}"),
+        }
+    }
 }
 
 /// The KubeletConfiguration kubeadm hands the kubelet: the given document with kubeadm's cluster-wide defaults.
@@ -215,10 +294,7 @@ fn register_control_plane_node(root: &Root, init: &InitConfiguration) -> Result<
         }]
     });
     let node = node_object(&nr.name, &labels, &taints, nr.kubelet_arg("provider-id"));
-    let (status, body) = client.call(reqwest::Method::POST, "/api/v1/nodes", Some(&node))?;
-    if !(200..300).contains(&status) && status != 409 {
-        bail!("registering node {}: HTTP {status}: {body}", nr.name);
-    }
+    super::register_node(&client, &node)?;
     println!(
         "[mark-control-plane] Marking the node {} as control-plane",
         nr.name

@@ -290,16 +290,7 @@ fn register_node(root: &Root, join: &JoinConfiguration, kubeconfig: &str) -> Res
         }
     }
     let node = node_object(&nr.name, &labels, &taints, nr.kubelet_arg("provider-id"));
-    let (status, body) = client.call(Method::POST, "/api/v1/nodes", Some(&node))?;
-    if !(200..300).contains(&status) && status != 409 {
-        bail!(
-            "registering node {}: HTTP {status}: {}",
-            nr.name,
-            body.get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or_default()
-        );
-    }
+    super::register_node(&client, &node)?;
     Ok(())
 }
 

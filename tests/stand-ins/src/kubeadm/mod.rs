@@ -112,6 +112,27 @@ pub fn node_object(
     serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": spec})
 }
 
+/// Registers `node`; when the kubelet was first (409), merges its labels, taints and provider ID into the
+/// existing Node, as kubeadm's mark-control-plane patches it.
+pub fn register_node(client: &crate::client::Client, node: &serde_json::Value) -> Result<()> {
+    let name = node["metadata"]["name"].as_str().unwrap_or_default();
+    let (mut status, mut body) = client.call(reqwest::Method::POST, "/api/v1/nodes", Some(node))?;
+    if status == 409 {
+        (status, body) = client.call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/nodes/{name}"),
+            Some(node),
+        )?;
+    }
+    if !(200..300).contains(&status) {
+        bail!(
+            "registering node {name}: HTTP {status}: {}",
+            body["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Parses `k=v,k2=v2` as `--node-labels` takes it.
 pub fn parse_labels(text: &str) -> BTreeMap<String, String> {
     text.split(',')

@@ -1,0 +1,338 @@
+//! The way the agent reaches a node: its systemd units, its Debian package, the test VM image built from that
+//! package, and a first boot of that image under QEMU (TCG) from a NoCloud seed.
+//! Needs root and the tools `.ci/install-deps` installs (systemd-analyze, dpkg-deb, mmdebstrap, QEMU, genisoimage).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("agent/ has a parent")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Builds the agent's .deb from the binary cargo just built for this test.
+fn build_deb(out_dir: &Path) -> PathBuf {
+    let out = run(Command::new(repo_root().join("packaging/build-deb.sh"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .arg("--out")
+        .arg(out_dir));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// `systemd-analyze verify` on a throw-away root holding the host's systemd units, our units in
+/// /etc/systemd/system and stand-in executables at the paths the units start. Returns its diagnostics:
+/// systemd reports unknown keys and bad values as warnings with exit status 0, so any output is a finding.
+fn verify_units(units_dir: &Path) -> Result<(), String> {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("lib/systemd")).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("/lib/systemd/system")
+        .arg(r.join("lib/systemd/system")));
+    for exe in ["usr/bin/kubeboot-agent", "usr/local/bin/kubelet"] {
+        let path = r.join(exe);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        run(Command::new("chmod").arg("0755").arg(&path));
+    }
+    let etc_units = r.join("etc/systemd/system");
+    std::fs::create_dir_all(&etc_units).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(units_dir.join("."))
+        .arg(&etc_units));
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", r.display()))
+        .arg("--man=no")
+        .args(["kubeboot-agent.service", "kubelet.service"])
+        .output()
+        .expect("systemd-analyze is installed (package systemd)");
+    let diagnostics = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && diagnostics.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("exit {}: {diagnostics}", out.status))
+    }
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    verify_units(&repo_root().join("units")).unwrap();
+}
+
+#[test]
+fn unit_verification_catches_a_broken_drop_in() {
+    let copy = tempfile::tempdir().unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(repo_root().join("units/."))
+        .arg(copy.path()));
+    let drop_in = copy.path().join("kubelet.service.d/10-kubeadm.conf");
+    let text = std::fs::read_to_string(&drop_in).unwrap();
+    std::fs::write(
+        &drop_in,
+        text.replace("EnvironmentFile=", "EnvironmentFil="),
+    )
+    .unwrap();
+    let err = verify_units(copy.path()).unwrap_err();
+    assert!(err.contains("EnvironmentFil"), "{err}");
+}
+
+fn deb_field(deb: &Path, field: &str) -> String {
+    let out = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(field));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn deb_ships_the_agent_its_units_and_a_private_config_dir() {
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(out.path());
+    assert_eq!(
+        deb.file_name().unwrap().to_str().unwrap(),
+        format!("kubeboot-agent_{}_amd64.deb", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(deb_field(&deb, "Package"), "kubeboot-agent");
+    assert_eq!(deb_field(&deb, "Architecture"), "amd64");
+    let depends = deb_field(&deb, "Depends");
+    assert!(depends.contains("libc6 (>="), "{depends}");
+
+    let listing = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    let modes: BTreeMap<String, String> = String::from_utf8(listing.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let path = fields.last().unwrap().trim_start_matches('.').to_string();
+            (path, format!("{} {}", fields[0], fields[1]))
+        })
+        .collect();
+    for (path, expected) in [
+        ("/usr/bin/kubeboot-agent", "-rwxr-xr-x root/root"),
+        (
+            "/lib/systemd/system/kubeboot-agent.service",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "/lib/systemd/system/kubelet.service",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
+            "-rw-r--r-- root/root",
+        ),
+        ("/etc/kubeboot/", "drwx------ root/root"),
+    ] {
+        assert_eq!(
+            modes.get(path).map(String::as_str),
+            Some(expected),
+            "{path} in {modes:#?}"
+        );
+    }
+
+    // The packaged unit starts the packaged binary.
+    let extracted = tempfile::tempdir().unwrap();
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(extracted.path()));
+    let unit = std::fs::read_to_string(
+        extracted
+            .path()
+            .join("lib/systemd/system/kubeboot-agent.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("\nExecStart=/usr/bin/kubeboot-agent run\n"));
+}
+
+/// `KBCHECK key=value` lines the image-check user data prints on the serial console.
+fn serial_checks(serial: &str) -> BTreeMap<String, String> {
+    serial
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once("KBCHECK "))
+        .filter_map(|(_, kv)| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn image_boots_and_runs_the_agent_unit_at_first_boot() {
+    let repo = repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let deb = build_deb(w);
+    run(Command::new(repo.join("images/build-image.sh"))
+        .arg("--deb")
+        .arg(&deb)
+        .arg("--out")
+        .arg(w.join("image")));
+    let seed_dir = repo.join("tests/vm/image-check");
+    run(Command::new(repo.join("tests/vm/make-seed.sh"))
+        .arg(w.join("seed.iso"))
+        .arg(seed_dir.join("user-data"))
+        .arg(seed_dir.join("meta-data")));
+    let serial_log = w.join("serial.log");
+    let started = std::time::Instant::now();
+    let boot = Command::new(repo.join("tests/vm/run-vm.sh"))
+        .arg("--image-env")
+        .arg(w.join("image/image.env"))
+        .arg("--seed")
+        .arg(w.join("seed.iso"))
+        .arg("--serial")
+        .arg(&serial_log)
+        .args(["--timeout", "420", "--no-reboot"])
+        .output()
+        .expect("run-vm.sh runs");
+    let serial = std::fs::read_to_string(&serial_log).unwrap_or_default();
+    println!(
+        "VM boot to poweroff: {:.1} s\n--- serial console ---\n{serial}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        boot.status.success(),
+        "the VM did not power off by itself ({}): {}",
+        boot.status,
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    let checks = serial_checks(&serial);
+    let get = |key: &str| {
+        checks
+            .get(key)
+            .unwrap_or_else(|| panic!("no KBCHECK {key} on the serial console"))
+            .as_str()
+    };
+    let micros = |key: &str| -> u64 { get(key).parse().unwrap() };
+    assert_eq!(get("finished"), "yes", "the check script ran to its end");
+
+    // Enabled by the package, started by systemd itself (nothing in the user data starts it), after
+    // cloud-init wrote node.yaml, with its conditions met.
+    assert_eq!(get("agent-enabled"), "enabled");
+    assert_eq!(get("agent-condition"), "yes");
+    assert!(micros("agent-start-us") > 0, "the agent unit never started");
+    assert!(micros("agent-start-us") >= micros("cloud-init-done-us"));
+    assert!(micros("agent-start-us") >= micros("cloud-config-done-us"));
+    assert!(micros("agent-start-us") >= micros("network-online-us"));
+
+    // Everything the agent must do still works under the unit's hardening, and the hardening is in force.
+    let probes: Vec<&str> = serial
+        .lines()
+        .filter_map(|l| l.split_once("KBPROBE ").map(|(_, p)| p.trim_end()))
+        .collect();
+    assert_eq!(probes.len(), 11, "{probes:?}");
+    assert!(probes.iter().all(|p| p.starts_with("ok ")), "{probes:?}");
+    assert_eq!(get("probe-result"), "success");
+    assert_eq!(get("probe-tmp-leaked"), "absent", "PrivateTmp not in force");
+
+    // The package removes and purges cleanly on the running system.
+    assert_eq!(get("remove-exit"), "0");
+    assert_eq!(get("removed-binary"), "absent");
+    assert_eq!(get("removed-unit"), "absent");
+    assert_eq!(get("removed-kubelet-unit"), "absent");
+    assert_eq!(
+        get("removed-config"),
+        "present",
+        "remove keeps the configuration"
+    );
+    assert_eq!(get("removed-enabled"), "masked");
+    assert_eq!(get("purge-exit"), "0");
+    assert_eq!(get("purged-config-dir"), "absent");
+    assert_eq!(get("purged-state-dir"), "absent");
+    assert_eq!(get("purged-wants-link"), "absent");
+    assert_eq!(get("purged-mask"), "absent");
+    assert!(get("purged-status").contains("no packages found"));
+}
+
+/// `packer validate` of a template with the given `-var`s; Err carries packer's diagnostics.
+fn packer_validate(template: &str, vars: &[(&str, String)]) -> Result<(), String> {
+    let mut cmd = Command::new("packer");
+    cmd.arg("validate");
+    for (name, value) in vars {
+        cmd.arg("-var").arg(format!("{name}={value}"));
+    }
+    let out = cmd
+        .arg(repo_root().join("packer").join(template))
+        .output()
+        .expect("packer is installed (Debian package packer)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn packer_templates_validate() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let deb = build_deb(w);
+    let deb = deb.display().to_string();
+
+    let azure = [
+        ("resource_group", "kubeboot-images".to_string()),
+        ("kubernetes_version", "1.35.0".to_string()),
+        ("agent_deb", deb.clone()),
+    ];
+    packer_validate("azure-arm.json", &azure).unwrap();
+    // The checks are real: a required variable left out, or a .deb that does not exist, fails validation.
+    let err = packer_validate("azure-arm.json", &azure[..2]).unwrap_err();
+    assert!(err.contains("agent_deb"), "{err}");
+    let missing_deb = [
+        azure[0].clone(),
+        azure[1].clone(),
+        ("agent_deb", w.join("missing.deb").display().to_string()),
+    ];
+    let err = packer_validate("azure-arm.json", &missing_deb).unwrap_err();
+    assert!(err.contains("missing.deb"), "{err}");
+
+    let image_dir = w.join("image");
+    std::fs::create_dir_all(&image_dir).unwrap();
+    std::fs::write(image_dir.join("root.img"), b"").unwrap();
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(w.join("packer_key")));
+    let qemu = [
+        ("image_dir", image_dir.display().to_string()),
+        ("seed_dir", w.display().to_string()),
+        (
+            "ssh_private_key_file",
+            w.join("packer_key").display().to_string(),
+        ),
+        ("agent_deb", deb),
+        ("kubernetes_version", "1.35.0".to_string()),
+        (
+            "output_directory",
+            w.join("packer-out").display().to_string(),
+        ),
+    ];
+    packer_validate("qemu.json", &qemu).unwrap();
+    let err = packer_validate("qemu.json", &qemu[1..]).unwrap_err();
+    assert!(err.contains("image_dir"), "{err}");
+}
