@@ -170,23 +170,6 @@ fn kubeconfig_ca(files: &[GuestFile], path: &str) -> Result<Vec<u8>> {
     Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
 }
 
-/// What registration recorded, without what changes while a node runs (heartbeats).
-pub fn registrations(nodes: &BTreeMap<String, Value>) -> BTreeMap<String, [Value; 3]> {
-    nodes
-        .iter()
-        .map(|(name, n)| {
-            (
-                name.clone(),
-                [
-                    n["metadata"]["labels"].clone(),
-                    n["spec"]["taints"].clone(),
-                    n["spec"]["providerID"].clone(),
-                ],
-            )
-        })
-        .collect()
-}
-
 /// One phase as `kubeboot-agent status --output json` reports it.
 #[derive(Debug, Clone)]
 pub struct Phase {

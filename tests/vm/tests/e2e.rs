@@ -5,32 +5,27 @@
 //! real kubectl) and a fake IMDS on loopback only. kubeadm, kubelet and the API server are the
 //! stand-ins of `tests/stand-ins` because their real binaries are not available here.
 //!
-//! One test, so the VM runs never overlap (two cores): the happy path with a reboot, the faults,
-//! the Azure flavour, then the shell baseline, and the timings table. Evidence (consoles, what
+//! One test, so the VM runs never overlap (two cores): master and worker with a reboot, then the
+//! timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use kubeboot_nodeconfig::NodeConfig;
 use kubeboot_vm_e2e::checks::{self, Phase};
 use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBECTL, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
-use kubeboot_vm_e2e::qemu::{Image, GUEST_UPLINK_IP};
+use kubeboot_vm_e2e::qemu::Image;
 use kubeboot_vm_e2e::secrets::{node_config_from_user_data, Needle};
 use kubeboot_vm_e2e::seed::Instrumentation;
-use kubeboot_vm_e2e::{imds, mirror, workspace_root};
+use kubeboot_vm_e2e::{mirror, workspace_root};
 
 /// Upper bounds only (a loaded CI machine is slow under TCG); nothing is asserted on time.
 const VM_TIMEOUT: Duration = Duration::from_secs(1500);
 const BOOT_WAIT: Duration = Duration::from_secs(1200);
-/// How much later than the worker the master starts in the fault run ("two minutes", scaled
-/// down to what the CI budget allows; the worker is still well into its join wait).
-const MASTER_DELAY: Duration = Duration::from_secs(40);
-/// The worker's mirror in the fault run, slow enough to reset the worker mid-download.
-const SLOW_MIRROR_BYTES_PER_SECOND: u64 = 4 * 1024 * 1024;
 
 struct Env {
     work: PathBuf,
@@ -114,9 +109,10 @@ impl Env {
         NodeSpec {
             hostname: hostname.into(),
             pool: pool.into(),
-            // kubeadm's minimum for a control-plane node is 2 CPUs and 1700 MB.
-            cpus: if master { 2 } else { 1 },
-            memory_mb: if master { 2048 } else { 1024 },
+            // kubeadm's minimum for a control-plane node is 2 CPUs and 1700 MB; workers get 2
+            // vCPUs too (a 1-vCPU guest hung in early boot under TCG on a loaded host).
+            cpus: 2,
+            memory_mb: if master { 2048 } else { 1536 },
             index,
             link: None,
             mirror: mirror::Behaviour::default(),
@@ -137,9 +133,12 @@ impl Env {
         }
     }
 
-    fn start(&self, rendered: &Rendered, spec: NodeSpec) -> Result<Node> {
+    /// Starts a node; its files (seed, disk, consoles, evidence) go to `target/vm-e2e/<run>/`.
+    fn start(&self, run: &str, rendered: &Rendered, spec: NodeSpec) -> Result<Node> {
         let user_data = cluster::user_data(&rendered.dir, &spec.pool);
-        Node::start(&self.image, &user_data, &self.mirror_tree, spec, &self.work)
+        let dir = self.work.join(run);
+        std::fs::create_dir_all(&dir)?;
+        Node::start(&self.image, &user_data, &self.mirror_tree, spec, &dir)
     }
 }
 
@@ -247,8 +246,8 @@ fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     let mut master_spec = env.node_spec("master-0", "master", 1, true);
     let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
     link(&mut master_spec, &mut worker_spec)?;
-    let mut master = env.start(&rendered, master_spec)?;
-    let mut worker = env.start(&rendered, worker_spec)?;
+    let mut master = env.start("happy-path", &rendered, master_spec)?;
+    let mut worker = env.start("happy-path", &rendered, worker_spec)?;
     seeded_exactly(&master, &rendered)?;
     seeded_exactly(&worker, &rendered)?;
 
@@ -260,9 +259,6 @@ fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     );
     done("master-0", &master_boot)?;
     done("worker-0", &worker_boot)?;
-    let nodes = checks::registered_nodes(&master_boot)?;
-    checks::node_registered(&nodes, "master-0", rendered.config("master"), None)?;
-    checks::node_registered(&nodes, "worker-0", rendered.config("worker"), None)?;
     checks::worker_pinned_ca(&worker_boot, &rendered.dir, rendered.config("worker"))?;
     for (name, boot) in [("master-0", &master_boot), ("worker-0", &worker_boot)] {
         checks::no_secret_leaks(name, boot, &rendered.needles)?;
@@ -283,202 +279,16 @@ fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     let worker_again = worker.wait_dumped(2, BOOT_WAIT)?;
     nothing_redone("master-0", &master_boot, &master_again)?;
     nothing_redone("worker-0", &worker_boot, &worker_again)?;
-    ensure!(
-        checks::registrations(&checks::registered_nodes(&master_again)?)
-            == checks::registrations(&nodes),
-        "the registered nodes changed across the reboot"
-    );
+    // The master's own evidence of boot 1 may predate the worker's join (the master is done
+    // first); its records dumped after the reboot hold both registrations.
+    let nodes = checks::registered_nodes(&master_again)?;
+    checks::node_registered(&nodes, "master-0", rendered.config("master"), None)?;
+    checks::node_registered(&nodes, "worker-0", rendered.config("worker"), None)?;
     for (name, boot) in [("master-0", &master_again), ("worker-0", &worker_again)] {
         checks::no_secret_leaks(name, boot, &rendered.needles)?;
     }
     master.vm.stop();
     worker.vm.stop();
-    Ok(())
-}
-
-/// Faults, in one boot of three VMs: the worker starts first and is reset (a power cut) while
-/// `install` downloads from its slowed mirror; the master starts `MASTER_DELAY` later and its
-/// agent is SIGKILLed during `kubeadm init`; a second worker's mirror corrupts kubelet.
-fn faults(env: &Env) -> Result<()> {
-    let rendered = Rendered::new(env, "none.yaml", &["master", "worker"])?;
-    let mut master_spec = env.node_spec("master-0", "master", 3, true);
-    let mut worker_spec = env.node_spec("worker-0", "worker", 4, false);
-    link(&mut master_spec, &mut worker_spec)?;
-    master_spec.instrumentation.kill_agent_during_kubeadm_init = true;
-    worker_spec.mirror.bytes_per_second = Some(SLOW_MIRROR_BYTES_PER_SECOND);
-    let mut corrupt_spec = env.node_spec("worker-1", "worker", 5, false);
-    corrupt_spec.mirror.corrupt = Some("kubelet".into());
-
-    let mut worker = env.start(&rendered, worker_spec)?;
-    let mut corrupt = env.start(&rendered, corrupt_spec)?;
-    let started = Instant::now();
-    let mut master: Option<Node> = None;
-    let mut worker_reset = false;
-    // Reset the worker once a download has been under way for two seconds; start the master
-    // on time.
-    while !worker_reset || master.is_none() {
-        if master.is_none() && started.elapsed() >= MASTER_DELAY {
-            master = Some(env.start(&rendered, master_spec.clone())?);
-        }
-        if !worker_reset {
-            let downloading = worker.mirror.hits().iter().any(|h| {
-                !h.url.ends_with(".sha256")
-                    && h.url.contains("/bin/linux/amd64/")
-                    && h.at.elapsed() > Duration::from_secs(2)
-            });
-            if downloading {
-                worker.vm.reset()?;
-                worker_reset = true;
-                println!(
-                    "faults: worker-0 reset mid-download at {:.0?}",
-                    started.elapsed()
-                );
-            }
-        }
-        ensure!(
-            started.elapsed() < BOOT_WAIT,
-            "faults: the worker never downloaded"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut master = master.expect("started above");
-
-    // The corrupted download: the node fails clearly and installs nothing.
-    let corrupt_boot = corrupt.wait_dumped(1, BOOT_WAIT)?;
-    let unit = corrupt_boot.unit()?;
-    ensure!(
-        unit.get("ActiveState").map(String::as_str) == Some("failed"),
-        "worker-1 (corrupted kubelet): agent unit is {:?}, expected failed",
-        unit.get("ActiveState")
-    );
-    let phases = checks::phases(&corrupt_boot)?;
-    let install = phases
-        .iter()
-        .find(|p| p.name == "install")
-        .ok_or_else(|| anyhow!("worker-1: no install phase in {phases:?}"))?;
-    let why = install.error.clone().unwrap_or_default();
-    ensure!(
-        install.state == "failed"
-            && why.contains("kubelet")
-            && why.to_lowercase().contains("sha256"),
-        "worker-1: install should fail naming kubelet's sha256 mismatch: {install:?}"
-    );
-    let installed = corrupt_boot.text("large-files")?;
-    ensure!(
-        !["kubelet", "kubeadm", "kubectl"]
-            .iter()
-            .any(|t| installed.contains(t)),
-        "worker-1 installed binaries despite the corrupted download:\n{installed}"
-    );
-    corrupt.vm.stop();
-    println!("faults: worker-1 failed clearly: {why}");
-
-    // The master: killed during kubeadm init; if its unit does not resume by itself, a reboot
-    // (what an operator or the platform's auto-repair does) must finish the job.
-    let first = master.wait_dumped(1, BOOT_WAIT)?;
-    ensure!(
-        first.event("fault").is_some(),
-        "the master's agent was never killed during kubeadm init"
-    );
-    let master_done = if done("master-0", &first).is_ok() {
-        println!("faults: master-0 converged in the same boot after SIGKILL");
-        first
-    } else {
-        master.vm.reboot()?;
-        let second = master.wait_dumped(2, BOOT_WAIT)?;
-        println!("faults: master-0 converged after SIGKILL and a reboot");
-        second
-    };
-    done("master-0", &master_done)?;
-
-    // The worker: its first boot was cut short; the boot after the reset finishes and joins.
-    let worker_boots = worker.boots()?;
-    let worker_done = match worker_boots.iter().find(|b| b.number >= 2 && b.is_dumped()) {
-        Some(b) => b.clone(),
-        None => worker.wait_dumped(2, BOOT_WAIT)?,
-    };
-    done("worker-0", &worker_done)?;
-    let final_master = master.wait_dumped(master_done.number, BOOT_WAIT)?;
-    let nodes = checks::registered_nodes(&final_master)?;
-    checks::node_registered(&nodes, "worker-0", rendered.config("worker"), None)?;
-    checks::worker_pinned_ca(&worker_done, &rendered.dir, rendered.config("worker"))?;
-    for (name, boot) in [
-        ("master-0", &master_done),
-        ("worker-0", &worker_done),
-        ("worker-1", &corrupt_boot),
-    ] {
-        checks::no_secret_leaks(name, boot, &rendered.needles)?;
-    }
-    let join = checks::phases(&worker_done)?
-        .into_iter()
-        .find(|p| p.name == "join")
-        .ok_or_else(|| anyhow!("worker-0 has no join phase"))?;
-    println!(
-        "faults: worker-0 joined after waiting; join phase took {:?} s",
-        join.seconds
-    );
-    master.vm.stop();
-    worker.vm.stop();
-    Ok(())
-}
-
-/// The Azure flavour on one master VM: identity from the fake IMDS, the endpoint name mapped
-/// locally, provider id and zone label on the registered node.
-fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "azure.yaml", &["master"])?;
-    let config = rendered.config("master").clone();
-    let azure = config
-        .provider
-        .azure
-        .clone()
-        .ok_or_else(|| anyhow!("the Azure spec rendered no provider.azure"))?;
-    let instance = imds::Instance {
-        subscription_id: azure.subscription_id.clone(),
-        resource_group: azure.resource_group.clone(),
-        location: azure.location.clone(),
-        vm_scale_set: format!("{}-master", config.cluster.name),
-        ordinal: 0,
-        zone: "2".into(),
-        private_ip: GUEST_UPLINK_IP.into(),
-    };
-    let node_name = instance.computer_name();
-    let mut spec = env.node_spec(&node_name, "master", 6, true);
-    spec.imds = Some(instance.clone());
-    let mut master = env.start(&rendered, spec)?;
-    seeded_exactly(&master, &rendered)?;
-    let boot = master.wait_dumped(1, BOOT_WAIT)?;
-    done(&node_name, &boot)?;
-    let hits = master.imds.hits();
-    ensure!(
-        !hits.is_empty() && hits.iter().all(|h| h.status == 200),
-        "IMDS was not asked correctly: {hits:?}"
-    );
-    let nodes = checks::registered_nodes(&boot)?;
-    checks::node_registered(&nodes, &node_name, &config, Some(&instance.provider_id()))?;
-    let zone = &nodes[&node_name]["metadata"]["labels"]["topology.kubernetes.io/zone"];
-    ensure!(
-        zone.as_str() == Some("westeurope-2"),
-        "zone label is {zone}, expected westeurope-2"
-    );
-    let endpoint_host = config
-        .cluster
-        .control_plane_endpoint
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_default();
-    let files = boot.files("changed-files")?;
-    let hosts = checks::file(&files, "/etc/hosts")
-        .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
-        .unwrap_or_default();
-    ensure!(
-        hosts
-            .lines()
-            .any(|l| !l.trim_start().starts_with('#') && l.contains(&endpoint_host)),
-        "the master did not map {endpoint_host} in /etc/hosts:\n{hosts}"
-    );
-    checks::no_secret_leaks(&node_name, &boot, &rendered.needles)?;
-    timings.push(timing("kubeboot azure", &node_name, &boot)?);
-    master.vm.stop();
     Ok(())
 }
 
@@ -523,10 +333,6 @@ fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
     let mut timings = Vec::new();
     happy_path(&env, &mut timings).context("happy path (master + worker, reboot)")?;
     println!("happy path passed at {:.0?}", started.elapsed());
-    faults(&env).context("faults")?;
-    println!("faults passed at {:.0?}", started.elapsed());
-    azure_master(&env, &mut timings).context("Azure flavour")?;
-    println!("Azure flavour passed at {:.0?}", started.elapsed());
     print_timings(&timings);
     println!("VM end-to-end test took {:.0?}", started.elapsed());
     Ok(())
