@@ -54,12 +54,16 @@ exec 9>"$cache_root/.lock"
 flock 9
 if [ ! -f "$base/complete" ]; then
   echo "build-image.sh: building the base root filesystem $key (cold cache)" >&2
-  rm -rf "$base" "$base.tmp"
+  # Under the lock nothing else builds: any *.tmp is left over from an interrupted build.
+  rm -rf "$base" "$cache_root"/*.tmp
   "$here/base-rootfs.sh" "$base.tmp" >&2
   touch "$base.tmp/complete"
   mv "$base.tmp" "$base"
+  # Other recipes' bases (~0.5 GiB each) go once unused for two days; branches in flight keep theirs.
+  find "$cache_root" -mindepth 2 -maxdepth 2 -name complete -mtime +2 -printf '%h\0' | xargs -0r rm -rf
 else
   echo "build-image.sh: reusing cached base root filesystem $key" >&2
+  touch "$base/complete"
 fi
 
 mkdir -p "$out"
@@ -81,8 +85,9 @@ if [ "$with_agent" = yes ]; then
   fi
 fi
 
-# Room for what the node downloads at first boot (Kubernetes binaries, images); the file is sparse.
-size_mib=$(( $(du -sm "$work/rootfs" | cut -f1) + 1536 ))
+# Room for what the node downloads at first boot (Kubernetes binaries, images): the agent's preflight wants
+# 2 GiB free under /var/lib. The file is sparse, so the headroom costs no disk.
+size_mib=$(( $(du -sm "$work/rootfs" | cut -f1) + 3072 ))
 rm -f "$out/root.img"
 mkfs.ext4 -q -F -L kubeboot-root -d "$work/rootfs" "$out/root.img" "${size_mib}M"
 cp "$base/vmlinuz" "$out/vmlinuz"

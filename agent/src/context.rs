@@ -52,6 +52,11 @@ impl Context {
         self.current_phase.get()
     }
 
+    /// A node path as a command argument: where the file really is (under --root in tests).
+    pub fn arg_path(&self, node_path: &str) -> String {
+        self.root.path(node_path).display().to_string()
+    }
+
     /// Runs a command on behalf of the current phase (see `exec`).
     pub fn exec(&self, cmd: &Cmd) -> Result<String> {
         self.runner.run(self.phase(), cmd)

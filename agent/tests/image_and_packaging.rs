@@ -39,7 +39,7 @@ fn build_deb(out_dir: &Path) -> PathBuf {
 }
 
 /// `systemd-analyze verify` on a throw-away root holding the host's systemd units, our units in
-/// /etc/systemd/system and stand-in executables at the paths the units start. Returns its diagnostics:
+/// /etc/systemd/system and placeholder executables at the paths the units start. Returns its diagnostics:
 /// systemd reports unknown keys and bad values as warnings with exit status 0, so any output is a finding.
 fn verify_units(units_dir: &Path) -> Result<(), String> {
     let root = tempfile::tempdir().unwrap();
@@ -204,7 +204,7 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
         .arg(w.join("seed.iso"))
         .arg("--serial")
         .arg(&serial_log)
-        .args(["--timeout", "420", "--no-reboot"])
+        .args(["--timeout", "900", "--no-reboot"])
         .output()
         .expect("run-vm.sh runs");
     let serial = std::fs::read_to_string(&serial_log).unwrap_or_default();
@@ -236,6 +236,11 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
     assert!(micros("agent-start-us") >= micros("cloud-init-done-us"));
     assert!(micros("agent-start-us") >= micros("cloud-config-done-us"));
     assert!(micros("agent-start-us") >= micros("network-online-us"));
+    // Its own log records reach the journal under the unit.
+    assert!(
+        get("agent-output-lines").parse::<u32>().unwrap() > 0,
+        "the agent logged nothing to the journal"
+    );
 
     // Everything the agent must do still works under the unit's hardening, and the hardening is in force.
     let probes: Vec<&str> = serial
@@ -335,4 +340,111 @@ fn packer_templates_validate() {
     packer_validate("qemu.json", &qemu).unwrap();
     let err = packer_validate("qemu.json", &qemu[1..]).unwrap_err();
     assert!(err.contains("image_dir"), "{err}");
+}
+
+/// A file of an ext4 image, read offline with debugfs (e2fsprogs); None when it does not exist.
+fn image_file(image: &Path, path: &str) -> Option<Vec<u8>> {
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image));
+    let missing = String::from_utf8_lossy(&out.stderr).contains("File not found");
+    (!missing).then_some(out.stdout)
+}
+
+#[test]
+fn packer_build_installs_and_bakes_the_agent_into_the_test_image() {
+    let repo = repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let deb = build_deb(w);
+    // What bake downloads, laid out as packer/build-qemu.sh documents; the "binaries" only have to match
+    // their checksums.
+    let version = "v1.35.0";
+    let mirror = w.join("mirror");
+    let sha256 = |path: &Path| {
+        let out = run(Command::new("sha256sum").arg(path));
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    };
+    let bin_dir = mirror.join(format!("release/{version}/bin/linux/amd64"));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let mut served = BTreeMap::new();
+    for tool in ["kubelet", "kubeadm", "kubectl"] {
+        let body = format!("#!/bin/sh\necho {tool} {version}\n");
+        std::fs::write(bin_dir.join(tool), &body).unwrap();
+        let digest = sha256(&bin_dir.join(tool));
+        std::fs::write(bin_dir.join(format!("{tool}.sha256")), &digest).unwrap();
+        served.insert(tool, (body, digest));
+    }
+    let tarball = |dir: &str, name: &str, members: &[&str]| {
+        let src = w.join(format!("{dir}-members"));
+        std::fs::create_dir_all(&src).unwrap();
+        for member in members {
+            std::fs::write(src.join(member), "#!/bin/sh\n").unwrap();
+        }
+        std::fs::create_dir_all(mirror.join(dir)).unwrap();
+        let path = mirror.join(dir).join(name);
+        run(Command::new("tar")
+            .arg("czf")
+            .arg(&path)
+            .arg("-C")
+            .arg(&src)
+            .args(members));
+        std::fs::write(
+            mirror.join(dir).join(format!("{name}.sha256")),
+            sha256(&path),
+        )
+        .unwrap();
+    };
+    tarball("crictl", "crictl-v1.35.0-linux-amd64.tar.gz", &["crictl"]);
+    tarball(
+        "cni-plugins",
+        "cni-plugins-linux-amd64-v1.8.0.tgz",
+        &["bridge", "host-local", "loopback", "portmap"],
+    );
+
+    let started = std::time::Instant::now();
+    run(Command::new(repo.join("packer/build-qemu.sh"))
+        .arg("--deb")
+        .arg(&deb)
+        .args(["--kubernetes-version", version])
+        .arg("--mirror")
+        .arg(&mirror)
+        .arg("--out")
+        .arg(w.join("baked")));
+    println!(
+        "packer build of packer/qemu.json (incl. the image without agent): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let image = w.join("baked/root.img");
+    let read = |path: &str| image_file(&image, path);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &read("/etc/kubeboot/baked.json").expect("bake recorded baked.json"),
+    )
+    .unwrap();
+    for (tool, (body, digest)) in &served {
+        let installed = read(&format!("/usr/local/bin/{tool}"))
+            .unwrap_or_else(|| panic!("{tool} not baked into /usr/local/bin"));
+        assert_eq!(String::from_utf8(installed).unwrap(), *body);
+        let recorded = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == *tool)
+            .unwrap_or_else(|| panic!("{tool} missing from baked.json: {manifest}"));
+        assert_eq!(recorded["sha256"], digest.as_str());
+    }
+    assert!(
+        read("/usr/bin/kubeboot-agent").is_some(),
+        "the .deb was installed"
+    );
+    assert!(
+        read("/etc/systemd/system/multi-user.target.wants/kubeboot-agent.service").is_some(),
+        "the agent unit is enabled"
+    );
+    // Generalised: no build VM identity or credentials left.
+    assert_eq!(read("/etc/machine-id"), Some(Vec::new()));
+    assert_eq!(read("/root/.ssh/authorized_keys"), None);
+    assert_eq!(read("/var/lib/cloud/instance/user-data.txt"), None);
 }

@@ -18,6 +18,7 @@
 #     Inside the guest, eth0 is the user-mode NIC (host loopback services are at 10.0.2.2) and further NICs
 #     passed after -- are eth1, eth2... (net.ifnames=0).
 #
+# no_timer_check: on a loaded host the kernel's IO-APIC timer check can fail under TCG and panic the boot.
 # Acceleration: TCG by default (/dev/kvm here is nested PVM, where a stock Debian kernel hangs under KVM);
 # KUBEBOOT_VM_ACCEL=kvm opts in on machines where KVM works.
 
@@ -69,7 +70,7 @@ kb_run_vm() {
     -nodefaults -no-user-config -display none -monitor none \
     -serial "file:$serial" \
     -kernel "$KB_KERNEL" -initrd "$KB_INITRD" \
-    -append 'root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1' \
+    -append 'root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 no_timer_check' \
     -drive "file=$KB_ROOT_IMG,format=raw,if=virtio,snapshot=on" \
     -drive "file=$seed,format=raw,if=virtio,readonly=on" \
     -netdev "user,id=n0$user_net" -device "virtio-net-pci,netdev=n0,mac=$mac" \

@@ -90,17 +90,18 @@ impl Phase for Addons {
         for (name, text) in &manifests {
             fsx::write_if_changed(&dir.join(name), text.as_bytes(), 0o644)?;
         }
+        let (admin_conf, addons_dir) = (ctx.arg_path(ADMIN_CONF), ctx.arg_path(ADDONS_DIR));
         ctx.exec(&Cmd::new(
             Program::Kube("kubectl"),
             [
                 "--kubeconfig",
-                ADMIN_CONF,
+                admin_conf.as_str(),
                 "apply",
                 "--server-side",
                 "--force-conflicts",
                 "--field-manager=kubeboot",
                 "-f",
-                ADDONS_DIR,
+                addons_dir.as_str(),
             ],
         ))?;
         Ok(())

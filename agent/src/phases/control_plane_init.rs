@@ -92,9 +92,16 @@ pub fn reset(ctx: &Context, why: &str) -> Result<()> {
 
 /// Whether the API server answers with the admin credentials, retrying until the deadline.
 fn api_answers(ctx: &Context) -> bool {
+    let admin_conf = ctx.arg_path(ADMIN_CONF);
     let probe = Cmd::new(
         Program::Kube("kubectl"),
-        ["--kubeconfig", ADMIN_CONF, "get", "--raw", "/readyz"],
+        [
+            "--kubeconfig",
+            admin_conf.as_str(),
+            "get",
+            "--raw",
+            "/readyz",
+        ],
     );
     let backoff = Backoff {
         initial: Duration::from_secs(1),
@@ -134,6 +141,7 @@ impl Phase for ControlPlaneInit {
             .pki
             .as_ref()
             .context("pki: required on a master")?;
+        let config_file = ctx.arg_path(CONFIG_FILE);
         let admin_conf = ctx.root.path(ADMIN_CONF).exists();
         if admin_conf && !ctx.dry_run() && api_answers(ctx) {
             info!(
@@ -143,7 +151,7 @@ impl Phase for ControlPlaneInit {
             for phase in FINISHING_PHASES {
                 let mut args = vec!["init", "phase"];
                 args.extend_from_slice(phase);
-                args.extend_from_slice(&["--config", CONFIG_FILE]);
+                args.extend_from_slice(&["--config", config_file.as_str()]);
                 kubeadm(ctx, &args)?;
             }
             return Ok(());
@@ -162,7 +170,12 @@ impl Phase for ControlPlaneInit {
         hosts::map_endpoint_to_this_master(ctx)?;
         kubeadm(
             ctx,
-            &["init", "--config", CONFIG_FILE, "--skip-token-print"],
+            &[
+                "init",
+                "--config",
+                config_file.as_str(),
+                "--skip-token-print",
+            ],
         )
     }
 }

@@ -109,9 +109,10 @@ impl Phase for Join {
                     .context("pki: required on a master")?;
                 write_pki(&ctx.root, pki)?;
             }
+            let config_file = ctx.arg_path(CONFIG_FILE);
             ctx.exec(&Cmd::new(
                 Program::Kube("kubeadm"),
-                ["join", "--config", CONFIG_FILE],
+                ["join", "--config", config_file.as_str()],
             ))?;
         }
         if kind == NodeKind::ExtraMaster {

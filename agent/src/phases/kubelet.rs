@@ -94,12 +94,12 @@ impl Phase for Kubelet {
     fn run(&self, ctx: &Context) -> Result<()> {
         fsx::write_if_changed(
             &ctx.root.path(UNIT_FILE),
-            include_bytes!("../../files/kubelet.service"),
+            include_bytes!("../../../units/kubelet.service"),
             0o644,
         )?;
         fsx::write_if_changed(
             &ctx.root.path(DROP_IN_FILE),
-            include_bytes!("../../files/10-kubeadm.conf"),
+            include_bytes!("../../../units/kubelet.service.d/10-kubeadm.conf"),
             0o644,
         )?;
         ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
