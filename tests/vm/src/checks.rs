@@ -25,6 +25,10 @@ pub fn cluster_needles(rendered: &Path, configs: &[&NodeConfig]) -> Result<Vec<N
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
+        // Certificates, public keys and the CA pin are public by design.
+        if name.ends_with(".crt") || name.ends_with(".pub") || name == "ca-cert-hash" {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
@@ -135,14 +139,16 @@ pub fn node_registered(
 /// public key hash is the pin the worker's NodeConfig gave.
 pub fn worker_pinned_ca(worker_boot: &Boot, rendered: &Path, config: &NodeConfig) -> Result<()> {
     let files = worker_boot.files("changed-files")?;
-    let ca = file(&files, "/etc/kubernetes/pki/ca.crt")
-        .ok_or_else(|| anyhow!("the worker has no /etc/kubernetes/pki/ca.crt"))?;
+    let ca = match file(&files, "/etc/kubernetes/pki/ca.crt") {
+        Some(f) => f.contents.clone(),
+        None => kubeconfig_ca(&files, "/etc/kubernetes/kubelet.conf")?,
+    };
     let expected = std::fs::read(rendered.join("secrets/ca.crt"))?;
     ensure!(
-        String::from_utf8_lossy(&ca.contents).trim() == String::from_utf8_lossy(&expected).trim(),
+        String::from_utf8_lossy(&ca).trim() == String::from_utf8_lossy(&expected).trim(),
         "the worker's CA is not the cluster CA"
     );
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&ca.contents)?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&ca)?;
     let cert = pem.parse_x509()?;
     let pin = format!("sha256:{}", secrets::sha256_hex(cert.public_key().raw));
     ensure!(
@@ -151,6 +157,17 @@ pub fn worker_pinned_ca(worker_boot: &Boot, rendered: &Path, config: &NodeConfig
         config.bootstrap.ca_cert_hashes
     );
     Ok(())
+}
+
+/// The CA a kubeconfig trusts (`clusters[0].cluster.certificate-authority-data`).
+fn kubeconfig_ca(files: &[GuestFile], path: &str) -> Result<Vec<u8>> {
+    let conf = file(files, path).ok_or_else(|| anyhow!("the worker has no {path}"))?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&conf.contents)?;
+    let data = doc["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{path} has no certificate-authority-data"))?;
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
 }
 
 /// One phase as `kubeboot-agent status --output json` reports it.
@@ -175,19 +192,9 @@ pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
         .map(|p| Phase {
             name: p["name"].as_str().unwrap_or_default().to_string(),
             state: p["state"].as_str().unwrap_or_default().to_string(),
-            seconds: p["durationSeconds"]
-                .as_f64()
-                .or_else(|| p["duration_seconds"].as_f64())
-                .or_else(|| p["durationMs"].as_f64().map(|ms| ms / 1000.0)),
-            finished: p["finished"]
-                .as_str()
-                .or_else(|| p["end"].as_str())
-                .or_else(|| p["finishedAt"].as_str())
-                .map(str::to_string),
-            error: p["error"]
-                .as_str()
-                .or_else(|| p["lastError"].as_str())
-                .map(str::to_string),
+            seconds: p["durationMs"].as_f64().map(|ms| ms / 1000.0),
+            finished: p["finishedAt"].as_str().map(str::to_string),
+            error: p["lastError"].as_str().map(str::to_string),
         })
         .collect())
 }

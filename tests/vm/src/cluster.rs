@@ -32,38 +32,60 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Builds the generator, the agent and the stand-ins (debug profile, the one `cargo test` already built)
-/// and returns the directory holding their binaries.
-pub fn build_binaries() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(
-        Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--locked", "--bins"])
-            .args([
-                "-p",
-                "kubeboot-gen",
-                "-p",
-                "kubeboot-agent",
-                "-p",
-                "kubeboot-stand-ins",
-            ]),
-        "cargo build",
-    )?;
+/// The directory holding the debug binaries of the generator, the agent and the stand-ins.
+/// `cargo test --workspace` builds them (their packages have integration tests) before any test
+/// runs; only when one is missing (this test run alone) are they built here, which may select
+/// other dependency features and so take a while.
+pub fn binaries() -> Result<PathBuf> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
-    Ok(target.join("debug"))
+        .unwrap_or_else(|_| workspace_root().join("target"))
+        .join("debug");
+    let needed = [
+        "kubeboot-gen",
+        "kubeboot-agent",
+        "kubeadm",
+        "kubelet",
+        "kube-apiserver",
+    ];
+    if needed.iter().any(|b| !target.join(b).is_file()) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(
+            Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "--locked", "--bins"])
+                .args([
+                    "-p",
+                    "kubeboot-gen",
+                    "-p",
+                    "kubeboot-agent",
+                    "-p",
+                    "kubeboot-stand-ins",
+                ]),
+            "cargo build",
+        )?;
+    }
+    Ok(target)
 }
 
 /// The agent's .deb (packaging/build-deb.sh) baked into the test image (images/build-image.sh,
 /// whose expensive Debian base is cached by content), as the Packer path installs it.
 pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
+    if let Some(prebuilt) = std::env::var_os("KUBEBOOT_E2E_IMAGE") {
+        let dir = PathBuf::from(prebuilt);
+        return Ok(Image {
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            disk: dir.join("root.img"),
+        });
+    }
     let root = workspace_root();
+    std::fs::create_dir_all(out)?;
+    let agent = stripped(&bin.join("kubeboot-agent"), out)?;
     let deb = run(
         Command::new(root.join("packaging/build-deb.sh"))
             .arg("--binary")
-            .arg(bin.join("kubeboot-agent"))
+            .arg(agent)
             .arg("--out")
             .arg(out),
         "packaging/build-deb.sh",
@@ -81,6 +103,16 @@ pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
         initrd: out.join("initrd.img"),
         disk: out.join("root.img"),
     })
+}
+
+/// A copy of a debug binary without its debug info (10x smaller: less to download in the VM).
+pub fn stripped(binary: &Path, dir: &Path) -> Result<PathBuf> {
+    let out = dir.join(binary.file_name().unwrap_or_default());
+    run(
+        Command::new("strip").arg("-o").arg(&out).arg(binary),
+        "strip",
+    )?;
+    Ok(out)
 }
 
 /// `kubeboot-gen render --spec <spec> --out <out>`.
@@ -183,6 +215,8 @@ impl Node {
                 local_port: *local,
                 remote_port: *remote,
             }),
+            // The agent's preflight wants 2 GiB free under /var/lib.
+            disk_gb: 5,
             timeout: spec.timeout,
         };
         let vm = Vm::start(image, &config, workdir)?;

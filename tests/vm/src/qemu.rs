@@ -46,6 +46,8 @@ pub struct VmConfig {
     /// `(guest address:port, loopback port on the host)`.
     pub forwards: Vec<(String, u16)>,
     pub private_link: Option<PrivateLink>,
+    /// Virtual size of the VM's disk (at least the image's).
+    pub disk_gb: u32,
     pub timeout: Duration,
 }
 
@@ -72,6 +74,20 @@ impl Vm {
         let console = workdir.join(format!("{}.console.log", config.name));
         let evidence = workdir.join(format!("{}.evidence.log", config.name));
         let monitor = workdir.join(format!("{}.monitor.sock", config.name));
+        // A throw-away copy-on-write disk over the pristine image, larger than the image as a cloud
+        // VM's disk is; cloud-init's resizefs grows the root filesystem into it at first boot.
+        let overlay = workdir.join(format!("{}.disk.qcow2", config.name));
+        let _ = std::fs::remove_file(&overlay);
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&image.disk)
+            .arg(&overlay)
+            .arg(format!("{}G", config.disk_gb))
+            .output()
+            .context("qemu-img create")?;
+        if !out.status.success() {
+            bail!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let mut uplink = format!("user,id=up,net={UPLINK_NET}");
         for (guest, host_port) in &config.forwards {
             uplink += &format!(",guestfwd=tcp:{guest}-cmd:socat STDIO TCP:127.0.0.1:{host_port}");
@@ -93,10 +109,7 @@ impl Vm {
             ])
             .args([
                 "-drive",
-                &format!(
-                    "file={},format=raw,if=virtio,snapshot=on",
-                    image.disk.display()
-                ),
+                &format!("file={},format=qcow2,if=virtio", overlay.display()),
             ])
             .args([
                 "-drive",
