@@ -8,7 +8,7 @@ use kubeboot_gen::render::CUSTOM_DATA_LIMIT;
 use kubeboot_gen::validate::{validate_text, ValidSpec, EXAMPLE_SPEC};
 use kubeboot_gen::{check, render_dir, SecretsOrigin};
 
-/// Renders a kubeboot cluster (per-pool cloud-init user data, azure.json, secrets) from one spec.
+/// Renders a kubeboot cluster (ARM template, per-pool cloud-init user data, azure.json, secrets) from one spec.
 #[derive(Parser)]
 #[command(name = "kubeboot-gen", version)]
 struct Cli {
