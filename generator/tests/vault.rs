@@ -43,7 +43,18 @@ impl Bao {
         Self::launch(Some(cert_dir))
     }
 
+    /// Starts a dev server; a server that exits before it answers (e.g. its free port was taken
+    /// by a parallel test in between) is started again on another port, a few times.
     fn launch(tls_dir: Option<&Path>) -> Self {
+        for _attempt in 0..3 {
+            if let Some(bao) = Self::try_launch(tls_dir) {
+                return bao;
+            }
+        }
+        panic!("bao dev server exited before answering, three times");
+    }
+
+    fn try_launch(tls_dir: Option<&Path>) -> Option<Self> {
         let port = free_port();
         let bao = std::env::var("KUBEBOOT_BAO").unwrap_or_else(|_| "bao".into());
         let mut args = vec![
@@ -69,7 +80,8 @@ impl Bao {
             address: format!("{scheme}://127.0.0.1:{port}"),
             http: reqwest::blocking::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: several dev servers start at once on a 2-core machine.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(ca) = tls_dir.and_then(|d| std::fs::read(d.join("vault-ca.pem")).ok()) {
                 bao.http = reqwest::blocking::Client::builder()
@@ -83,7 +95,10 @@ impl Bao {
                 .send()
                 .is_ok_and(|r| r.status().is_success());
             if ready {
-                return bao;
+                return Some(bao);
+            }
+            if bao.child.try_wait().unwrap().is_some() {
+                return None;
             }
             assert!(Instant::now() < deadline, "bao dev server did not come up");
             std::thread::sleep(Duration::from_millis(100));
