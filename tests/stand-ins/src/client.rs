@@ -26,6 +26,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client that trusts only the kubeconfig's CA and presents its client certificate.
+    pub fn from_credentials(creds: &crate::kubeconfig::Credentials) -> Result<Client> {
+        Client::new(
+            &creds.server,
+            Trust::Ca(&creds.ca_pem),
+            Auth::ClientCert {
+                cert_pem: &creds.client_cert_pem,
+                key_pem: &creds.client_key_pem,
+            },
+        )
+    }
+
     pub fn new(server: &str, trust: Trust, auth: Auth) -> Result<Client> {
         let base = if server.starts_with("https://") {
             server.trim_end_matches('/').to_string()

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use kubeboot_stand_ins::client::{Auth, Client, Trust};
+use kubeboot_stand_ins::client::Client;
 use kubeboot_stand_ins::kubeadm::{node_object, parse_labels};
 use kubeboot_stand_ins::kubeconfig::load_credentials;
 use kubeboot_stand_ins::version::{KubeVersion, KNOWN_MINORS};
@@ -90,14 +90,7 @@ fn run(root: &Root, args: &[String]) -> Result<()> {
         .last("provider-id")
         .map(str::to_string)
         .or_else(|| config["providerID"].as_str().map(str::to_string));
-    let client = Client::new(
-        &creds.server,
-        Trust::Ca(&creds.ca_pem),
-        Auth::ClientCert {
-            cert_pem: &creds.client_cert_pem,
-            key_pem: &creds.client_key_pem,
-        },
-    )?;
+    let client = Client::from_credentials(&creds)?;
     let node = node_object(&name, &labels, &taints, provider_id.as_deref());
     let interval = config["nodeStatusUpdateFrequency"]
         .as_str()

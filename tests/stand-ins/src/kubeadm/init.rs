@@ -10,7 +10,7 @@ use super::config::{self, ClusterConfiguration, InitConfiguration, Purpose, Tain
 use super::controlplane::{self, Node};
 use super::{node_object, parse_labels, Preflight, CONTROL_PLANE_TAINT, MANIFESTS};
 use crate::apiserver::state::{ClusterState, State};
-use crate::client::{Auth, Client, Trust};
+use crate::client::Client;
 use crate::flags::Parsed;
 use crate::invocation::delay;
 use crate::jws::BootstrapToken;
@@ -274,14 +274,7 @@ fn cluster_configuration_yaml(path: &Path) -> Result<String> {
 fn register_control_plane_node(root: &Root, init: &InitConfiguration) -> Result<()> {
     let nr = &init.node_registration;
     let creds = load_credentials(root, "/etc/kubernetes/admin.conf")?;
-    let client = Client::new(
-        &creds.server,
-        Trust::Ca(&creds.ca_pem),
-        Auth::ClientCert {
-            cert_pem: &creds.client_cert_pem,
-            key_pem: &creds.client_key_pem,
-        },
-    )?;
+    let client = Client::from_credentials(&creds)?;
     let mut labels = parse_labels(nr.kubelet_arg("node-labels").unwrap_or_default());
     labels.insert(CONTROL_PLANE_TAINT.into(), String::new());
     labels.insert(

@@ -265,14 +265,7 @@ fn fetch_configmap(client: &Client, name: &str, key: &str) -> Result<String> {
 fn register_node(root: &Root, join: &JoinConfiguration, kubeconfig: &str) -> Result<()> {
     let nr = &join.node_registration;
     let creds = load_credentials(root, kubeconfig)?;
-    let client = Client::new(
-        &creds.server,
-        Trust::Ca(&creds.ca_pem),
-        Auth::ClientCert {
-            cert_pem: &creds.client_cert_pem,
-            key_pem: &creds.client_key_pem,
-        },
-    )?;
+    let client = Client::from_credentials(&creds)?;
     let mut labels = parse_labels(nr.kubelet_arg("node-labels").unwrap_or_default());
     let mut taints = nr.taints.clone().unwrap_or_default();
     if join.control_plane.is_some() {
