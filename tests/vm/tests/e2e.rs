@@ -5,8 +5,8 @@
 //! real kubectl) and a fake IMDS on loopback only. kubeadm, kubelet and the API server are the
 //! stand-ins of `tests/stand-ins` because their real binaries are not available here.
 //!
-//! One test, so the VM runs never overlap (two cores): master and worker with a reboot, then the
-//! timings table. Evidence (consoles, what
+//! One test, so the VM runs never overlap (two cores): master and worker with a reboot; an Azure
+//! master that learns who it is from the fake IMDS; then the timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
 use std::collections::BTreeMap;
@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use kubeboot_nodeconfig::NodeConfig;
+use kubeboot_vm_e2e::capture;
 use kubeboot_vm_e2e::checks::{self, Phase};
 use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBECTL, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
-use kubeboot_vm_e2e::qemu::Image;
+use kubeboot_vm_e2e::imds;
+use kubeboot_vm_e2e::qemu::{self, Image};
 use kubeboot_vm_e2e::secrets::{node_config_from_user_data, Needle};
 use kubeboot_vm_e2e::seed::Instrumentation;
 use kubeboot_vm_e2e::{mirror, workspace_root};
@@ -265,7 +267,7 @@ fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     }
     for node in [&master, &worker] {
         ensure!(
-            node.imds.hits().is_empty(),
+            node.imds.hits().is_empty() && imds_packets_only_to_the_forward(node)? == 0,
             "{}: a provider-none node called IMDS",
             node.spec.hostname
         );
@@ -289,6 +291,105 @@ fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     }
     master.vm.stop();
     worker.vm.stop();
+    Ok(())
+}
+
+/// Every packet the guest sent to 169.254.169.254 on its uplink went to TCP port 80, the only
+/// one `guestfwd` hands to the loopback IMDS; returns how many there were.
+fn imds_packets_only_to_the_forward(node: &Node) -> Result<usize> {
+    let imds_ip = qemu::IMDS_ADDR.split(':').next().unwrap_or_default();
+    let packets = capture::packets_to(&node.vm.uplink_capture, imds_ip.parse()?)?;
+    let stray: Vec<_> = packets
+        .iter()
+        .filter(|p| !(p.protocol == 6 && p.port == 80))
+        .collect();
+    ensure!(
+        stray.is_empty(),
+        "{}: packets to {imds_ip} other than TCP/80 (not forwarded to the loopback IMDS): {stray:?}",
+        node.spec.hostname
+    );
+    Ok(packets.len())
+}
+
+/// The Azure flavour: one master of `specs/azure.yaml`, scale-set instance 0 (so the first
+/// master) in zone 2, whose only source of identity is the fake IMDS. Its private address
+/// (what IMDS reports) is on a second NIC, as the subnet's address of an Azure NIC is.
+fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
+    let rendered = Rendered::new(env, "azure.yaml", &["master"])?;
+    let config = rendered.config("master");
+    let azure = config
+        .provider
+        .azure
+        .as_ref()
+        .context("the azure spec renders an azure provider")?;
+    let instance = imds::Instance {
+        subscription_id: azure.subscription_id.clone(),
+        resource_group: azure.resource_group.clone(),
+        location: azure.location.clone(),
+        // The generator's names: scale set `<cluster>-<pool>`, computer names `<cluster>-<pool>-`.
+        vm_scale_set: format!("{}-master", config.cluster.name),
+        computer_name_prefix: format!("{}-master-", config.cluster.name),
+        ordinal: 0,
+        zone: "2".into(),
+        private_ip: "10.240.0.4".into(),
+    };
+    let node_name = instance.computer_name();
+    let mut spec = env.node_spec(&node_name, "master", 3, true);
+    spec.imds = Some(instance.clone());
+    // A NIC on the master subnet with the address IMDS reports; nothing on the other end.
+    let (local, unused) = cluster::udp_port_pair()?;
+    spec.link = Some((format!("{}/24", instance.private_ip), local, unused));
+    spec.instrumentation
+        .extra_files
+        .push(checks::OBJECTS_JSON.into());
+    let mut master = env.start("azure", &rendered, spec)?;
+    seeded_exactly(&master, &rendered)?;
+    let boot = master.wait_dumped(1, BOOT_WAIT)?;
+    println!(
+        "azure: master settled {:.0?} after start",
+        master.vm.started.elapsed()
+    );
+    done(&node_name, &boot)?;
+
+    let hits = master.imds.hits();
+    ensure!(!hits.is_empty(), "{node_name}: the agent never called IMDS");
+    for hit in &hits {
+        ensure!(
+            hit.header("Metadata") == Some("true") && hit.status == 200,
+            "{node_name}: IMDS request {} {} (Metadata: {:?}) answered {}",
+            hit.method,
+            hit.url,
+            hit.header("Metadata"),
+            hit.status
+        );
+    }
+    let forwarded = imds_packets_only_to_the_forward(&master)?;
+    ensure!(
+        forwarded > 0,
+        "{node_name}: no IMDS packet on the uplink capture"
+    );
+
+    let nodes = checks::registered_nodes(&boot)?;
+    checks::node_registered(&nodes, &node_name, config, Some(&instance.provider_id()))?;
+    let labels = &nodes[&node_name]["metadata"]["labels"];
+    for (key, value) in [
+        (
+            "topology.kubernetes.io/zone",
+            format!("{}-{}", instance.location, instance.zone),
+        ),
+        ("topology.kubernetes.io/region", instance.location.clone()),
+    ] {
+        ensure!(
+            labels[key].as_str() == Some(value.as_str()),
+            "{node_name}: label {key} is {} (IMDS says {value})",
+            labels[key]
+        );
+    }
+    checks::endpoint_mapped_locally(&boot, config, &instance.private_ip)?;
+    checks::cloud_provider_applied(&boot)?;
+    checks::no_secret_leaks(&node_name, &boot, &rendered.needles)?;
+    timings.push(timing("kubeboot-azure", &node_name, &boot)?);
+    master.vm.stop();
     Ok(())
 }
 
@@ -326,13 +427,27 @@ fn print_timings(timings: &[Timing]) {
     }
 }
 
+/// `KUBEBOOT_E2E_RUNS=azure,faults` runs only those runs (while working on one); all by default.
+fn selected(run: &str) -> bool {
+    std::env::var("KUBEBOOT_E2E_RUNS").map_or(true, |runs| runs.split(',').any(|r| r == run))
+}
+
 #[test]
 fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
     let started = Instant::now();
     let env = Env::prepare()?;
     let mut timings = Vec::new();
-    happy_path(&env, &mut timings).context("happy path (master + worker, reboot)")?;
-    println!("happy path passed at {:.0?}", started.elapsed());
+    type Run = fn(&Env, &mut Vec<Timing>) -> Result<()>;
+    let runs: [(&str, &str, Run); 2] = [
+        ("happy-path", "master + worker, reboot", happy_path),
+        ("azure", "azure master from IMDS", azure_master),
+    ];
+    for (name, what, run) in runs {
+        if selected(name) {
+            run(&env, &mut timings).with_context(|| format!("{name} ({what})"))?;
+            println!("{name} passed at {:.0?}", started.elapsed());
+        }
+    }
     print_timings(&timings);
     println!("VM end-to-end test took {:.0?}", started.elapsed());
     Ok(())
