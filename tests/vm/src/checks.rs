@@ -274,3 +274,22 @@ pub fn cloud_provider_applied(master_boot: &Boot) -> Result<()> {
     }
     Ok(())
 }
+
+/// Seconds after boot (journal monotonic time) of each attempt the agent logged while waiting
+/// for the control-plane endpoint.
+pub fn endpoint_wait_attempts(boot: &Boot) -> Result<Vec<f64>> {
+    Ok(boot
+        .text("journal")?
+        .lines()
+        .filter(|l| l.contains("waiting for the control-plane endpoint"))
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix('[')?
+                .split(']')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect())
+}
