@@ -32,8 +32,9 @@ install -D -m 0755 "$binary" "$pkg/usr/bin/kubeboot-agent"
 # As dh_strip does for executables: no debug info, no symbols the loader does not need.
 strip --remove-section=.comment --remove-section=.note --strip-unneeded "$pkg/usr/bin/kubeboot-agent"
 install -D -m 0644 "$repo/units/kubeboot-agent.service" "$pkg/lib/systemd/system/kubeboot-agent.service"
-install -D -m 0644 "$repo/units/kubelet.service" "$pkg/lib/systemd/system/kubelet.service"
-install -D -m 0644 "$repo/units/kubelet.service.d/10-kubeadm.conf" \
+# 0600: CIS 4.1.1 wants every kubelet service file readable by root only (the audit checks /lib too).
+install -D -m 0600 "$repo/units/kubelet.service" "$pkg/lib/systemd/system/kubelet.service"
+install -D -m 0600 "$repo/units/kubelet.service.d/10-kubeadm.conf" \
   "$pkg/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
 # node.yaml (secrets) lands here from cloud-init: the directory is root-only from the start.
 install -d -m 0700 "$pkg/etc/kubeboot"

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::provider::AzureInstance;
+
 /// Which of the three node recipes this machine follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,18 +50,7 @@ pub struct NodeFacts {
     /// Taints in `key=value:Effect` form.
     #[serde(default)]
     pub taints: Vec<String>,
+    /// Where the VM is in Azure, as IMDS told it (kept so re-runs do not ask again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure: Option<AzureFacts>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AzureFacts {
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub location: String,
-    pub vm_scale_set: String,
-    pub ordinal: u32,
-    /// Availability zone ("1".."3"), or empty when the scale set is not zonal.
-    pub zone: String,
+    pub azure: Option<AzureInstance>,
 }

@@ -137,13 +137,14 @@ fn deb_ships_the_agent_its_units_and_a_private_config_dir() {
             "/lib/systemd/system/kubeboot-agent.service",
             "-rw-r--r-- root/root",
         ),
+        // CIS 4.1.1: kubelet service files 600 or more restrictive.
         (
             "/lib/systemd/system/kubelet.service",
-            "-rw-r--r-- root/root",
+            "-rw------- root/root",
         ),
         (
             "/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
-            "-rw-r--r-- root/root",
+            "-rw------- root/root",
         ),
         ("/etc/kubeboot/", "drwx------ root/root"),
     ] {

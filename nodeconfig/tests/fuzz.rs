@@ -6,6 +6,7 @@
 //! persisted under `proptest-regressions/` and replayed first.
 
 #[path = "support/mutate.rs"]
+#[macro_use]
 mod mutate;
 
 use kubeboot_nodeconfig::{parse, FieldError};
@@ -43,25 +44,4 @@ fn corpus_documents_are_valid() {
     }
 }
 
-proptest! {
-    #![proptest_config(mutate::config(1500))]
-
-    #[test]
-    fn arbitrary_text_never_panics(text in mutate::yamlish()) {
-        check(&text)?;
-    }
-
-    #[test]
-    fn structured_mutations_never_panic(doc in 0..CORPUS.len(), edits in mutate::edits(4)) {
-        let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(CORPUS[doc]).unwrap();
-        for (pick, edit) in &edits {
-            mutate::apply(&mut tree, *pick, edit);
-        }
-        check(&serde_yaml_ng::to_string(&tree).unwrap())?;
-    }
-
-    #[test]
-    fn text_mutations_never_panic(doc in 0..CORPUS.len(), edits in mutate::text_edits()) {
-        check(&mutate::apply_text(CORPUS[doc], &edits))?;
-    }
-}
+fuzz_properties!(CORPUS, check, 1500);

@@ -2,7 +2,6 @@
 //! `crate::audit` on this node. Exit 0 when every applicable check passes, 1 when one fails
 //! (2 when the node's role cannot be told).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -20,10 +19,7 @@ pub enum RoleArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: super::Common,
-    /// The NodeConfig that tells this node's role (default: /etc/kubeboot/node.yaml under --root).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub node: super::NodeArgs,
     /// Audit as this role instead of reading it from the NodeConfig.
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
@@ -38,8 +34,9 @@ fn role(args: &Args) -> Result<Role> {
             RoleArg::Worker => Role::Worker,
         });
     }
-    let root = args.common.root();
+    let root = args.node.root();
     let path = args
+        .node
         .config
         .clone()
         .unwrap_or_else(|| root.path(kubeboot_nodeconfig::DEFAULT_PATH));
@@ -56,7 +53,7 @@ fn role(args: &Args) -> Result<Role> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let role = role(&args)?;
-    let report = audit::run(&Node::new(args.common.root())?, role);
+    let report = audit::run(&Node::new(args.node.root())?, role);
     match args.output {
         super::status::Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         super::status::Output::Text => {

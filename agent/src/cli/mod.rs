@@ -1,7 +1,7 @@
 //! Command line: one file per subcommand. To add one, add a variant to `Command` with its `Args`
 //! and a line in `run`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,7 +34,8 @@ pub enum Command {
     Run(run::Args),
     /// Show the phases that would run, which are done, and why.
     Plan(plan::Args),
-    /// Show per-phase state, timestamps and last errors.
+    /// Show per-phase state, timestamps and last errors (without a readable NodeConfig, phases that
+    /// do not apply to this node show as pending instead of skipped).
     Status(status::Args),
     /// Install kubelet, kubeadm, kubectl (and crictl, CNI plugins) of one version, verified.
     Install(install::Args),
@@ -55,6 +56,26 @@ pub struct Common {
 impl Common {
     pub fn root(&self) -> Root {
         Root::new(&self.root)
+    }
+}
+
+/// Options of the subcommands that read this node's NodeConfig.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The NodeConfig (default: /etc/kubeboot/node.yaml under --root).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    pub fn root(&self) -> Root {
+        self.common.root()
+    }
+
+    pub fn config(&self) -> Option<&Path> {
+        self.config.as_deref()
     }
 }
 

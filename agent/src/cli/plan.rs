@@ -1,6 +1,5 @@
 //! `kubeboot-agent plan`: what `run` would do, phase by phase, and why.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -13,14 +12,11 @@ use crate::workflow::{applicability, Applicability};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: super::Common,
-    /// The NodeConfig (default: /etc/kubeboot/node.yaml under --root).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub node: super::NodeArgs,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = Context::load(args.common.root(), args.config.as_deref(), true)?;
+    let ctx = Context::load(args.node.root(), args.node.config(), true)?;
     print!("{}", render(&ctx)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,5 @@
 //! `kubeboot-agent run`: bring this node into the cluster, resuming where an earlier run stopped.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -11,10 +10,7 @@ use crate::workflow::{self, Selection};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: super::Common,
-    /// The NodeConfig (default: /etc/kubeboot/node.yaml under --root).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub node: super::NodeArgs,
     /// Write files under --root but run no command; print each command instead.
     #[arg(long)]
     pub dry_run: bool,
@@ -32,7 +28,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         skip: args.skip.into_iter().collect(),
     };
     selection.check()?;
-    let mut ctx = Context::load(args.common.root(), args.config.as_deref(), args.dry_run)?;
+    let mut ctx = Context::load(args.node.root(), args.node.config(), args.dry_run)?;
     ctx.skipped = selection.skip.clone();
     workflow::run(&ctx, &selection)?;
     Ok(ExitCode::SUCCESS)

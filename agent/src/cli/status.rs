@@ -1,7 +1,6 @@
 //! `kubeboot-agent status`: per-phase state from the markers. `--output json` is a stable schema
 //! (documented in the README) that the end-to-end tests parse.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -21,11 +20,7 @@ pub enum Output {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: super::Common,
-    /// The NodeConfig (default: /etc/kubeboot/node.yaml under --root); without a readable one,
-    /// phases that do not apply to this node show as pending instead of skipped.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub node: super::NodeArgs,
     #[arg(long, short, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -38,8 +33,8 @@ pub struct Status {
 }
 
 pub fn collect(args: &Args) -> Result<Status> {
-    let root = args.common.root();
-    let ctx = Context::load(root.clone(), args.config.as_deref(), true).ok();
+    let root = args.node.root();
+    let ctx = Context::load(root.clone(), args.node.config(), true).ok();
     let node = match &ctx {
         Some(ctx) => ctx.try_facts()?,
         None => None,

@@ -6,7 +6,7 @@
 //! `kubectl apply --server-side --force-conflicts --field-manager=kubeboot -f` of that directory,
 //! which converges no matter how often it runs. Done-marker: `phases/addons.done`.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
 
 use crate::context::Context;
@@ -22,11 +22,21 @@ pub const FLANNEL_VERSION: &str = "v0.27.4";
 pub const FLANNEL_CNI_PLUGIN_VERSION: &str = "v1.8.0-flannel1";
 
 /// cloud-provider-azure is released per Kubernetes minor; its minor must match the cluster's.
-pub fn cloud_provider_azure_version(minor: u64) -> String {
-    match minor {
-        34 => "v1.34.2".into(),
-        other => format!("v1.{other}.0"),
-    }
+/// Images are published under `mcr.microsoft.com/oss/v2/kubernetes` since v1.32.11 (the older
+/// `oss/kubernetes` path stopped at v1.34.3); tags are the latest patch of each minor known when
+/// this table was written (kubernetes-sigs/cloud-provider-azure releases, as pinned by other
+/// installers, e.g. kubermatic/kubeone pkg/templates/images/images.go).
+const CLOUD_PROVIDER_AZURE_RELEASES: &[(u64, &str)] =
+    &[(34, "v1.34.10"), (35, "v1.35.5"), (36, "v1.36.1")];
+
+pub fn cloud_provider_azure_version(minor: u64) -> Result<&'static str> {
+    CLOUD_PROVIDER_AZURE_RELEASES
+        .iter()
+        .find(|(m, _)| *m == minor)
+        .map(|(_, tag)| *tag)
+        .with_context(|| {
+            format!("no cloud-provider-azure release is known for Kubernetes 1.{minor}")
+        })
 }
 
 /// The manifests this cluster gets, as (file name, rendered text), in apply order.
@@ -38,7 +48,7 @@ pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
     vars.insert("flannel_cni_plugin_version", FLANNEL_CNI_PLUGIN_VERSION);
     vars.insert(
         "cloud_provider_azure_version",
-        &cloud_provider_azure_version(config.cluster.kubernetes_version.minor()),
+        cloud_provider_azure_version(config.cluster.kubernetes_version.minor())?,
     );
     let mut templates: Vec<(&'static str, &'static str)> = Vec::new();
     if let Some(azure) = &config.provider.azure {
@@ -112,7 +122,19 @@ impl Phase for Addons {
 mod tests {
     use super::*;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
-    use kubeboot_nodeconfig::{AzureProvider, ProviderConfig};
+    use kubeboot_nodeconfig::{AzureProvider, ProviderConfig, SUPPORTED_MINORS};
+
+    #[test]
+    fn every_supported_minor_has_a_cloud_provider_azure_release() {
+        for minor in SUPPORTED_MINORS {
+            let tag = cloud_provider_azure_version(minor).unwrap();
+            assert!(tag.starts_with(&format!("v1.{minor}.")), "{minor}: {tag}");
+        }
+        let unknown = cloud_provider_azure_version(SUPPORTED_MINORS.end() + 1).unwrap_err();
+        assert!(unknown
+            .to_string()
+            .contains("no cloud-provider-azure release"));
+    }
 
     #[test]
     fn renders_flannel_with_the_pod_cidr() {
@@ -152,7 +174,7 @@ mod tests {
         assert!(manifests[0].1.contains("--cluster-name=demo"));
         assert!(manifests[0]
             .1
-            .contains("azure-cloud-controller-manager:v1.35.0"));
+            .contains("oss/v2/kubernetes/azure-cloud-controller-manager:v1.35.5"));
         let sandbox = Sandbox::new("node-1");
         let ctx = sandbox.context(config);
         fsx::write_atomic(

@@ -16,7 +16,7 @@ use kubeboot_nodeconfig::{NodeConfig, ProviderName};
 
 use crate::context::Context;
 use crate::error::Stop;
-use crate::facts::{AzureFacts, NodeFacts, NodeKind};
+use crate::facts::{NodeFacts, NodeKind};
 use crate::markers::{self, FACTS_FILE};
 use crate::phases::Phase;
 use crate::provider::{self, InstanceMetadata};
@@ -67,14 +67,7 @@ pub fn derive(config: &NodeConfig, md: &InstanceMetadata) -> Result<NodeFacts, S
         };
         labels.insert(ZONE_LABEL.into(), zone);
         labels.insert(REGION_LABEL.into(), got.location.clone());
-        azure = Some(AzureFacts {
-            subscription_id: got.subscription_id.clone(),
-            resource_group: got.resource_group.clone(),
-            location: got.location.clone(),
-            vm_scale_set: got.vm_scale_set.clone(),
-            ordinal: got.ordinal,
-            zone: got.zone.clone(),
-        });
+        azure = Some(got.clone());
     }
     labels.extend(config.node.labels.clone());
     let kind =

@@ -21,7 +21,8 @@ pub struct InstanceMetadata {
     pub azure: Option<AzureInstance>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AzureInstance {
     pub subscription_id: String,
     pub resource_group: String,
@@ -31,6 +32,8 @@ pub struct AzureInstance {
     pub ordinal: u32,
     /// Availability zone, empty when the scale set is not zonal.
     pub zone: String,
+    /// Fault domain: the zone label of a scale set that is not zonal.
+    #[serde(default)]
     pub platform_fault_domain: String,
 }
 

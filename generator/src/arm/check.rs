@@ -189,15 +189,8 @@ impl<'t> Walker<'t> {
             for dep in resource["dependsOn"].as_array().into_iter().flatten() {
                 let dep_text = dep.as_str().unwrap_or_default();
                 let resolved = match expression(dep_text) {
-                    Some(expr) => {
-                        let found = calls(expr, "resourceId");
-                        found.len() == 1
-                            && found[0]
-                                .iter()
-                                .cloned()
-                                .collect::<Option<Vec<String>>>()
-                                .is_some_and(|args| self.resolve_top_level(&args).is_some())
-                    }
+                    Some(expr) => sole_resource_id(expr)
+                        .is_some_and(|args| self.resolve_top_level(&args).is_some()),
                     None => self
                         .resources
                         .iter()
@@ -281,17 +274,10 @@ impl<'t> Walker<'t> {
             .as_str()
             .or(reference.as_str())
             .unwrap_or_default();
-        let Some(expr) = expression(text) else {
-            return false;
-        };
-        let found = calls(expr, "resourceId");
-        found.len() == 1
-            && found[0]
-                .iter()
-                .cloned()
-                .collect::<Option<Vec<String>>>()
-                .and_then(|args| self.resolve(&args))
-                .is_some_and(|resolved| std::ptr::eq(resolved, target))
+        expression(text)
+            .and_then(sole_resource_id)
+            .and_then(|args| self.resolve(&args))
+            .is_some_and(|resolved| std::ptr::eq(resolved, target))
     }
 
     fn seed_points(&mut self, parameters: &Value, spec: &ClusterSpec) {
@@ -945,6 +931,15 @@ fn collect_strings(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
 fn expression(text: &str) -> Option<&str> {
     let body = text.strip_prefix('[')?.strip_suffix(']')?;
     (!body.starts_with('[')).then_some(body)
+}
+
+/// The literal arguments of the one `resourceId(...)` call in `expr`; None when there is not
+/// exactly one or an argument is not a literal.
+fn sole_resource_id(expr: &str) -> Option<Vec<String>> {
+    match calls(expr, "resourceId").as_slice() {
+        [args] => args.iter().cloned().collect(),
+        _ => None,
+    }
 }
 
 /// Every call of `function` in `expr`, as its arguments: `Some(literal)` for a quoted string

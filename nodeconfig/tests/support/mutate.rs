@@ -183,3 +183,33 @@ pub fn config(cases: u32) -> ProptestConfig {
         ..ProptestConfig::default()
     }
 }
+
+/// The three fuzz properties both harnesses share: arbitrary text, structured mutations and text
+/// mutations of a corpus of valid documents must all satisfy `$check` (a fn(&str) -> Result<(),
+/// TestCaseError>).
+macro_rules! fuzz_properties {
+    ($corpus:expr, $check:path, $cases:expr) => {
+        proptest! {
+            #![proptest_config(mutate::config($cases))]
+
+            #[test]
+            fn arbitrary_text_never_panics(text in mutate::yamlish()) {
+                $check(&text)?;
+            }
+
+            #[test]
+            fn structured_mutations_never_panic(doc in 0..$corpus.len(), edits in mutate::edits(4)) {
+                let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str($corpus[doc]).unwrap();
+                for (pick, edit) in &edits {
+                    mutate::apply(&mut tree, *pick, edit);
+                }
+                $check(&serde_yaml_ng::to_string(&tree).unwrap())?;
+            }
+
+            #[test]
+            fn text_mutations_never_panic(doc in 0..$corpus.len(), edits in mutate::text_edits()) {
+                $check(&mutate::apply_text($corpus[doc], &edits))?;
+            }
+        }
+    };
+}

@@ -15,3 +15,20 @@ pub mod schema;
 pub mod version;
 
 pub use invocation::{Invocation, Root};
+
+/// Where `.ci/install-deps` puts the kubectl the tests use (a supported minor), unless
+/// `KUBEBOOT_TEST_KUBECTL` names another.
+pub const TEST_KUBECTL: &str = "/usr/local/lib/kubeboot-tests/kubectl/bin/kubectl";
+
+/// The real kubectl for tests; panics with what to do when it is missing.
+pub fn test_kubectl() -> std::path::PathBuf {
+    let path = std::env::var_os("KUBEBOOT_TEST_KUBECTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| TEST_KUBECTL.into());
+    assert!(
+        path.is_file(),
+        "kubectl for the tests is missing at {} (run .ci/install-deps)",
+        path.display()
+    );
+    path
+}

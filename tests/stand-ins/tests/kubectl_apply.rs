@@ -1,24 +1,9 @@
 //! REAL kubectl (`apply --server-side`) against the stand-in API server, as the agent's addons phase runs it.
-//! The machines of this project have kubectl (the google-cloud-sdk one, or on PATH), so a missing kubectl
-//! fails this test rather than skipping it: a skipped test would hide that addons were never exercised.
+//! `.ci/install-deps` installs that kubectl (`kubeboot_stand_ins::test_kubectl`), so a missing one fails this
+//! test rather than skipping it: a skipped test would hide that addons were never exercised.
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-
-fn kubectl() -> PathBuf {
-    let sdk = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
-    if sdk.is_file() {
-        return sdk;
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
-        .expect(
-            "kubectl is required: /usr/lib/google-cloud-sdk/bin/kubectl.1.33 or kubectl on PATH",
-        )
-}
 
 const ADDONS: &str = r#"apiVersion: v1
 kind: Namespace
@@ -124,7 +109,7 @@ fn cluster() -> Cluster {
 }
 
 fn apply(c: &Cluster, kubeconfig: &str, dir: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(kubectl())
+    std::process::Command::new(kubeboot_stand_ins::test_kubectl())
         .args([
             "--kubeconfig",
             kubeconfig,

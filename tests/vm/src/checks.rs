@@ -12,6 +12,8 @@ use crate::secrets::{self, Needle};
 
 /// Where the stand-in API server records the nodes that registered (name → Node object).
 pub const NODES_JSON: &str = "/var/lib/stand-ins/kube-apiserver/nodes.json";
+/// Where it records the objects applied with server-side apply (`apiVersion/Kind/ns/name` → object).
+pub const OBJECTS_JSON: &str = "/var/lib/stand-ins/kube-apiserver/objects.json";
 
 /// Every secret of a rendered cluster: the generator's secret files (private keys, tokens) and
 /// what each pool's NodeConfig carries.
@@ -217,4 +219,77 @@ pub fn agent_cpu_seconds(boot: &Boot) -> Result<f64> {
     let ticks: f64 = words.next().unwrap_or("0").parse()?;
     let hz: f64 = words.next().unwrap_or("100").parse()?;
     Ok(ticks / hz)
+}
+
+/// On a master the control-plane endpoint's name resolves, through /etc/hosts, to the master's
+/// own address (Azure load balancers do not hairpin).
+pub fn endpoint_mapped_locally(boot: &Boot, config: &NodeConfig, address: &str) -> Result<()> {
+    let endpoint = &config.cluster.control_plane_endpoint;
+    let name = endpoint
+        .rsplit_once(':')
+        .map_or(endpoint.as_str(), |(h, _)| h);
+    let files = boot.files("changed-files")?;
+    let hosts = file(&files, "/etc/hosts").ok_or_else(|| anyhow!("/etc/hosts was not written"))?;
+    let text = String::from_utf8_lossy(&hosts.contents);
+    ensure!(
+        text.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some(address) && words.any(|w| w == name)
+        }),
+        "/etc/hosts does not map {name} to {address}:\n{text}"
+    );
+    Ok(())
+}
+
+/// The addons phase applied cloud-provider-azure: its controller manager Deployment and node
+/// manager DaemonSet reached the API server, with the image of the cluster's minor version.
+pub fn cloud_provider_applied(master_boot: &Boot) -> Result<()> {
+    let files = master_boot.files("extra-files")?;
+    let objects = file(&files, OBJECTS_JSON)
+        .ok_or_else(|| anyhow!("{OBJECTS_JSON} not on the master: nothing was applied"))?;
+    let objects: BTreeMap<String, Value> = serde_json::from_slice(&objects.contents)?;
+    for (key, image) in [
+        (
+            "apps/v1/Deployment/kube-system/cloud-controller-manager",
+            "azure-cloud-controller-manager:",
+        ),
+        (
+            "apps/v1/DaemonSet/kube-system/cloud-node-manager",
+            "azure-cloud-node-manager:",
+        ),
+    ] {
+        let object = objects
+            .get(key)
+            .ok_or_else(|| anyhow!("{key} was not applied (applied: {:?})", objects.keys()))?;
+        let images: Vec<&str> = object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["image"].as_str())
+            .collect();
+        ensure!(
+            images.iter().any(|i| i.contains(image)),
+            "{key}: images {images:?} are not {image}*"
+        );
+    }
+    Ok(())
+}
+
+/// Seconds after boot (journal monotonic time) of each attempt the agent logged while waiting
+/// for the control-plane endpoint.
+pub fn endpoint_wait_attempts(boot: &Boot) -> Result<Vec<f64>> {
+    Ok(boot
+        .text("journal")?
+        .lines()
+        .filter(|l| l.contains("waiting for the control-plane endpoint"))
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix('[')?
+                .split(']')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect())
 }

@@ -13,6 +13,8 @@ pub struct Hit {
     pub at: Instant,
     pub method: String,
     pub url: String,
+    /// `(name, value)` as received.
+    pub headers: Vec<(String, String)>,
     /// 0 while the answer is still being sent.
     pub status: u16,
 }
@@ -24,6 +26,16 @@ pub struct LoopbackServer {
     pub hits: HitLog,
     server: Arc<tiny_http::Server>,
     acceptor: Option<JoinHandle<()>>,
+}
+
+impl Hit {
+    /// The value of header `name` (case-insensitive), if the request carried it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl LoopbackServer {
@@ -59,6 +71,11 @@ impl LoopbackServer {
                                 at: Instant::now(),
                                 method: request.method().to_string(),
                                 url: request.url().to_string(),
+                                headers: request
+                                    .headers()
+                                    .iter()
+                                    .map(|h| (h.field.to_string(), h.value.to_string()))
+                                    .collect(),
                                 status: 0,
                             });
                             hits.len() - 1

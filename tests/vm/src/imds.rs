@@ -16,6 +16,8 @@ pub struct Instance {
     pub resource_group: String,
     pub location: String,
     pub vm_scale_set: String,
+    /// The scale set's `computerNamePrefix` (the ARM template's, e.g. `<cluster>-<pool>-`).
+    pub computer_name_prefix: String,
     pub ordinal: u32,
     pub zone: String,
     /// The address the guest gets from QEMU's user-mode DHCP.
@@ -23,14 +25,15 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Scale-set instances are named `<vmss>_<ordinal>`; the computer name is the prefix plus a
-    /// six-digit ordinal (base 36 upstream; identical for the small ordinals used here).
+    /// Scale-set instances are named `<vmss>_<ordinal>`; the computer name is the scale set's
+    /// computer name prefix plus a six-digit ordinal (base 36 upstream; identical for the small
+    /// ordinals used here).
     pub fn name(&self) -> String {
         format!("{}_{}", self.vm_scale_set, self.ordinal)
     }
 
     pub fn computer_name(&self) -> String {
-        format!("{}{:06}", self.vm_scale_set, self.ordinal)
+        format!("{}{:06}", self.computer_name_prefix, self.ordinal)
     }
 
     pub fn provider_id(&self) -> String {

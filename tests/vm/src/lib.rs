@@ -4,6 +4,8 @@
 //!
 //! Test-only: this crate is never shipped and the product crates never depend on it.
 
+pub mod baseline;
+pub mod capture;
 pub mod checks;
 pub mod cluster;
 pub mod evidence;

@@ -2,7 +2,8 @@
 //! pristine), a NoCloud seed, an uplink on QEMU user-mode networking whose only ways out are the
 //! host services forwarded with `guestfwd`, an optional private link to the other VMs over a UDP
 //! socket netdev, the console on ttyS0 and the evidence channel on ttyS1 (both to files), and an
-//! HMP monitor socket to reboot or reset the guest. QEMU always runs under `timeout`.
+//! HMP monitor socket to reboot or reset the guest. Every frame on the uplink is recorded (headers
+//! only) so the test can tell where the guest tried to go. QEMU always runs under `timeout`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -55,6 +56,8 @@ pub struct Vm {
     pub name: String,
     pub console: PathBuf,
     pub evidence: PathBuf,
+    /// pcap of the uplink's frames (first bytes of each), see `capture.rs`.
+    pub uplink_capture: PathBuf,
     pub started: Instant,
     monitor: PathBuf,
     child: Child,
@@ -74,6 +77,7 @@ impl Vm {
         let console = workdir.join(format!("{}.console.log", config.name));
         let evidence = workdir.join(format!("{}.evidence.log", config.name));
         let monitor = workdir.join(format!("{}.monitor.sock", config.name));
+        let uplink_capture = workdir.join(format!("{}.uplink.pcap", config.name));
         // A throw-away copy-on-write disk over the pristine image, larger than the image as a cloud
         // VM's disk is; cloud-init's resizefs grows the root filesystem into it at first boot.
         let overlay = workdir.join(format!("{}.disk.qcow2", config.name));
@@ -105,7 +109,9 @@ impl Vm {
             .arg(&image.initrd)
             .args([
                 "-append",
-                "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=false",
+                // no_timer_check: on a loaded host the IO-APIC timer check can fail under TCG
+                // and panic the boot (as in lib.sh).
+                "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=false no_timer_check",
             ])
             .args([
                 "-drive",
@@ -119,6 +125,13 @@ impl Vm {
                 ),
             ])
             .args(["-netdev", &uplink])
+            .args([
+                "-object",
+                &format!(
+                    "filter-dump,id=upcap,netdev=up,maxlen=96,file={}",
+                    uplink_capture.display()
+                ),
+            ])
             .args([
                 "-device",
                 &format!("virtio-net-pci,netdev=up,mac={}", config.uplink_mac),
@@ -154,6 +167,7 @@ impl Vm {
             name: config.name.clone(),
             console,
             evidence,
+            uplink_capture,
             started: Instant::now(),
             monitor,
             child,

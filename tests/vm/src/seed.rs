@@ -85,7 +85,8 @@ pub struct Instrumentation {
     pub baseline: bool,
     pub agent_unit: String,
     pub deadline_seconds: u64,
-    /// Fault: SIGKILL the agent the first time `kubeadm init` is seen running.
+    /// Fault: SIGKILL the agent once `kubeadm init` is seen half-way (the API server it started is
+    /// up, init has not returned).
     pub kill_agent_during_kubeadm_init: bool,
     /// Files dumped on every boot, changed or not (e.g. the stand-in API server's records).
     pub extra_files: Vec<String>,

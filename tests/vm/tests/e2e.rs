@@ -5,8 +5,8 @@
 //! real kubectl) and a fake IMDS on loopback only. kubeadm, kubelet and the API server are the
 //! stand-ins of `tests/stand-ins` because their real binaries are not available here.
 //!
-//! One test, so the VM runs never overlap (two cores): master and worker with a reboot, then the
-//! timings table. Evidence (consoles, what
+//! One test, so the VM runs never overlap (two cores): master and worker with a reboot; an Azure
+//! master that learns who it is from the fake IMDS; then the timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
 use std::collections::BTreeMap;
@@ -18,9 +18,11 @@ use kubeboot_nodeconfig::NodeConfig;
 use kubeboot_vm_e2e::checks::{self, Phase};
 use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBECTL, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
-use kubeboot_vm_e2e::qemu::Image;
+use kubeboot_vm_e2e::imds;
+use kubeboot_vm_e2e::qemu::{self, Image};
 use kubeboot_vm_e2e::secrets::{node_config_from_user_data, Needle};
 use kubeboot_vm_e2e::seed::Instrumentation;
+use kubeboot_vm_e2e::{baseline, capture};
 use kubeboot_vm_e2e::{mirror, workspace_root};
 
 /// Upper bounds only (a loaded CI machine is slow under TCG); nothing is asserted on time.
@@ -42,8 +44,9 @@ struct Rendered {
 }
 
 impl Rendered {
-    fn new(env: &Env, spec: &str, pools: &[&str]) -> Result<Self> {
-        let dir = env.work.join(spec.trim_end_matches(".yaml"));
+    /// Renders `specs/<spec>` into `target/vm-e2e/<run>/` (each run has its own secrets).
+    fn new(env: &Env, run: &str, spec: &str, pools: &[&str]) -> Result<Self> {
+        let dir = env.work.join(run);
         let spec_path = workspace_root().join("tests/vm/specs").join(spec);
         cluster::render(&env.bin, &spec_path, &dir)?;
         let mut configs = BTreeMap::new();
@@ -133,12 +136,42 @@ impl Env {
         }
     }
 
-    /// Starts a node; its files (seed, disk, consoles, evidence) go to `target/vm-e2e/<run>/`.
-    fn start(&self, run: &str, rendered: &Rendered, spec: NodeSpec) -> Result<Node> {
+    /// Starts a node; its files (seed, disk, consoles, evidence) go beside the rendered cluster.
+    fn start(&self, rendered: &Rendered, spec: NodeSpec) -> Result<Node> {
         let user_data = cluster::user_data(&rendered.dir, &spec.pool);
-        let dir = self.work.join(run);
-        std::fs::create_dir_all(&dir)?;
-        Node::start(&self.image, &user_data, &self.mirror_tree, spec, &dir)
+        Node::start(
+            &self.image,
+            &user_data,
+            &self.mirror_tree,
+            spec,
+            &rendered.dir,
+        )
+    }
+
+    /// Starts a node whose user data is the shell baseline instead of the rendered file.
+    fn start_baseline(
+        &self,
+        rendered: &Rendered,
+        mut spec: NodeSpec,
+        address: &str,
+    ) -> Result<Node> {
+        let user_data = rendered.dir.join(format!("{}.baseline.sh", spec.hostname));
+        baseline::write_user_data(
+            rendered.config(&spec.pool),
+            &spec.hostname,
+            address,
+            &user_data,
+        )?;
+        spec.instrumentation.baseline = true;
+        // The node is done when cloud-final (which runs the script) is.
+        spec.instrumentation.agent_unit = "cloud-final.service".into();
+        Node::start(
+            &self.image,
+            &user_data,
+            &self.mirror_tree,
+            spec,
+            &rendered.dir,
+        )
     }
 }
 
@@ -242,54 +275,362 @@ fn nothing_redone(node: &str, first: &Boot, second: &Boot) -> Result<()> {
 }
 
 fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "none.yaml", &["master", "worker"])?;
+    let rendered = Rendered::new(env, "happy-path", "none.yaml", &["master", "worker"])?;
     let mut master_spec = env.node_spec("master-0", "master", 1, true);
     let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
     link(&mut master_spec, &mut worker_spec)?;
-    let mut master = env.start("happy-path", &rendered, master_spec)?;
-    let mut worker = env.start("happy-path", &rendered, worker_spec)?;
-    seeded_exactly(&master, &rendered)?;
-    seeded_exactly(&worker, &rendered)?;
-
+    let mut master = env.start(&rendered, master_spec)?;
+    let mut worker = env.start(&rendered, worker_spec)?;
     let master_boot = master.wait_dumped(1, BOOT_WAIT)?;
     let worker_boot = worker.wait_dumped(1, BOOT_WAIT)?;
     println!(
         "happy path: both nodes settled {:.0?} after start",
         master.vm.started.elapsed()
     );
-    done("master-0", &master_boot)?;
-    done("worker-0", &worker_boot)?;
-    checks::worker_pinned_ca(&worker_boot, &rendered.dir, rendered.config("worker"))?;
-    for (name, boot) in [("master-0", &master_boot), ("worker-0", &worker_boot)] {
-        checks::no_secret_leaks(name, boot, &rendered.needles)?;
-    }
-    for node in [&master, &worker] {
-        ensure!(
-            node.imds.hits().is_empty(),
-            "{}: a provider-none node called IMDS",
-            node.spec.hostname
-        );
-    }
     timings.push(timing("kubeboot", "master-0", &master_boot)?);
     timings.push(timing("kubeboot", "worker-0", &worker_boot)?);
+    converged(&rendered, (master, master_boot), (worker, worker_boot))
+}
+
+/// What every two-node run must end with: both nodes done, the worker pinned the cluster CA, no
+/// secret leaked, no IMDS traffic (provider none); then after a clean reboot nothing is redone
+/// and both nodes are registered with their pools' labels and taints.
+fn converged(rendered: &Rendered, master: (Node, Boot), worker: (Node, Boot)) -> Result<()> {
+    let ((master, master_boot), (worker, worker_boot)) = (master, worker);
+    for (node, boot) in [(&master, &master_boot), (&worker, &worker_boot)] {
+        let name = &node.spec.hostname;
+        seeded_exactly(node, rendered)?;
+        done(name, boot)?;
+        checks::no_secret_leaks(name, boot, &rendered.needles)?;
+        ensure!(
+            node.imds.hits().is_empty() && imds_packets_only_to_the_forward(node)? == 0,
+            "{name}: a provider-none node called IMDS"
+        );
+    }
+    checks::worker_pinned_ca(&worker_boot, &rendered.dir, rendered.config("worker"))?;
 
     master.vm.reboot()?;
     worker.vm.reboot()?;
-    let master_again = master.wait_dumped(2, BOOT_WAIT)?;
-    let worker_again = worker.wait_dumped(2, BOOT_WAIT)?;
-    nothing_redone("master-0", &master_boot, &master_again)?;
-    nothing_redone("worker-0", &worker_boot, &worker_again)?;
-    // The master's own evidence of boot 1 may predate the worker's join (the master is done
-    // first); its records dumped after the reboot hold both registrations.
-    let nodes = checks::registered_nodes(&master_again)?;
+    let mut pairs = Vec::new();
+    for (mut node, boot) in [(master, master_boot), (worker, worker_boot)] {
+        let again = node.wait_dumped(boot.number + 1, BOOT_WAIT)?;
+        nothing_redone(&node.spec.hostname, &boot, &again)?;
+        checks::no_secret_leaks(&node.spec.hostname, &again, &rendered.needles)?;
+        pairs.push((node, again));
+    }
+    // The master's own evidence of its first run may predate the worker's join (the master is
+    // done first); its records dumped after the reboot hold both registrations.
+    let nodes = checks::registered_nodes(&pairs[0].1)?;
     checks::node_registered(&nodes, "master-0", rendered.config("master"), None)?;
     checks::node_registered(&nodes, "worker-0", rendered.config("worker"), None)?;
-    for (name, boot) in [("master-0", &master_again), ("worker-0", &worker_again)] {
-        checks::no_secret_leaks(name, boot, &rendered.needles)?;
+    for (node, _) in pairs {
+        node.vm.stop();
+    }
+    Ok(())
+}
+
+/// Faults, in one two-node run (a boot costs minutes under TCG):
+/// - the worker starts alone, its downloads slowed, and is rebooted while `install` is
+///   downloading; the master starts only once the rebooted worker has fetched everything again,
+///   so the worker must wait for the control-plane endpoint with backoff, then join;
+/// - the master's agent is SIGKILLed while `kubeadm init` runs; its unit restarts it.
+fn faults(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
+    let rendered = Rendered::new(env, "faults", "none.yaml", &["master", "worker"])?;
+    let mut master_spec = env.node_spec("master-0", "master", 1, true);
+    let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
+    link(&mut master_spec, &mut worker_spec)?;
+    master_spec.instrumentation.kill_agent_during_kubeadm_init = true;
+    // ~15 s for kubectl: long enough to reboot in the middle of it.
+    worker_spec.mirror.bytes_per_second = Some(4 << 20);
+    let mut worker = env.start(&rendered, worker_spec)?;
+
+    let cut = worker
+        .vm
+        .wait_for("a download in progress", BOOT_WAIT, |_| {
+            worker.mirror.hits().into_iter().find(|h| {
+                h.status == 0 && !h.url.ends_with(".sha256") && h.at.elapsed().as_secs() >= 3
+            })
+        })?;
+    worker.vm.reboot()?;
+    let rebooted = Instant::now();
+    println!(
+        "faults: worker rebooted {:.0?} after start while downloading {}",
+        worker.vm.started.elapsed(),
+        cut.url
+    );
+    worker
+        .vm
+        .wait_for("the interrupted download again", BOOT_WAIT, |_| {
+            worker
+                .mirror
+                .hits()
+                .into_iter()
+                .find(|h| h.url == cut.url && h.at > rebooted && h.status == 200)
+        })?;
+    let mut master = env.start(&rendered, master_spec)?;
+    println!(
+        "faults: master started {:.0?} after the worker",
+        worker.vm.started.elapsed()
+    );
+    let master_boot = master.wait_dumped(1, BOOT_WAIT)?;
+    let worker_boot = worker.wait_dumped(2, BOOT_WAIT)?;
+    println!(
+        "faults: both nodes settled {:.0?} after the worker started",
+        worker.vm.started.elapsed()
+    );
+
+    ensure!(
+        !worker
+            .boots()?
+            .iter()
+            .any(|b| b.number == 1 && b.is_dumped()),
+        "worker-0: boot 1 was not interrupted by the reboot"
+    );
+    let fetches = worker
+        .mirror
+        .hits()
+        .iter()
+        .filter(|h| h.url == cut.url)
+        .count();
+    ensure!(
+        fetches >= 2,
+        "worker-0: {} was fetched {fetches} time(s), not again after the reboot",
+        cut.url
+    );
+    let waits = checks::endpoint_wait_attempts(&worker_boot)?;
+    println!("faults: worker-0 waited for the endpoint, attempts at {waits:?} s after boot");
+    ensure!(
+        waits.len() >= 3,
+        "worker-0: did not wait for the control-plane endpoint with retries (attempts at {waits:?})"
+    );
+    ensure!(
+        master_boot.event("fault").is_some(),
+        "master-0: the agent was never killed during kubeadm init"
+    );
+    let restarts: u32 = master_boot
+        .unit()?
+        .get("NRestarts")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    ensure!(
+        restarts >= 1,
+        "master-0: the agent's unit was not restarted after the kill"
+    );
+    let journal = master_boot.text("journal")?;
+    let init_runs = journal
+        .lines()
+        .filter(|l| l.contains("starting:") && l.contains("phase=\"control-plane-init\""))
+        .count();
+    ensure!(
+        init_runs >= 2,
+        "master-0: control-plane-init did not run again after the kill ({init_runs} run)"
+    );
+    if let Some(resumed) = journal.lines().find(|l| {
+        l.contains("phase=\"control-plane-init\"")
+            && (l.contains("finishing init") || l.contains("did not finish"))
+    }) {
+        println!("faults: master-0 after the kill: {resumed}");
+    }
+    timings.push(timing("kubeboot-faults", "master-0", &master_boot)?);
+    timings.push(timing(
+        "kubeboot-faults",
+        "worker-0 (boot 2)",
+        &worker_boot,
+    )?);
+    converged(&rendered, (master, master_boot), (worker, worker_boot))
+}
+
+/// A worker whose mirror corrupts kubelet in transit (its `.sha256` stays right).
+fn start_corrupted_node(env: &Env) -> Result<Node> {
+    let rendered = Rendered::new(env, "corrupt", "none.yaml", &["worker"])?;
+    let mut spec = env.node_spec("worker-9", "worker", 4, false);
+    spec.mirror.corrupt = Some("kubelet".into());
+    env.start(&rendered, spec)
+}
+
+/// The node fails clearly: the agent's unit failed with an exit code, `status` names the digest
+/// mismatch of kubelet in `install`, and none of the Kubernetes binaries was installed.
+fn corrupted_node_failed(mut node: Node) -> Result<()> {
+    let boot = node.wait_dumped(1, BOOT_WAIT)?;
+    let unit = boot.unit()?;
+    ensure!(
+        unit.get("ActiveState").map(String::as_str) == Some("failed")
+            && unit.get("Result").map(String::as_str) == Some("exit-code")
+            && unit.get("ExecMainStatus").map(String::as_str) != Some("0"),
+        "worker-9: the agent unit did not fail with an exit code: {:?}/{:?}/{:?}",
+        unit.get("ActiveState"),
+        unit.get("Result"),
+        unit.get("ExecMainStatus")
+    );
+    let phases = checks::phases(&boot)?;
+    let install = phases
+        .iter()
+        .find(|p| p.name == "install")
+        .context("status has no install phase")?;
+    let error = install.error.clone().unwrap_or_default();
+    ensure!(
+        install.state == "failed"
+            && error.contains("kubelet")
+            && error.contains("SHA-256 mismatch"),
+        "worker-9: status does not say install failed on kubelet's digest: {install:?}"
+    );
+    ensure!(
+        phases
+            .iter()
+            .skip_while(|p| p.name != "install")
+            .skip(1)
+            .all(|p| p.state != "done"),
+        "worker-9: phases after the failed install ran: {phases:?}"
+    );
+    let listed = boot.text("large-files")?;
+    let files = boot.files("changed-files")?;
+    for tool in ["kubelet", "kubeadm", "kubectl"] {
+        let path = format!("/usr/local/bin/{tool}");
+        ensure!(
+            checks::file(&files, &path).is_none() && !listed.split_whitespace().any(|w| w == path),
+            "worker-9: {path} was installed from a failed fetch"
+        );
+    }
+    println!("corrupt: worker-9 failed as it should: {error}");
+    node.vm.stop();
+    Ok(())
+}
+
+/// Every packet the guest sent to 169.254.169.254 on its uplink went to TCP port 80, the only
+/// one `guestfwd` hands to the loopback IMDS; returns how many there were.
+fn imds_packets_only_to_the_forward(node: &Node) -> Result<usize> {
+    let imds_ip = qemu::IMDS_ADDR.split(':').next().unwrap_or_default();
+    let packets = capture::packets_to(&node.vm.uplink_capture, imds_ip.parse()?)?;
+    let stray: Vec<_> = packets
+        .iter()
+        .filter(|p| !(p.protocol == 6 && p.port == 80))
+        .collect();
+    ensure!(
+        stray.is_empty(),
+        "{}: packets to {imds_ip} other than TCP/80 (not forwarded to the loopback IMDS): {stray:?}",
+        node.spec.hostname
+    );
+    Ok(packets.len())
+}
+
+/// The Azure flavour: one master of `specs/azure.yaml`, scale-set instance 0 (so the first
+/// master) in zone 2, whose only source of identity is the fake IMDS. Its private address
+/// (what IMDS reports) is on a second NIC, as the subnet's address of an Azure NIC is.
+fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
+    let rendered = Rendered::new(env, "azure", "azure.yaml", &["master"])?;
+    let config = rendered.config("master");
+    let azure = config
+        .provider
+        .azure
+        .as_ref()
+        .context("the azure spec renders an azure provider")?;
+    let instance = imds::Instance {
+        subscription_id: azure.subscription_id.clone(),
+        resource_group: azure.resource_group.clone(),
+        location: azure.location.clone(),
+        // The generator's names: scale set `<cluster>-<pool>`, computer names `<cluster>-<pool>-`.
+        vm_scale_set: format!("{}-master", config.cluster.name),
+        computer_name_prefix: format!("{}-master-", config.cluster.name),
+        ordinal: 0,
+        zone: "2".into(),
+        private_ip: "10.240.0.4".into(),
+    };
+    let node_name = instance.computer_name();
+    let mut spec = env.node_spec(&node_name, "master", 3, true);
+    spec.imds = Some(instance.clone());
+    // A NIC on the master subnet with the address IMDS reports; nothing on the other end.
+    let (local, unused) = cluster::udp_port_pair()?;
+    spec.link = Some((format!("{}/24", instance.private_ip), local, unused));
+    spec.instrumentation
+        .extra_files
+        .push(checks::OBJECTS_JSON.into());
+    let mut master = env.start(&rendered, spec)?;
+    seeded_exactly(&master, &rendered)?;
+    let boot = master.wait_dumped(1, BOOT_WAIT)?;
+    println!(
+        "azure: master settled {:.0?} after start",
+        master.vm.started.elapsed()
+    );
+    done(&node_name, &boot)?;
+
+    let hits = master.imds.hits();
+    ensure!(!hits.is_empty(), "{node_name}: the agent never called IMDS");
+    for hit in &hits {
+        ensure!(
+            hit.header("Metadata") == Some("true") && hit.status == 200,
+            "{node_name}: IMDS request {} {} (Metadata: {:?}) answered {}",
+            hit.method,
+            hit.url,
+            hit.header("Metadata"),
+            hit.status
+        );
+    }
+    let forwarded = imds_packets_only_to_the_forward(&master)?;
+    ensure!(
+        forwarded > 0,
+        "{node_name}: no IMDS packet on the uplink capture"
+    );
+
+    let nodes = checks::registered_nodes(&boot)?;
+    checks::node_registered(&nodes, &node_name, config, Some(&instance.provider_id()))?;
+    let labels = &nodes[&node_name]["metadata"]["labels"];
+    for (key, value) in [
+        (
+            "topology.kubernetes.io/zone",
+            format!("{}-{}", instance.location, instance.zone),
+        ),
+        ("topology.kubernetes.io/region", instance.location.clone()),
+    ] {
+        ensure!(
+            labels[key].as_str() == Some(value.as_str()),
+            "{node_name}: label {key} is {} (IMDS says {value})",
+            labels[key]
+        );
+    }
+    checks::endpoint_mapped_locally(&boot, config, &instance.private_ip)?;
+    checks::cloud_provider_applied(&boot)?;
+    checks::no_secret_leaks(&node_name, &boot, &rendered.needles)?;
+    timings.push(timing("kubeboot-azure", &node_name, &boot)?);
+    master.vm.stop();
+    Ok(())
+}
+
+/// The shell baseline on the same image, the same two-node layout and the same mirror as the
+/// happy path: both scripts must get to their last line.
+fn shell_baseline(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
+    let rendered = Rendered::new(env, "baseline", "none.yaml", &["master", "worker"])?;
+    let mut master_spec = env.node_spec("master-0", "master", 1, true);
+    let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
+    link(&mut master_spec, &mut worker_spec)?;
+    let mut master = env.start_baseline(&rendered, master_spec, "192.168.100.10")?;
+    let mut worker = env.start_baseline(&rendered, worker_spec, "192.168.100.20")?;
+    for node in [&mut master, &mut worker] {
+        let boot = node.wait_dumped(1, BOOT_WAIT)?;
+        let name = node.spec.hostname.clone();
+        let output = boot.text("cloud-init-output")?;
+        ensure!(
+            output.contains(baseline::DONE_LINE),
+            "baseline {name}: the script did not finish:\n{}",
+            output.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+        );
+        timings.push(Timing {
+            run: "shell-baseline".into(),
+            node: name,
+            boot_to_done: checks::agent_exit_seconds(&boot)?,
+            agent_cpu: None,
+            phases: vec![],
+        });
     }
     master.vm.stop();
     worker.vm.stop();
     Ok(())
+}
+
+/// Two single-VM runs side by side: the Azure master and the node that gets a corrupted kubelet.
+fn azure_and_corrupt(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
+    let corrupted = start_corrupted_node(env)?;
+    azure_master(env, timings)?;
+    corrupted_node_failed(corrupted)
 }
 
 fn print_timings(timings: &[Timing]) {
@@ -326,14 +667,65 @@ fn print_timings(timings: &[Timing]) {
     }
 }
 
+/// kubeboot (the happy path) against the shell baseline, node by node, booted the same way.
+fn print_comparison(timings: &[Timing]) {
+    let row = |run: &str, node: &str| timings.iter().find(|t| t.run == run && t.node == node);
+    println!(
+        "\n{:<10} {:>17} {:>17} {:>16} {:>14}",
+        "node", "kubeboot done", "baseline done", "kubeboot/shell", "agent CPU"
+    );
+    for node in ["master-0", "worker-0"] {
+        if let (Some(k), Some(b)) = (row("kubeboot", node), row("shell-baseline", node)) {
+            let cpu = k.agent_cpu.unwrap_or_default();
+            println!(
+                "{node:<10} {:>15.1} s {:>15.1} s {:>16.2} {:>8.2} s {:>4.1} %",
+                k.boot_to_done,
+                b.boot_to_done,
+                k.boot_to_done / b.boot_to_done,
+                cpu,
+                100.0 * cpu / k.boot_to_done
+            );
+        }
+    }
+}
+
+/// `KUBEBOOT_E2E_RUNS=azure,faults` runs only those runs (while working on one); all by default.
+fn selected(run: &str) -> bool {
+    std::env::var("KUBEBOOT_E2E_RUNS").map_or(true, |runs| runs.split(',').any(|r| r == run))
+}
+
 #[test]
 fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
     let started = Instant::now();
     let env = Env::prepare()?;
     let mut timings = Vec::new();
-    happy_path(&env, &mut timings).context("happy path (master + worker, reboot)")?;
-    println!("happy path passed at {:.0?}", started.elapsed());
+    type Run = fn(&Env, &mut Vec<Timing>) -> Result<()>;
+    let runs: [(&str, &str, Run); 4] = [
+        ("happy-path", "master + worker, reboot", happy_path),
+        (
+            "baseline",
+            "the shell baseline, master + worker",
+            shell_baseline,
+        ),
+        (
+            "azure",
+            "azure master from IMDS, beside a node fed a corrupted artifact",
+            azure_and_corrupt,
+        ),
+        (
+            "faults",
+            "worker first, reboot mid-download, agent killed",
+            faults,
+        ),
+    ];
+    for (name, what, run) in runs {
+        if selected(name) {
+            run(&env, &mut timings).with_context(|| format!("{name} ({what})"))?;
+            println!("{name} passed at {:.0?}", started.elapsed());
+        }
+    }
     print_timings(&timings);
+    print_comparison(&timings);
     println!("VM end-to-end test took {:.0?}", started.elapsed());
     Ok(())
 }

@@ -30,6 +30,7 @@ fn instance() -> imds::Instance {
         resource_group: "rg".into(),
         location: "westeurope".into(),
         vm_scale_set: "c-master".into(),
+        computer_name_prefix: "c-master-".into(),
         ordinal: 2,
         zone: "3".into(),
         private_ip: "10.0.0.5".into(),
@@ -62,7 +63,7 @@ fn imds_answers_only_like_azure_does() {
     assert_eq!(doc["compute"]["name"], "c-master_2");
     assert_eq!(
         doc["compute"]["osProfile"]["computerName"],
-        "c-master000002"
+        "c-master-000002"
     );
     assert_eq!(doc["compute"]["vmScaleSetName"], "c-master");
     assert_eq!(doc["compute"]["zone"], "3");
@@ -153,4 +154,56 @@ fn secrets_are_found_by_any_pem_body_line() {
     )
     .is_some());
     assert!(secrets::find(&needles, b"AAAA and -----BEGIN PRIVATE KEY-----").is_none());
+}
+
+/// An Ethernet frame carrying an IPv4 packet (20-byte header) with a TCP/UDP destination port.
+fn frame(to: [u8; 4], protocol: u8, port: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[9] = protocol;
+    ip[16..20].copy_from_slice(&to);
+    f.extend(ip);
+    f.extend([0x12, 0x34]);
+    f.extend(port.to_be_bytes());
+    f
+}
+
+#[test]
+fn capture_lists_packets_to_one_address() {
+    use kubeboot_vm_e2e::capture::{parse, Packet};
+    let imds = [169, 254, 169, 254];
+    let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    pcap.extend([0u8; 16]);
+    for f in [
+        frame(imds, 6, 80),
+        frame([169, 254, 169, 250], 6, 80),
+        frame(imds, 17, 53),
+        frame(imds, 6, 443),
+    ] {
+        pcap.extend([0u8; 8]);
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend((f.len() as u32).to_le_bytes());
+        pcap.extend(f);
+    }
+    let found = parse(&pcap, imds.into()).unwrap();
+    assert_eq!(
+        found,
+        vec![
+            Packet {
+                protocol: 6,
+                port: 80
+            },
+            Packet {
+                protocol: 17,
+                port: 53
+            },
+            Packet {
+                protocol: 6,
+                port: 443
+            },
+        ]
+    );
+    assert!(parse(b"not a pcap file at all, no", imds.into()).is_err());
 }

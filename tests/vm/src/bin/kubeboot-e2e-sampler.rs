@@ -2,7 +2,8 @@
 //! Samples every process's arguments and environment from /proc five times a second without
 //! forking, so short-lived commands are caught and the node under test is barely disturbed;
 //! keeps the CPU time of each `kubeboot-agent` process; and, as a fault, SIGKILLs the agent the
-//! first time `kubeadm init` is seen running.
+//! first time `kubeadm init` is seen half-way: still running, with the API server it started
+//! already up (so the restarted agent finds a partly initialised control plane).
 //!
 //! Usage: kubeboot-e2e-sampler OUT_DIR STOP_FILE KILL_MARKER|-
 
@@ -39,6 +40,7 @@ fn main() {
     let mut agent_ticks: BTreeMap<u32, u64> = BTreeMap::new();
     while !Path::new(stop_file).exists() {
         let mut kubeadm_init = false;
+        let mut apiserver = false;
         let mut agents = Vec::new();
         for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -55,6 +57,7 @@ fn main() {
             if program == "kubeadm" && argv.get(1).map(String::as_str) == Some("init") {
                 kubeadm_init = true;
             }
+            apiserver |= program == "kube-apiserver";
             if let Ok(stat) = fs::read_to_string(dir.join("stat")) {
                 // comm may contain spaces; the fields after it start after the last ')'.
                 let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -68,7 +71,7 @@ fn main() {
             }
         }
         if let Some(marker) = kill_marker {
-            if kubeadm_init && !marker.exists() && !agents.is_empty() {
+            if kubeadm_init && apiserver && !marker.exists() && !agents.is_empty() {
                 for pid in &agents {
                     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
                 }
@@ -79,7 +82,13 @@ fn main() {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // While the kill is armed and `kubeadm init` runs, look often: its second half is short.
+        let armed = kill_marker.is_some_and(|m| !m.exists());
+        std::thread::sleep(Duration::from_millis(if armed && kubeadm_init {
+            10
+        } else {
+            200
+        }));
     }
     let dir = Path::new(out_dir);
     let processes: String = seen.into_iter().map(|l| l + "\n").collect();
