@@ -106,6 +106,13 @@ pub fn with_bind_port(node_yaml: &str, port: u16) -> String {
     serde_yaml_ng::to_string(&config).unwrap()
 }
 
+/// The NodeConfig of a master that is the endpoint itself, on `port` (127.0.0.1:`port`).
+pub fn with_endpoint_port(node_yaml: &str, port: u16) -> String {
+    let mut config: Value = serde_yaml_ng::from_str(&with_bind_port(node_yaml, port)).unwrap();
+    config["cluster"]["controlPlaneEndpoint"] = format!("127.0.0.1:{port}").into();
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
 /// What `kubeboot-gen render` wrote for a cluster spec.
 pub struct Rendered {
     dir: tempfile::TempDir,
