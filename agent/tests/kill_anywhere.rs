@@ -12,6 +12,7 @@
 
 mod support {
     pub mod machine;
+    pub mod output;
     pub mod snapshot;
 }
 

@@ -10,6 +10,7 @@
 
 mod support {
     pub mod machine;
+    pub mod output;
 }
 
 use std::process::Output;

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde_yaml_ng::Value;
 
+pub use super::output::text;
+
 /// The machine's kubectl: the API server probe and the addons need one that really talks to
 /// the (stand-in) API server, and no kubectl of 1.34+ can be downloaded here.
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -57,15 +59,6 @@ pub fn binaries() -> &'static Path {
             .unwrap_or_else(|_| workspace_root().join("target"))
             .join("debug")
     })
-}
-
-pub fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A port nobody listens on now (each API server of a test gets its own: tests run in parallel).
