@@ -10,10 +10,6 @@ use serde_yaml_ng::Value;
 
 pub use super::output::text;
 
-/// The machine's kubectl: the API server probe and the addons need one that really talks to
-/// the (stand-in) API server, and no kubectl of 1.34+ can be downloaded here.
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -190,7 +186,8 @@ impl Machine {
         for (tool, source) in [
             ("kubeadm", bin.join("kubeadm")),
             ("kubelet", bin.join("kubelet")),
-            ("kubectl", PathBuf::from(KUBECTL)),
+            // A real kubectl: the API server probe and the addons talk to the API server.
+            ("kubectl", kubeboot_stand_ins::test_kubectl()),
         ] {
             let dest = m.node("/usr/local/bin").join(tool);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
