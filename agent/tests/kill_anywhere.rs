@@ -105,6 +105,7 @@ struct Outcome {
 }
 
 fn run_to_done(machine: &Machine, what: &str) -> usize {
+    let mut last_failure = String::new();
     for attempt in 1..=MAX_RERUNS {
         let out = machine.agent(&["run"]);
         if out.status.success() {
@@ -115,9 +116,9 @@ fn run_to_done(machine: &Machine, what: &str) -> usize {
             );
             return attempt;
         }
-        eprintln!("{what}: re-run {attempt} failed: {}", text(&out));
+        last_failure = text(&out);
     }
-    panic!("{what}: not done after {MAX_RERUNS} re-runs");
+    panic!("{what}: not done after {MAX_RERUNS} re-runs; the last one: {last_failure}");
 }
 
 /// Starts a slow run, kills its process group at `point`, then re-runs until done.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use serde_yaml_ng::Value;
@@ -57,13 +58,21 @@ pub fn binaries() -> &'static Path {
     })
 }
 
-/// A port nobody listens on now (each API server of a test gets its own: tests run in parallel).
+/// A port for an API server: free now, never handed out twice in this process, and below the
+/// kernel's ephemeral range (32768+), from which bind(0) and every client's local port come, so
+/// that nothing else takes it before the API server binds it (tests run side by side).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20000;
+    const COUNT: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries of other worktrees may run at the same time: start at a per-process offset.
+    let offset = std::process::id() * 389;
+    loop {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A plain-VM cluster (provider none) whose endpoint is the first master on loopback:
