@@ -212,13 +212,15 @@ pub fn agent_exit_seconds(boot: &Boot) -> Result<f64> {
     Ok(usec / 1e6)
 }
 
-/// CPU seconds the agent process itself used (sampled by the guest collector).
-pub fn agent_cpu_seconds(boot: &Boot) -> Result<f64> {
+/// CPU seconds the agent processes themselves used, and those `curl` and `sha256sum` used (the
+/// shell baseline's downloading and hashing), as sampled by the guest collector.
+pub fn cpu_seconds(boot: &Boot) -> Result<(f64, f64)> {
     let text = boot.text("agent-cpu")?;
     let mut words = text.split_whitespace();
-    let ticks: f64 = words.next().unwrap_or("0").parse()?;
+    let agent: f64 = words.next().unwrap_or("0").parse()?;
     let hz: f64 = words.next().unwrap_or("100").parse()?;
-    Ok(ticks / hz)
+    let fetch_tools: f64 = words.next().unwrap_or("0").parse()?;
+    Ok((agent / hz, fetch_tools / hz))
 }
 
 /// On a master the control-plane endpoint's name resolves, through /etc/hosts, to the master's
