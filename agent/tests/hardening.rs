@@ -7,58 +7,17 @@
 
 mod support {
     pub mod leaks;
+    pub mod machine;
     pub mod snapshot;
 }
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use serde_yaml_ng::Value;
 use support::leaks::{self, Needle};
+use support::machine::{text, Machine, Rendered};
 use support::snapshot;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The generator and the stand-ins, built by cargo (already built by `cargo test --workspace`).
-fn binaries() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--locked",
-            "--bins",
-            "-p",
-            "kubeboot-gen",
-            "-p",
-            "kubeboot-stand-ins",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
-    target.join("debug")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 const SPEC: &str = "\
 apiVersion: kubeboot.io/v1alpha1
@@ -73,142 +32,6 @@ spec:
     - {name: master, role: master, count: 1}
     - {name: workers, role: worker, count: 1}
 ";
-
-/// A fresh machine under a temporary root: the files a booted VM has, the kubelet/kubeadm the
-/// image bakes (the stand-ins, hard-linked), and the NodeConfig cloud-init wrote (0600).
-struct Machine {
-    dir: tempfile::TempDir,
-    path: tempfile::TempDir,
-}
-
-impl Machine {
-    fn new(bin: &Path, hostname: &str, node_yaml: &str) -> Self {
-        let m = Self {
-            dir: tempfile::tempdir().unwrap(),
-            path: tempfile::tempdir().unwrap(),
-        };
-        m.write("/proc/sys/kernel/hostname", &format!("{hostname}\n"), 0o644);
-        m.write(
-            "/proc/swaps",
-            "Filename\tType\tSize\tUsed\tPriority\n",
-            0o644,
-        );
-        m.write("/etc/fstab", "UUID=1 / ext4 defaults 0 1\n", 0o644);
-        m.write("/etc/hosts", "127.0.0.1 localhost\n", 0o644);
-        for unit in ["swap.target", "containerd.service"] {
-            m.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n", 0o644);
-        }
-        m.write("/etc/kubeboot/node.yaml", node_yaml, 0o600);
-        for tool in [
-            "kubeadm",
-            "kubelet",
-            "kube-apiserver",
-            "systemctl",
-            "modprobe",
-        ] {
-            std::os::unix::fs::symlink(bin.join(tool), m.path.path().join(tool)).unwrap();
-        }
-        let mut baked = Vec::new();
-        for tool in ["kubeadm", "kubelet", "kubectl"] {
-            let dest = m.node("/usr/local/bin").join(tool);
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            if tool == "kubectl" {
-                // The addons phase is not under test here; any kubectl that accepts its calls will do.
-                m.write("/usr/local/bin/kubectl", "#!/bin/sh\nexit 0\n", 0o755);
-            } else {
-                std::fs::hard_link(bin.join(tool), &dest).unwrap();
-            }
-            let digest = sha256(&std::fs::read(&dest).unwrap());
-            baked.push(serde_json::json!({"name": tool, "version": "v1.34.1", "path": format!("/usr/local/bin/{tool}"), "sha256": digest}));
-        }
-        m.write(
-            "/etc/kubeboot/baked.json",
-            &serde_json::json!({"files": baked}).to_string(),
-            0o644,
-        );
-        let reload = m
-            .command(&m.path.path().join("systemctl"))
-            .arg("daemon-reload")
-            .output()
-            .unwrap();
-        assert!(reload.status.success(), "{}", text(&reload));
-        m
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn node(&self, node_path: &str) -> PathBuf {
-        self.root().join(node_path.trim_start_matches('/'))
-    }
-
-    fn write(&self, node_path: &str, contents: &str, mode: u32) {
-        use std::os::unix::fs::PermissionsExt;
-        let p = self.node(node_path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, contents).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env("STANDIN_ROOT", self.root())
-            .env(
-                "PATH",
-                format!("{}:/usr/bin:/bin", self.path.path().display()),
-            )
-            .env_remove("JOURNAL_STREAM");
-        cmd
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        let agent = Path::new(env!("CARGO_BIN_EXE_kubeboot-agent"));
-        self.command(agent)
-            .args(args)
-            .arg("--root")
-            .arg(self.root())
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Machine {
-    /// Stops the API server the stand-in kubeadm started on a master.
-    fn drop(&mut self) {
-        let pid_file = self.node("/var/lib/stand-ins/kube-apiserver/kube-apiserver.pid");
-        if let Some(pid) = std::fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// The NodeConfig cloud-init would write from a pool's user data.
-fn node_yaml(out: &Path, pool: &str) -> String {
-    let user_data: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(out.join(format!("pools/{pool}/user-data.yaml"))).unwrap(),
-    )
-    .unwrap();
-    user_data["write_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "/etc/kubeboot/node.yaml")
-        .and_then(|f| f["content"].as_str())
-        .unwrap()
-        .to_string()
-}
 
 /// Every secret of the rendered cluster, read from the generator's secrets directory.
 fn cluster_secrets(out: &Path) -> Vec<Needle> {
@@ -234,26 +57,15 @@ fn cluster_secrets(out: &Path) -> Vec<Needle> {
 
 #[test]
 fn first_master_and_worker_pass_the_audit_and_leak_no_secret() {
-    let bin = binaries();
-    let work = tempfile::tempdir().unwrap();
-    let (spec, out) = (work.path().join("cluster.yaml"), work.path().join("out"));
-    std::fs::write(&spec, SPEC).unwrap();
-    let render = Command::new(bin.join("kubeboot-gen"))
-        .arg("render")
-        .arg("--spec")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(render.status.success(), "{}", text(&render));
-    let mut logs = vec![("kubeboot-gen render".to_string(), render)];
+    let cluster = Rendered::new(SPEC);
+    let out = cluster.out();
+    let mut logs = vec![("kubeboot-gen render".to_string(), cluster.output.clone())];
 
-    let master = Machine::new(&bin, "lab-master-0", &node_yaml(&out, "master"));
+    let master = Machine::new("lab-master-0", &cluster.node_yaml("master"));
     let run = master.agent(&["run"]);
     assert!(run.status.success(), "master: {}", text(&run));
     logs.push(("master: agent run".into(), run));
-    let worker = Machine::new(&bin, "lab-workers-0", &node_yaml(&out, "workers"));
+    let worker = Machine::new("lab-workers-0", &cluster.node_yaml("workers"));
     let run = worker.agent(&["run"]);
     assert!(run.status.success(), "worker: {}", text(&run));
     logs.push(("worker: agent run".into(), run));

@@ -1,0 +1,276 @@
+//! Nodes for end-to-end tests of the real agent: a cluster rendered by `kubeboot-gen`, and fresh
+//! machines under temporary roots with the stand-ins on PATH and baked into the image.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_yaml_ng::Value;
+
+/// The machine's kubectl: the API server probe and the addons need one that really talks to
+/// the (stand-in) API server, and no kubectl of 1.34+ can be downloaded here.
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// What cargo sets for the running test (its package's name, manifest dir, ...): build scripts
+/// such as ring's rerun when these change, so a nested cargo that inherits them rebuilds half the
+/// dependency tree, and the next outer build rebuilds it back.
+const CARGO_TEST_ENV: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// target/debug with the generator and the stand-ins. Built with the package set of
+/// `cargo build --workspace` so that, after `cargo test --workspace`, this finds everything
+/// up to date (a narrower `-p` set would rebuild dependencies with other features: minutes).
+pub fn binaries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(workspace_root())
+            .args(["build", "--locked", "--workspace", "--bins"]);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if CARGO_TEST_ENV.iter().any(|p| name.starts_with(p)) {
+                build.env_remove(&*name);
+            }
+        }
+        let out = build.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"))
+            .join("debug")
+    })
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A port nobody listens on now (each API server of a test gets its own: tests run in parallel).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain-VM cluster (provider none) whose endpoint is the first master on loopback:
+/// `masters` masters (the first is the init node) and one worker, in pools `master`/`workers`.
+pub fn loopback_spec(name: &str, version: &str, endpoint_port: u16, masters: u32) -> String {
+    format!(
+        "\
+apiVersion: kubeboot.io/v1alpha1
+kind: Cluster
+metadata: {{name: {name}}}
+spec:
+  kubernetesVersion: {version}
+  controlPlaneEndpoint: 127.0.0.1:{endpoint_port}
+  initNode: {name}-master-0
+  network: {{podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}}
+  pools:
+    - {{name: master, role: master, count: {masters}}}
+    - {{name: workers, role: worker, count: 1, labels: {{tier: general}}}}
+"
+    )
+}
+
+/// The NodeConfig with the API server listening on `port`. On Azure every master listens on the
+/// same port behind the load balancer; masters sharing this host need a port each, and with no
+/// load balancer the first master's port must be the endpoint's.
+pub fn with_bind_port(node_yaml: &str, port: u16) -> String {
+    let mut config: Value = serde_yaml_ng::from_str(node_yaml).unwrap();
+    config["cluster"]["apiServerBindPort"] = port.into();
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+/// What `kubeboot-gen render` wrote for a cluster spec.
+pub struct Rendered {
+    dir: tempfile::TempDir,
+    pub output: Output,
+}
+
+impl Rendered {
+    pub fn new(spec: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_file = dir.path().join("cluster.yaml");
+        std::fs::write(&spec_file, spec).unwrap();
+        let output = Command::new(binaries().join("kubeboot-gen"))
+            .arg("render")
+            .arg("--spec")
+            .arg(&spec_file)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        Self { dir, output }
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The NodeConfig cloud-init would write from a pool's user data.
+    pub fn node_yaml(&self, pool: &str) -> String {
+        let path = self.out().join(format!("pools/{pool}/user-data.yaml"));
+        let user_data: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        user_data["write_files"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == "/etc/kubeboot/node.yaml")
+            .and_then(|f| f["content"].as_str())
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// A fresh machine under a temporary root: the files a booted VM has, the kubelet/kubeadm the
+/// image bakes (the stand-ins, hard-linked), and the NodeConfig cloud-init wrote (0600).
+pub struct Machine {
+    dir: tempfile::TempDir,
+    path: tempfile::TempDir,
+}
+
+impl Machine {
+    pub fn new(hostname: &str, node_yaml: &str) -> Self {
+        let bin = binaries();
+        let m = Self {
+            dir: tempfile::tempdir().unwrap(),
+            path: tempfile::tempdir().unwrap(),
+        };
+        m.write("/proc/sys/kernel/hostname", &format!("{hostname}\n"), 0o644);
+        m.write(
+            "/proc/swaps",
+            "Filename\tType\tSize\tUsed\tPriority\n",
+            0o644,
+        );
+        m.write("/etc/fstab", "UUID=1 / ext4 defaults 0 1\n", 0o644);
+        m.write("/etc/hosts", "127.0.0.1 localhost\n", 0o644);
+        for unit in ["swap.target", "containerd.service"] {
+            m.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n", 0o644);
+        }
+        m.write("/etc/kubeboot/node.yaml", node_yaml, 0o600);
+        for tool in [
+            "kubeadm",
+            "kubelet",
+            "kube-apiserver",
+            "systemctl",
+            "modprobe",
+        ] {
+            std::os::unix::fs::symlink(bin.join(tool), m.path.path().join(tool)).unwrap();
+        }
+        let config: Value = serde_yaml_ng::from_str(node_yaml).unwrap();
+        let version = config["cluster"]["kubernetesVersion"].as_str().unwrap();
+        let mut baked = Vec::new();
+        for (tool, source) in [
+            ("kubeadm", bin.join("kubeadm")),
+            ("kubelet", bin.join("kubelet")),
+            ("kubectl", PathBuf::from(KUBECTL)),
+        ] {
+            let dest = m.node("/usr/local/bin").join(tool);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::hard_link(source, &dest).unwrap();
+            let digest = sha256(&std::fs::read(&dest).unwrap());
+            baked.push(serde_json::json!({"name": tool, "version": version, "path": format!("/usr/local/bin/{tool}"), "sha256": digest}));
+        }
+        m.write(
+            "/etc/kubeboot/baked.json",
+            &serde_json::json!({"files": baked}).to_string(),
+            0o644,
+        );
+        let reload = m
+            .command(&m.path.path().join("systemctl"))
+            .arg("daemon-reload")
+            .output()
+            .unwrap();
+        assert!(reload.status.success(), "{}", text(&reload));
+        m
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn node(&self, node_path: &str) -> PathBuf {
+        self.root().join(node_path.trim_start_matches('/'))
+    }
+
+    fn write(&self, node_path: &str, contents: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.node(node_path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, contents).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// `program` as it runs on this machine: stand-ins rooted here, first on PATH, and a HOME of
+    /// the test's own (kubectl keeps a cache there).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("STANDIN_ROOT", self.root())
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.path.path().display()),
+            )
+            .env("HOME", self.path.path())
+            .env_remove("JOURNAL_STREAM");
+        cmd
+    }
+
+    /// `kubeboot-agent ARGS --root <this machine>`, not started yet.
+    pub fn agent_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(Path::new(env!("CARGO_BIN_EXE_kubeboot-agent")));
+        cmd.args(args).arg("--root").arg(self.root());
+        cmd
+    }
+
+    pub fn agent(&self, args: &[&str]) -> Output {
+        self.agent_command(args).output().unwrap()
+    }
+}
+
+impl Drop for Machine {
+    /// Stops the API server the stand-in kubeadm started on a master.
+    fn drop(&mut self) {
+        let pid_file = self.node("/var/lib/stand-ins/kube-apiserver/kube-apiserver.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
