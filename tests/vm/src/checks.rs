@@ -203,12 +203,21 @@ pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
 
 /// Seconds from kernel start to the agent's unit finishing (systemd's monotonic clock).
 pub fn agent_exit_seconds(boot: &Boot) -> Result<f64> {
-    let unit = boot.unit()?;
-    let usec: f64 = unit
-        .get("ExecMainExitTimestampMonotonic")
+    unit_seconds(boot, "ExecMainExitTimestampMonotonic")
+}
+
+/// Seconds from kernel start to the agent's unit starting its (last) main process.
+pub fn agent_start_seconds(boot: &Boot) -> Result<f64> {
+    unit_seconds(boot, "ExecMainStartTimestampMonotonic")
+}
+
+fn unit_seconds(boot: &Boot, property: &str) -> Result<f64> {
+    let usec: f64 = boot
+        .unit()?
+        .get(property)
         .and_then(|v| v.parse().ok())
         .filter(|v: &f64| *v > 0.0)
-        .ok_or_else(|| anyhow!("boot {}: the agent unit never exited", boot.number))?;
+        .ok_or_else(|| anyhow!("boot {}: the agent unit has no {property}", boot.number))?;
     Ok(usec / 1e6)
 }
 
