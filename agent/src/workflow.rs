@@ -2,15 +2,19 @@
 //! `plan` and `status` what each phase's state is and why.
 
 use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
+use crate::fsx;
 use crate::markers::Markers;
 use crate::phases::{self, Step, STEPS};
 
@@ -65,10 +69,58 @@ pub fn applicability(ctx: &Context, step: &Step) -> Result<Applicability> {
     })
 }
 
+/// Held for a whole run: the phases and the sweep of staging leftovers assume that no other run
+/// writes the node's files at the same time.
+pub const RUN_LOCK: &str = "/var/lib/kubeboot/run.lock";
+
+/// Every tree the agent writes files in (see the phases' outputs).
+const WRITTEN_TREES: &[&str] = &[
+    "/etc",
+    "/var/lib/kubeboot",
+    "/var/lib/kubelet",
+    "/usr/local/bin",
+    "/opt/cni/bin",
+];
+
+/// Takes the run lock, then removes the partial staging files a killed run left behind (its
+/// writes are atomic, but a SIGKILL skips the clean-up of the temporary file it was filling).
+fn begin_run(ctx: &Context) -> Result<Flock<File>> {
+    let path = ctx.root.path(RUN_LOCK);
+    fs::create_dir_all(path.parent().expect("the lock has a directory"))
+        .with_context(|| format!("creating the directory of {}", path.display()))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "another kubeboot-agent run holds {} ({errno}); not running twice at once",
+            path.display()
+        )
+    })?;
+    for tree in WRITTEN_TREES {
+        for leftover in fsx::remove_staging_leftovers(&ctx.root.path(tree))? {
+            warn!(
+                "removed {}, left by a run that was killed while writing",
+                leftover.display()
+            );
+        }
+    }
+    Ok(lock)
+}
+
 /// Runs the selected phases in order; stops at the first failure (recorded in its `.failed`).
 /// Under dry-run no markers are written, so a later real run still does everything.
 pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
     selection.check()?;
+    let _lock = if ctx.dry_run() {
+        None
+    } else {
+        Some(begin_run(ctx)?)
+    };
     let markers = Markers::new(&ctx.root);
     for step in STEPS {
         let name = step.phase.name();

@@ -8,6 +8,7 @@
 mod support {
     pub mod leaks;
     pub mod machine;
+    pub mod output;
     pub mod snapshot;
 }
 

@@ -6,6 +6,7 @@
 
 mod support {
     pub mod machine;
+    pub mod output;
 }
 
 use serde_json::Value;

@@ -46,6 +46,10 @@ enum Command {
     },
 }
 
+/// Exit status for a spec that is not valid, as the agent's for a bad NodeConfig (other failures
+/// exit 1).
+const INVALID_SPEC: u8 = 2;
+
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
@@ -67,7 +71,7 @@ fn run() -> Result<ExitCode> {
             show_effective,
         } => {
             let Some(valid) = load_spec(Some(&spec))? else {
-                return Ok(ExitCode::FAILURE);
+                return Ok(ExitCode::from(INVALID_SPEC));
             };
             if show_effective {
                 print!("{}", valid.effective_yaml());
@@ -78,7 +82,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Render { spec, out, rotate } => {
             let Some(valid) = load_spec(spec.as_deref())? else {
-                return Ok(ExitCode::FAILURE);
+                return Ok(ExitCode::from(INVALID_SPEC));
             };
             let summary = render_dir(&valid, &out, rotate)?;
             let origin = match summary.secrets {

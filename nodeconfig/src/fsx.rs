@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tempfile::NamedTempFile;
@@ -19,6 +19,40 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     commit_staged(tmp, path, mode)
 }
 
+/// How staging files are named. A SIGKILL (or power loss) between staging and commit leaves one
+/// behind, with partial contents; `remove_staging_leftovers` clears them.
+pub const STAGING_PREFIX: &str = ".kubeboot-";
+
+/// Removes every staging file under `dir` (recursively, not following symlinks; a missing `dir`
+/// is fine) and returns what it removed. Only safe while nothing else writes under `dir`.
+pub fn remove_staging_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let (path, kind) = (entry.path(), entry.file_type()?);
+        if kind.is_dir() {
+            removed.extend(remove_staging_leftovers(&path)?);
+        } else if kind.is_file()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+        {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 /// A temporary file in `path`'s directory (created if missing, 0755), to be filled and then moved
 /// into place with `commit_staged`. It is removed when dropped uncommitted, so an error or a kill
 /// never leaves a partial file at `path`.
@@ -26,7 +60,7 @@ pub fn staging_file(path: &Path) -> Result<NamedTempFile> {
     let dir = parent(path)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     tempfile::Builder::new()
-        .prefix(".kubeboot-")
+        .prefix(STAGING_PREFIX)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
@@ -82,6 +116,24 @@ pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_leftovers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("a/kept.conf");
+        write_atomic(&kept, b"kept", 0o644).unwrap();
+        let left = staging_file(&dir.path().join("a/b/partial.conf")).unwrap();
+        let (_, left) = left.keep().unwrap();
+        assert_eq!(
+            remove_staging_leftovers(dir.path()).unwrap(),
+            vec![left.clone()]
+        );
+        assert!(!left.exists());
+        assert_eq!(fs::read(&kept).unwrap(), b"kept");
+        assert!(remove_staging_leftovers(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn writes_with_mode_and_is_idempotent() {

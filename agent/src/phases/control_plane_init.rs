@@ -6,10 +6,11 @@
 //! makes (static pods, admin.conf, the bootstrap token from the NodeConfig).
 //! Done-marker: `phases/control-plane-init.done`.
 //!
-//! Re-running after a kill: if admin.conf exists and the API server answers, init got at least as
-//! far as a running control plane, so the remaining (idempotent) init phases are run again instead
-//! of a destructive reset. If admin.conf exists and the API does not answer within the deadline,
-//! or only earlier leftovers exist (static pod manifests, etcd data), init died half-way:
+//! Re-running after a kill: if admin.conf, the API server manifest and the kubelet's config (so
+//! the kubelet can run the static pods) exist and the API server answers, init got at least as far as a running control plane, so the remaining (idempotent)
+//! init phases are run again instead of a destructive reset. If the API does not answer within the
+//! deadline, or only earlier leftovers exist (e.g. admin.conf without the kubelet's config), init
+//! died half-way:
 //! `kubeadm reset -f` (which also empties /etc/kubernetes/pki), then the PKI is written again and
 //! init runs from the start.
 
@@ -34,12 +35,16 @@ pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 pub const ETCD_MEMBER_DIR: &str = "/var/lib/etcd/member";
+pub const API_SERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 
 /// How long a restarted control plane may take to answer before init is considered dead.
 const API_DEADLINE: Duration = Duration::from_secs(180);
 
-/// The init phases after the control plane is up; each is safe to run again.
+/// The init phases that may not have run when the control plane is up; each is safe to run
+/// again. kubelet-start is among them: kubeadm may start the control plane before it.
 const FINISHING_PHASES: &[&[&str]] = &[
+    &["kubelet-start"],
     &["upload-config", "all"],
     &["mark-control-plane"],
     &["bootstrap-token", "--skip-token-print"],
@@ -142,8 +147,12 @@ impl Phase for ControlPlaneInit {
             .as_ref()
             .context("pki: required on a master")?;
         let config_file = ctx.arg_path(CONFIG_FILE);
-        let admin_conf = ctx.root.path(ADMIN_CONF).exists();
-        if admin_conf && !ctx.dry_run() && api_answers(ctx) {
+        // Without its static pod manifest and the kubelet's configuration nothing will ever start
+        // the API server: no use waiting for it.
+        let control_plane_written = [ADMIN_CONF, API_SERVER_MANIFEST, KUBELET_CONFIG]
+            .iter()
+            .all(|f| ctx.root.path(f).exists());
+        if control_plane_written && !ctx.dry_run() && api_answers(ctx) {
             info!(
                 phase = self.name(),
                 "the control plane is up; finishing init idempotently"

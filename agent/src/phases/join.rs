@@ -8,8 +8,9 @@
 //! Done-marker: `phases/join.done`.
 //!
 //! The endpoint is polled with a TCP connect, exponential backoff with jitter and a deadline, each
-//! attempt logged. Re-running after a kill: a node with kubelet.conf (and, on a master, the API
-//! server manifest) has joined; other leftovers mean a half-finished join, which is reset first.
+//! attempt logged. Re-running after a kill: a node with everything `kubeadm join` writes for the
+//! kubelet (and, on a master, the API server manifest) has joined; anything less means a
+//! half-finished join, which is reset first; a joined node gets its kubelet started.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -22,7 +23,9 @@ use crate::exec::{Cmd, Program};
 use crate::facts::NodeKind;
 use crate::hosts;
 use crate::kubeadm::CONFIG_FILE;
-use crate::phases::control_plane_init::{leftovers, reset, write_pki, MANIFESTS_DIR};
+use crate::phases::control_plane_init::{
+    leftovers, reset, write_pki, API_SERVER_MANIFEST, KUBELET_CONFIG,
+};
 use crate::phases::Phase;
 use crate::retry::Backoff;
 
@@ -63,13 +66,20 @@ pub fn wait_for_endpoint(phase: &str, endpoint: &str, backoff: &Backoff) -> Resu
         .with_context(|| format!("the control-plane endpoint {endpoint} never answered"))
 }
 
+/// What `kubeadm join` leaves on every node once it has joined: the kubelet's credentials,
+/// configuration and flags, and the cluster CA. kubelet.conf alone is not enough: kubeadm may
+/// write it before the others, so a kill in between leaves a node whose kubelet cannot start.
+const JOINED_FILES: &[&str] = &[
+    KUBELET_CONF,
+    KUBELET_CONFIG,
+    "/var/lib/kubelet/kubeadm-flags.env",
+    "/etc/kubernetes/pki/ca.crt",
+];
+
 fn joined(ctx: &Context, kind: NodeKind) -> bool {
     let root = &ctx.root;
-    root.path(KUBELET_CONF).exists()
-        && (kind == NodeKind::Worker
-            || root
-                .path(format!("{MANIFESTS_DIR}/kube-apiserver.yaml"))
-                .exists())
+    JOINED_FILES.iter().all(|f| root.path(f).exists())
+        && (kind == NodeKind::Worker || root.path(API_SERVER_MANIFEST).exists())
 }
 
 impl Phase for Join {
@@ -83,6 +93,9 @@ impl Phase for Join {
         let kind = ctx.facts()?.kind;
         if joined(ctx, kind) {
             info!(phase = self.name(), "this node has joined already");
+            // kubeadm starts the kubelet last; a kill just before leaves it enabled but stopped,
+            // and only the kubelet registers the node. Starting a running unit changes nothing.
+            ctx.exec(&Cmd::systemctl(["start", "kubelet"]))?;
         } else {
             if !ctx.dry_run() {
                 wait_for_endpoint(

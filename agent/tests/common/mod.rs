@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../support/output.rs"]
+mod output;
+pub use output::text;
+
 pub const MASTER_YAML: &str = include_str!("../fixtures/master.yaml");
 pub const WORKER_YAML: &str = include_str!("../fixtures/worker.yaml");
 
@@ -71,13 +75,4 @@ impl Node {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-}
-
-pub fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }

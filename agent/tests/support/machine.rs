@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde_yaml_ng::Value;
 
+pub use super::output::text;
+
 /// The machine's kubectl: the API server probe and the addons need one that really talks to
 /// the (stand-in) API server, and no kubectl of 1.34+ can be downloaded here.
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -59,15 +61,6 @@ pub fn binaries() -> &'static Path {
     })
 }
 
-pub fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// A port nobody listens on now (each API server of a test gets its own: tests run in parallel).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -103,6 +96,13 @@ spec:
 pub fn with_bind_port(node_yaml: &str, port: u16) -> String {
     let mut config: Value = serde_yaml_ng::from_str(node_yaml).unwrap();
     config["cluster"]["apiServerBindPort"] = port.into();
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+/// The NodeConfig of a master that is the endpoint itself, on `port` (127.0.0.1:`port`).
+pub fn with_endpoint_port(node_yaml: &str, port: u16) -> String {
+    let mut config: Value = serde_yaml_ng::from_str(&with_bind_port(node_yaml, port)).unwrap();
+    config["cluster"]["controlPlaneEndpoint"] = format!("127.0.0.1:{port}").into();
     serde_yaml_ng::to_string(&config).unwrap()
 }
 

@@ -7,9 +7,20 @@ use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, contents: Vec<u8> },
-    Link { target: String },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        contents: Vec<u8>,
+    },
+    Link {
+        target: String,
+    },
+    /// A socket or a FIFO: nothing to read.
+    Special {
+        mode: u32,
+    },
 }
 
 pub type Snapshot = BTreeMap<String, Entry>;
@@ -35,6 +46,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
         } else if meta.is_dir() {
             out.insert(name, Entry::Dir { mode });
             walk(root, &path, out);
+        } else if !meta.is_file() {
+            out.insert(name, Entry::Special { mode });
         } else {
             let contents = fs::read(&path).unwrap();
             out.insert(name, Entry::File { mode, contents });
