@@ -102,11 +102,17 @@ fn begin_run(ctx: &Context) -> Result<Flock<File>> {
         )
     })?;
     for tree in WRITTEN_TREES {
-        for leftover in fsx::remove_staging_leftovers(&ctx.root.path(tree))? {
-            warn!(
-                "removed {}, left by a run that was killed while writing",
-                leftover.display()
-            );
+        // A leftover only wastes space: a tree that cannot be swept must not stop the node.
+        match fsx::remove_staging_leftovers(&ctx.root.path(tree)) {
+            Ok(removed) => {
+                for leftover in removed {
+                    warn!(
+                        "removed {}, left by a run that was killed while writing",
+                        leftover.display()
+                    );
+                }
+            }
+            Err(e) => warn!("not sweeping {tree} for staging leftovers: {e:#}"),
         }
     }
     Ok(lock)

@@ -1,4 +1,5 @@
-//! The real binary in dry-run mode: files are written under --root, no command runs.
+//! The real binary in dry-run mode: files are written under --root, no command runs; and a real
+//! run refused while another one holds the run lock.
 
 mod common;
 
@@ -94,4 +95,23 @@ fn plan_names_every_phase_and_why() {
             .any(|l| l.starts_with("join") && l.contains("decide")),
         "{plan}"
     );
+}
+
+#[test]
+fn a_run_while_another_holds_the_lock_stops_before_any_phase() {
+    use nix::fcntl::{Flock, FlockArg};
+    let node = Node::new("node-1", MASTER_YAML);
+    let lock = node.path("/var/lib/kubeboot/run.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&lock).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap();
+    let out = node.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another kubeboot-agent run holds"),
+        "{}",
+        text(&out)
+    );
+    assert!(!node.path("/var/lib/kubeboot/phases").exists());
+    drop(held);
 }

@@ -29,7 +29,9 @@ use support::snapshot::{self, Entry, Snapshot};
 
 /// How long every stand-in call (and kubeadm between its phases) sleeps in a run that is going to
 /// be killed: long enough that a kill decided on seeing a call or a file lands before the next one.
-const DELAY_MS: &str = "300";
+/// A run that a starved test thread failed to interrupt is tried again with a longer sleep.
+const DELAY_MS: u64 = 300;
+const MAX_DELAY_MS: u64 = 4800;
 const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
 const DONE_MARKER: &str = "/var/lib/kubeboot/done";
 const CALL_LOG: &str = "/var/log/stand-ins/calls.jsonl";
@@ -103,6 +105,7 @@ struct Outcome {
 }
 
 fn run_to_done(machine: &Machine, what: &str) -> usize {
+    let mut last_failure = String::new();
     for attempt in 1..=MAX_RERUNS {
         let out = machine.agent(&["run"]);
         if out.status.success() {
@@ -113,18 +116,18 @@ fn run_to_done(machine: &Machine, what: &str) -> usize {
             );
             return attempt;
         }
-        eprintln!("{what}: re-run {attempt} failed: {}", text(&out));
+        last_failure = text(&out);
     }
-    panic!("{what}: not done after {MAX_RERUNS} re-runs");
+    panic!("{what}: not done after {MAX_RERUNS} re-runs; the last one: {last_failure}");
 }
 
 /// Starts a slow run, kills its process group at `point`, then re-runs until done.
-fn kill_and_rerun(subject: &Subject, point: KillPoint) -> (Outcome, Machine) {
+fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcome, Machine) {
     let machine = Machine::new(subject.hostname, &(subject.node_yaml)());
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child: Child = machine
         .agent_command(&["run"])
-        .env("STANDIN_DELAY_MS", DELAY_MS)
+        .env("STANDIN_DELAY_MS", delay_ms.to_string())
         .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(log.reopen().unwrap())
@@ -166,6 +169,19 @@ fn kill_and_rerun(subject: &Subject, point: KillPoint) -> (Outcome, Machine) {
 /// masked, modules loaded. Part of what must converge.
 const SYSTEMD_STATE: &str = "var/lib/stand-ins/systemd.json";
 const MODULES_STATE: &str = "var/lib/stand-ins/modules.json";
+
+/// `kill_and_rerun`, slower until the kill lands while a stand-in sleeps (a phase boundary can
+/// only be aimed at: the last phases take no time).
+fn interrupted_run(subject: &Subject, point: KillPoint) -> (Outcome, Machine) {
+    let mut delay_ms = DELAY_MS;
+    loop {
+        let (outcome, machine) = kill_and_rerun(subject, point.clone(), delay_ms);
+        if outcome.interrupted || matches!(point, KillPoint::After(_)) || delay_ms >= MAX_DELAY_MS {
+            return (outcome, machine);
+        }
+        delay_ms *= 2;
+    }
+}
 
 /// The node's files as they must converge. Left out or blurred, and why:
 /// - the stand-ins' bookkeeping (`/var/lib/stand-ins`, `/var/log/stand-ins`) but the node state
@@ -335,14 +351,7 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
                 let Some(point) = queue.lock().unwrap().pop() else {
                     break;
                 };
-                let clock = Instant::now();
-                let (outcome, machine) = kill_and_rerun(subject, point);
-                eprintln!(
-                    "{} {:?}: {:?}",
-                    subject.kind,
-                    outcome.point,
-                    clock.elapsed()
-                );
+                let (outcome, machine) = interrupted_run(subject, point);
                 let diffs = differences(&expected, &converged_files(&machine, port_of(&machine)));
                 if !diffs.is_empty() {
                     failures.lock().unwrap().push(format!(

@@ -4,15 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use serde_yaml_ng::Value;
 
 pub use super::output::text;
-
-/// The machine's kubectl: the API server probe and the addons need one that really talks to
-/// the (stand-in) API server, and no kubectl of 1.34+ can be downloaded here.
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,13 +58,21 @@ pub fn binaries() -> &'static Path {
     })
 }
 
-/// A port nobody listens on now (each API server of a test gets its own: tests run in parallel).
+/// A port for an API server: free now, never handed out twice in this process, and below the
+/// kernel's ephemeral range (32768+), from which bind(0) and every client's local port come, so
+/// that nothing else takes it before the API server binds it (tests run side by side).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20000;
+    const COUNT: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries of other worktrees may run at the same time: start at a per-process offset.
+    let offset = std::process::id() * 389;
+    loop {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A plain-VM cluster (provider none) whose endpoint is the first master on loopback:
@@ -190,7 +195,8 @@ impl Machine {
         for (tool, source) in [
             ("kubeadm", bin.join("kubeadm")),
             ("kubelet", bin.join("kubelet")),
-            ("kubectl", PathBuf::from(KUBECTL)),
+            // A real kubectl: the API server probe and the addons talk to the API server.
+            ("kubectl", kubeboot_stand_ins::test_kubectl()),
         ] {
             let dest = m.node("/usr/local/bin").join(tool);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();

@@ -235,6 +235,26 @@ fn failure(status: StatusCode, reason: &str, message: String) -> Reply {
     )
 }
 
+/// kube-apiserver's 404 for `<resource> "<name>"`.
+fn not_found(resource: &str, name: &str) -> Reply {
+    failure(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{resource} {name:?} not found"),
+    )
+}
+
+/// A request body as JSON, or kube-apiserver's 400 naming the kind it expected.
+fn json_body(body: &[u8], kind: &str) -> Result<Value, Reply> {
+    serde_json::from_slice(body).map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("invalid {kind}: {e}"),
+        )
+    })
+}
+
 impl Server {
     async fn handle(&self, req: Request<Incoming>, peer: Option<Vec<u8>>) -> Reply {
         let method = req.method().clone();
@@ -451,11 +471,7 @@ impl Server {
     /// cluster-info: the cluster CA and endpoint, signed (detached JWS) with every bootstrap token.
     fn cluster_info(&self) -> Result<Reply> {
         let Some(cluster) = self.state.cluster()? else {
-            return Ok(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "configmaps \"cluster-info\" not found".into(),
-            ));
+            return Ok(not_found("configmaps", "cluster-info"));
         };
         let kubeconfig = KubeConfig::cluster_only(
             &format!("https://{}", cluster.control_plane_endpoint),
@@ -489,11 +505,7 @@ impl Server {
                 StatusCode::OK,
                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kube-system"}, "data": data}),
             ),
-            None => failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("configmaps {name:?} not found"),
-            ),
+            None => not_found("configmaps", name),
         })
     }
 
@@ -519,15 +531,9 @@ impl Server {
     /// only kubelet client CSRs for `system:node:<name>` in `system:nodes` are signed, with the CA key
     /// beside `--client-ca-file`.
     fn sign_csr(&self, body: &[u8]) -> Result<Reply> {
-        let csr: Value = match serde_json::from_slice(body) {
+        let csr = match json_body(body, "CertificateSigningRequest") {
             Ok(v) => v,
-            Err(e) => {
-                return Ok(failure(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("invalid CertificateSigningRequest: {e}"),
-                ))
-            }
+            Err(reply) => return Ok(reply),
         };
         if csr["spec"]["signerName"] != "kubernetes.io/kube-apiserver-client-kubelet" {
             return Ok(failure(
@@ -575,15 +581,9 @@ impl Server {
     }
 
     fn create_node(&self, body: &[u8]) -> Result<Reply> {
-        let node: Value = match serde_json::from_slice(body) {
+        let node = match json_body(body, "Node") {
             Ok(v) => v,
-            Err(e) => {
-                return Ok(failure(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("invalid Node: {e}"),
-                ))
-            }
+            Err(reply) => return Ok(reply),
         };
         if let Err(e) = resources::validate_node(&node) {
             return Ok(failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e));
@@ -610,23 +610,13 @@ impl Server {
     /// kubeadm's mark-control-plane patch (strategic merge): labels merge, taints are added by key and
     /// effect, a provider ID is set once.
     fn merge_node(&self, name: &str, body: &[u8]) -> Result<Reply> {
-        let patch: Value = match serde_json::from_slice(body) {
+        let patch = match json_body(body, "patch") {
             Ok(v) => v,
-            Err(e) => {
-                return Ok(failure(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("invalid patch: {e}"),
-                ))
-            }
+            Err(reply) => return Ok(reply),
         };
         let mut nodes = self.state.nodes()?;
         let Some(node) = nodes.get_mut(name) else {
-            return Ok(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("nodes {name:?} not found"),
-            ));
+            return Ok(not_found("nodes", name));
         };
         for (k, v) in patch["metadata"]["labels"]
             .as_object()
@@ -662,15 +652,9 @@ impl Server {
 
     /// A kubelet's status update: conditions/addresses replace the old status; metadata and spec stay.
     fn update_node_status(&self, name: &str, body: &[u8]) -> Result<Reply> {
-        let update: Value = match serde_json::from_slice(body) {
+        let update = match json_body(body, "Node") {
             Ok(v) => v,
-            Err(e) => {
-                return Ok(failure(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("invalid Node: {e}"),
-                ))
-            }
+            Err(reply) => return Ok(reply),
         };
         if update["metadata"]["name"] != name {
             return Ok(failure(
@@ -681,11 +665,7 @@ impl Server {
         }
         let mut nodes = self.state.nodes()?;
         let Some(node) = nodes.get_mut(name) else {
-            return Ok(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("nodes {name:?} not found"),
-            ));
+            return Ok(not_found("nodes", name));
         };
         node["status"] = update["status"].clone();
         let beats = node["metadata"]["annotations"]["stand-in/heartbeats"]
@@ -728,11 +708,7 @@ impl Server {
                 ),
                 (&Method::GET, Some(n)) => match nodes.get(n) {
                     Some(node) => reply(StatusCode::OK, node.clone()),
-                    None => failure(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        format!("nodes {n:?} not found"),
-                    ),
+                    None => not_found("nodes", n),
                 },
                 _ => failure(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -756,11 +732,7 @@ impl Server {
             }
             (&Method::GET, Some(name)) => Ok(match objects.get(&target.key(name)) {
                 Some(o) => reply(StatusCode::OK, o.clone()),
-                None => failure(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{} {name:?} not found", target.resource.name),
-                ),
+                None => not_found(target.resource.name, name),
             }),
             (&Method::PATCH, Some(name)) => {
                 if !content_type.starts_with("application/apply-patch+yaml") {
@@ -802,11 +774,7 @@ impl Server {
                 }
                 if let Some(ns) = target.namespace {
                     if !resources::namespace_exists(&objects, ns) {
-                        return Ok(failure(
-                            StatusCode::NOT_FOUND,
-                            "NotFound",
-                            format!("namespaces {ns:?} not found"),
-                        ));
+                        return Ok(not_found("namespaces", ns));
                     }
                 }
                 let key = target.key(name);

@@ -144,14 +144,7 @@ impl Init<'_> {
                     &from_flags,
                 );
                 pf.privileged();
-                for m in [
-                    "kube-apiserver",
-                    "kube-controller-manager",
-                    "kube-scheduler",
-                    "etcd",
-                ] {
-                    pf.file_available(&format!("{MANIFESTS}/{m}.yaml"));
-                }
+                pf.static_pods_available();
                 pf.port_available(self.node().bind_port);
                 if let Some(local) = &self.cluster.etcd.local {
                     let dir = root.path(&local.data_dir);

@@ -12,7 +12,7 @@ use super::config::{
     self, ClusterConfiguration, JoinConfiguration, Purpose, Taint, TokenDiscovery,
 };
 use super::controlplane::{self, Node};
-use super::{node_object, parse_labels, Preflight, CONTROL_PLANE_TAINT, KUBELET_CONF, MANIFESTS};
+use super::{node_object, parse_labels, Preflight, CONTROL_PLANE_TAINT, KUBELET_CONF};
 use crate::apiserver::state::{ClusterState, State};
 use crate::client::{Auth, Client, Trust};
 use crate::flags::Parsed;
@@ -54,14 +54,7 @@ pub fn run(root: &Root, flags: &Parsed) -> Result<()> {
         pf.privileged();
         pf.file_available(KUBELET_CONF);
         if let Some(cp) = &join.control_plane {
-            for m in [
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-                "etcd",
-            ] {
-                pf.file_available(&format!("{MANIFESTS}/{m}.yaml"));
-            }
+            pf.static_pods_available();
             pf.port_available(u16::try_from(cp.local_api_endpoint.bind_port).expect("validated"));
         } else {
             pf.file_available(&join.ca_cert_path);

@@ -65,6 +65,18 @@ impl<'a> Preflight<'a> {
         }
     }
 
+    /// The control plane's static pod manifests must not exist yet (init and join --control-plane).
+    pub fn static_pods_available(&mut self) {
+        for component in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "etcd",
+        ] {
+            self.file_available(&format!("{MANIFESTS}/{component}.yaml"));
+        }
+    }
+
     pub fn port_available(&mut self, port: u16) {
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
             self.fail(&format!("Port-{port}"), format!("Port {port} is in use"));
