@@ -68,7 +68,8 @@ impl Phase for ContainerRuntime {
     fn run(&self, ctx: &Context) -> Result<()> {
         let config = render_config(&ctx.config.cluster.kubernetes_version)?;
         fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), config.as_bytes(), 0o644)?;
-        ctx.exec(&Cmd::systemctl(["enable", "containerd"]))?;
+        // Enabling only matters at the next boot (it is restarted just below): no daemon reload.
+        ctx.exec(&Cmd::systemctl(["enable", "--no-reload", "containerd"]))?;
         ctx.exec(&Cmd::systemctl(["restart", "containerd"]))?;
         if ctx.dry_run() {
             return Ok(());

@@ -104,7 +104,8 @@ impl Phase for Kubelet {
             0o600,
         )?;
         ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
-        ctx.exec(&Cmd::systemctl(["enable", "kubelet"]))?;
+        // Reloaded just above; a second reload by `enable` would only cost time.
+        ctx.exec(&Cmd::systemctl(["enable", "--no-reload", "kubelet"]))?;
         Ok(())
     }
 }

@@ -203,22 +203,33 @@ pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
 
 /// Seconds from kernel start to the agent's unit finishing (systemd's monotonic clock).
 pub fn agent_exit_seconds(boot: &Boot) -> Result<f64> {
-    let unit = boot.unit()?;
-    let usec: f64 = unit
-        .get("ExecMainExitTimestampMonotonic")
+    unit_seconds(boot, "ExecMainExitTimestampMonotonic")
+}
+
+/// Seconds from kernel start to the agent's unit starting its (last) main process.
+pub fn agent_start_seconds(boot: &Boot) -> Result<f64> {
+    unit_seconds(boot, "ExecMainStartTimestampMonotonic")
+}
+
+fn unit_seconds(boot: &Boot, property: &str) -> Result<f64> {
+    let usec: f64 = boot
+        .unit()?
+        .get(property)
         .and_then(|v| v.parse().ok())
         .filter(|v: &f64| *v > 0.0)
-        .ok_or_else(|| anyhow!("boot {}: the agent unit never exited", boot.number))?;
+        .ok_or_else(|| anyhow!("boot {}: the agent unit has no {property}", boot.number))?;
     Ok(usec / 1e6)
 }
 
-/// CPU seconds the agent process itself used (sampled by the guest collector).
-pub fn agent_cpu_seconds(boot: &Boot) -> Result<f64> {
+/// CPU seconds the agent processes themselves used, and those `curl` and `sha256sum` used (the
+/// shell baseline's downloading and hashing), as sampled by the guest collector.
+pub fn cpu_seconds(boot: &Boot) -> Result<(f64, f64)> {
     let text = boot.text("agent-cpu")?;
     let mut words = text.split_whitespace();
-    let ticks: f64 = words.next().unwrap_or("0").parse()?;
+    let agent: f64 = words.next().unwrap_or("0").parse()?;
     let hz: f64 = words.next().unwrap_or("100").parse()?;
-    Ok(ticks / hz)
+    let fetch_tools: f64 = words.next().unwrap_or("0").parse()?;
+    Ok((agent / hz, fetch_tools / hz))
 }
 
 /// On a master the control-plane endpoint's name resolves, through /etc/hosts, to the master's

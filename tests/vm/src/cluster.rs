@@ -69,7 +69,9 @@ pub fn binaries() -> Result<PathBuf> {
 }
 
 /// The agent's .deb (packaging/build-deb.sh) baked into the test image (images/build-image.sh,
-/// whose expensive Debian base is cached by content), as the Packer path installs it.
+/// whose expensive Debian base is cached by content), as the Packer path installs it. The agent is
+/// the debug build of `bin` unless `KUBEBOOT_E2E_AGENT` names another binary (e.g. a release
+/// build, to measure the agent's own CPU share).
 pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
     if let Some(prebuilt) = std::env::var_os("KUBEBOOT_E2E_IMAGE") {
         let dir = PathBuf::from(prebuilt);
@@ -81,7 +83,9 @@ pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
     }
     let root = workspace_root();
     std::fs::create_dir_all(out)?;
-    let agent = stripped(&bin.join("kubeboot-agent"), out)?;
+    let agent = std::env::var_os("KUBEBOOT_E2E_AGENT")
+        .map_or_else(|| bin.join("kubeboot-agent"), PathBuf::from);
+    let agent = stripped(&agent, out)?;
     let deb = run(
         Command::new(root.join("packaging/build-deb.sh"))
             .arg("--binary")

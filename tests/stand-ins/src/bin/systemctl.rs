@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 const FLAGS: &[Flag] = &[
     boolean("now"),
     boolean("no-block"),
+    boolean("no-reload"),
     boolean("quiet").short('q'),
     boolean("no-pager"),
     boolean("system"),

@@ -593,11 +593,8 @@ pub fn start_apiserver(root: &Root, version: &KubeVersion) -> Result<()> {
     let exe = apiserver_exe()?;
     std::fs::create_dir_all(state.path(""))?;
     let log = state.log_file();
-    let use_systemd = root.is_host()
-        && Path::new("/run/systemd/system").exists()
-        && std::env::var_os("STANDIN_ROOT").is_none();
-    if use_systemd {
-        let unit = "stand-in-kube-apiserver";
+    if runs_under_systemd(root) {
+        let unit = APISERVER_UNIT;
         let status = std::process::Command::new("systemd-run")
             .args([
                 format!("--unit={unit}"),
@@ -646,6 +643,15 @@ pub fn start_apiserver(root: &Root, version: &KubeVersion) -> Result<()> {
     Ok(())
 }
 
+/// The transient unit the API server runs in when this is a real systemd host (a VM).
+const APISERVER_UNIT: &str = "stand-in-kube-apiserver";
+
+fn runs_under_systemd(root: &Root) -> bool {
+    root.is_host()
+        && Path::new("/run/systemd/system").exists()
+        && std::env::var_os("STANDIN_ROOT").is_none()
+}
+
 fn running_pid(root: &Root) -> Option<nix::unistd::Pid> {
     let text = std::fs::read_to_string(State::new(root).pid_file()).ok()?;
     let pid = nix::unistd::Pid::from_raw(text.trim().parse().ok().filter(|p| *p > 0)?);
@@ -655,9 +661,17 @@ fn running_pid(root: &Root) -> Option<nix::unistd::Pid> {
         .map(|_| pid)
 }
 
-/// Stops the API server recorded in the pid file (SIGTERM, then SIGKILL after 5 s).
+/// Stops the API server recorded in the pid file (SIGTERM, then SIGKILL after 5 s); under systemd
+/// also its unit, which is running without a pid file when kubeadm was killed right after
+/// starting it (as `kubeadm reset` removes the control plane's containers whatever it recorded).
 pub fn stop_apiserver(root: &Root) -> Result<()> {
     let state = State::new(root);
+    if runs_under_systemd(root) {
+        // Fails harmlessly when the unit is not loaded.
+        let _ = std::process::Command::new("systemctl")
+            .args(["stop", APISERVER_UNIT])
+            .status();
+    }
     if let Some(pid) = running_pid(root) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);

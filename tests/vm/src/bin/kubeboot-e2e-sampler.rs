@@ -1,7 +1,8 @@
 //! Runs inside the test VMs (copied from the seed by the vendor-data boothook; never shipped).
 //! Samples every process's arguments and environment from /proc five times a second without
 //! forking, so short-lived commands are caught and the node under test is barely disturbed;
-//! keeps the CPU time of each `kubeboot-agent` process; and, as a fault, SIGKILLs the agent the
+//! keeps the CPU time of each `kubeboot-agent` process (and, for the shell baseline's comparison,
+//! of each `curl` and `sha256sum`, the tools doing the agent's downloading and hashing there); and, as a fault, SIGKILLs the agent the
 //! first time `kubeadm init` is seen half-way: still running, with the API server it started
 //! already up (so the restarted agent finds a partly initialised control plane).
 //!
@@ -38,6 +39,7 @@ fn main() {
     let mut seen = BTreeSet::new();
     // pid -> (utime + stime) in clock ticks, last sample.
     let mut agent_ticks: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut fetch_tool_ticks: BTreeMap<u32, u64> = BTreeMap::new();
     while !Path::new(stop_file).exists() {
         let mut kubeadm_init = false;
         let mut apiserver = false;
@@ -62,11 +64,21 @@ fn main() {
                 // comm may contain spaces; the fields after it start after the last ')'.
                 let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
                 let fields: Vec<&str> = rest.split_whitespace().collect();
-                if stat.contains("(kubeboot-agent)") && fields.len() > 12 {
-                    let ticks = fields[11].parse::<u64>().unwrap_or(0)
-                        + fields[12].parse::<u64>().unwrap_or(0);
-                    agent_ticks.insert(pid, ticks);
+                let ticks = || {
+                    fields
+                        .get(11)
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + fields
+                            .get(12)
+                            .and_then(|t| t.parse::<u64>().ok())
+                            .unwrap_or(0)
+                };
+                if stat.contains("(kubeboot-agent)") {
+                    agent_ticks.insert(pid, ticks());
                     agents.push(pid);
+                } else if stat.contains("(curl)") || stat.contains("(sha256sum)") {
+                    fetch_tool_ticks.insert(pid, ticks());
                 }
             }
         }
@@ -95,4 +107,6 @@ fn main() {
     let _ = fs::write(dir.join("processes.txt"), processes);
     let total: u64 = agent_ticks.values().sum();
     let _ = fs::write(dir.join("agent-cpu.txt"), format!("{total}\n"));
+    let fetch: u64 = fetch_tool_ticks.values().sum();
+    let _ = fs::write(dir.join("fetch-tools-cpu.txt"), format!("{fetch}\n"));
 }
