@@ -16,8 +16,6 @@ use crate::{imds, mirror, workspace_root};
 /// The Kubernetes version the specs under `specs/` ask for; the mirror serves it.
 pub const KUBERNETES_VERSION: &str = "v1.34.2";
 pub const AGENT_UNIT: &str = "kubeboot-agent.service";
-/// Real kubectl of this build machine (no kubectl of the cluster's version is available here).
-pub const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("{what}: start"))?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use kubeboot_nodeconfig::NodeConfig;
 use kubeboot_vm_e2e::checks::{self, Phase};
-use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBECTL, KUBERNETES_VERSION};
+use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
 use kubeboot_vm_e2e::imds;
 use kubeboot_vm_e2e::qemu::{self, Image};
@@ -86,7 +86,7 @@ impl Env {
             &[
                 ("kubeadm", strip("kubeadm")?),
                 ("kubelet", strip("kubelet")?),
-                ("kubectl", PathBuf::from(KUBECTL)),
+                ("kubectl", kubeboot_stand_ins::test_kubectl()),
             ],
         )?;
         let payload = vec![
