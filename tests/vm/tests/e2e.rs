@@ -175,12 +175,16 @@ impl Env {
     }
 }
 
-/// Links two node specs with a private network: master 192.168.100.10, worker 192.168.100.20.
-fn link(master: &mut NodeSpec, worker: &mut NodeSpec) -> Result<()> {
+/// The two-node layout of `specs/none.yaml`, rendered for `run`: master-0 and worker-0 on a
+/// private link (master 192.168.100.10, worker 192.168.100.20).
+fn two_nodes(env: &Env, run: &str) -> Result<(Rendered, NodeSpec, NodeSpec)> {
+    let rendered = Rendered::new(env, run, "none.yaml", &["master", "worker"])?;
+    let mut master = env.node_spec("master-0", "master", 1, true);
+    let mut worker = env.node_spec("worker-0", "worker", 2, false);
     let (a, b) = cluster::udp_port_pair()?;
     master.link = Some(("192.168.100.10/24".into(), a, b));
     worker.link = Some(("192.168.100.20/24".into(), b, a));
-    Ok(())
+    Ok((rendered, master, worker))
 }
 
 /// One row of the timings table.
@@ -280,10 +284,7 @@ fn nothing_redone(node: &str, first: &Boot, second: &Boot) -> Result<()> {
 }
 
 fn happy_path(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "happy-path", "none.yaml", &["master", "worker"])?;
-    let mut master_spec = env.node_spec("master-0", "master", 1, true);
-    let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
-    link(&mut master_spec, &mut worker_spec)?;
+    let (rendered, master_spec, worker_spec) = two_nodes(env, "happy-path")?;
     let mut master = env.start(&rendered, master_spec)?;
     let mut worker = env.start(&rendered, worker_spec)?;
     let master_boot = master.wait_dumped(1, BOOT_WAIT)?;
@@ -340,10 +341,7 @@ fn converged(rendered: &Rendered, master: (Node, Boot), worker: (Node, Boot)) ->
 ///   so the worker must wait for the control-plane endpoint with backoff, then join;
 /// - the master's agent is SIGKILLed while `kubeadm init` runs; its unit restarts it.
 fn faults(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "faults", "none.yaml", &["master", "worker"])?;
-    let mut master_spec = env.node_spec("master-0", "master", 1, true);
-    let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
-    link(&mut master_spec, &mut worker_spec)?;
+    let (rendered, mut master_spec, mut worker_spec) = two_nodes(env, "faults")?;
     master_spec.instrumentation.kill_agent_during_kubeadm_init = true;
     // ~15 s for kubectl: long enough to reboot in the middle of it.
     worker_spec.mirror.bytes_per_second = Some(4 << 20);
@@ -603,10 +601,7 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
 /// The shell baseline on the same image, the same two-node layout and the same mirror as the
 /// happy path: both scripts must get to their last line.
 fn shell_baseline(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "baseline", "none.yaml", &["master", "worker"])?;
-    let mut master_spec = env.node_spec("master-0", "master", 1, true);
-    let mut worker_spec = env.node_spec("worker-0", "worker", 2, false);
-    link(&mut master_spec, &mut worker_spec)?;
+    let (rendered, master_spec, worker_spec) = two_nodes(env, "baseline")?;
     let mut master = env.start_baseline(&rendered, master_spec, "192.168.100.10")?;
     let mut worker = env.start_baseline(&rendered, worker_spec, "192.168.100.20")?;
     for node in [&mut master, &mut worker] {
