@@ -139,9 +139,13 @@ impl Env {
     /// Starts a node; its files (seed, disk, consoles, evidence) go beside the rendered cluster.
     fn start(&self, rendered: &Rendered, spec: NodeSpec) -> Result<Node> {
         let user_data = cluster::user_data(&rendered.dir, &spec.pool);
+        self.boot(rendered, spec, &user_data)
+    }
+
+    fn boot(&self, rendered: &Rendered, spec: NodeSpec, user_data: &Path) -> Result<Node> {
         Node::start(
             &self.image,
-            &user_data,
+            user_data,
             &self.mirror_tree,
             spec,
             &rendered.dir,
@@ -165,13 +169,7 @@ impl Env {
         spec.instrumentation.baseline = true;
         // The node is done when cloud-final (which runs the script) is.
         spec.instrumentation.agent_unit = "cloud-final.service".into();
-        Node::start(
-            &self.image,
-            &user_data,
-            &self.mirror_tree,
-            spec,
-            &rendered.dir,
-        )
+        self.boot(rendered, spec, &user_data)
     }
 }
 
