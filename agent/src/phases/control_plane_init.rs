@@ -7,10 +7,10 @@
 //! Done-marker: `phases/control-plane-init.done`.
 //!
 //! Re-running after a kill: if admin.conf, the API server manifest and the kubelet's config (so
-//! the kubelet can run the static pods) exist and the API server answers, init got at least as far as a running control plane, so the remaining (idempotent)
-//! init phases are run again instead of a destructive reset. If the API does not answer within the
-//! deadline, or only earlier leftovers exist (e.g. admin.conf without the kubelet's config), init
-//! died half-way:
+//! the kubelet can run the static pods) exist and the API server answers, init got at least as
+//! far as a running control plane, so the remaining (idempotent) init phases are run again
+//! instead of a destructive reset. If the API does not answer within the deadline, or only
+//! earlier leftovers exist (e.g. admin.conf without the kubelet's config), init died half-way:
 //! `kubeadm reset -f` (which also empties /etc/kubernetes/pki), then the PKI is written again and
 //! init runs from the start.
 
