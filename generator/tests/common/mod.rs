@@ -40,17 +40,9 @@ pub fn seed_secrets(out: &Path) {
     LocalStore::new(out).save(secrets()).expect("secrets saved");
 }
 
-/// `shared/data/upstream-schemas` of the workspace: `KUBEBOOT_UPSTREAM_SCHEMAS`, or the first
-/// ancestor of this crate that has it (the repository's parent in a checkout).
+/// The upstream facts the tests check against, kept in the repository (`tests/data/upstream`).
 pub fn upstream_schemas() -> PathBuf {
-    if let Ok(dir) = std::env::var("KUBEBOOT_UPSTREAM_SCHEMAS") {
-        return PathBuf::from(dir);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/data/upstream-schemas"))
-        .find(|d| d.is_dir())
-        .expect("shared/data/upstream-schemas above the repository, or KUBEBOOT_UPSTREAM_SCHEMAS")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/upstream")
 }
 
 /// Every file under `dir`, relative path first, sorted.

@@ -1,5 +1,5 @@
 //! Strict checking of configuration documents against the upstream key trees (embedded at build time from
-//! the shared `upstream-schemas` data): unknown fields, wrong leaf types and keys newer than the release.
+//! `tests/data/upstream`): unknown fields, wrong leaf types and keys newer than the release.
 use std::sync::OnceLock;
 
 use regex::Regex;
