@@ -1,5 +1,5 @@
 //! kubeadm's configuration documents for this node, in the apiVersion the Kubernetes version wants
-//! (`KubernetesVersion::kubeadm_api_version`, the one place that choice is made).
+//! (`releases::Release::kubeadm_api_version`, the one place that choice is made).
 //!
 //! First master: InitConfiguration + ClusterConfiguration + KubeletConfiguration. Extra master:
 //! JoinConfiguration with a `controlPlane` section (the shared CAs are already on disk, so no
@@ -78,7 +78,12 @@ fn local_api_endpoint(config: &NodeConfig, facts: &NodeFacts) -> Value {
 
 /// The documents kubeadm gets on this node, in order.
 pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
-    let api_version = config.cluster.kubernetes_version.kubeadm_api_version();
+    let api_version = config
+        .cluster
+        .kubernetes_version
+        .release()
+        .map_err(anyhow::Error::msg)?
+        .kubeadm_api_version;
     let cluster = &config.cluster;
     let boot = &config.bootstrap;
     Ok(match facts.kind {

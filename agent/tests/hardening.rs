@@ -25,7 +25,7 @@ apiVersion: kubeboot.io/v1alpha1
 kind: Cluster
 metadata: {name: lab}
 spec:
-  kubernetesVersion: v1.34.1
+  kubernetesVersion: v1.37.1
   controlPlaneEndpoint: 127.0.0.1:6443
   initNode: lab-master-0
   network: {podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}

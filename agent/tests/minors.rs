@@ -3,8 +3,10 @@
 //! release (STANDIN_KUBERNETES_VERSION), and the files the agent and kubeadm wrote pass that
 //! release's strict `kubeadm config validate` (upstream key trees, unknown fields are errors,
 //! KubeletConfiguration keys newer than the release are errors): /etc/kubeboot/kubeadm.yaml and
-//! /var/lib/kubelet/config.yaml. The minors just outside the range are refused, with one line and
-//! exit 2, by `kubeboot-gen validate` and by the agent. (That a key newer than the release is
+//! /var/lib/kubelet/config.yaml. The minors just outside the table are refused, with one line and
+//! exit 2, by `kubeboot-gen validate` and by the agent; a minor past its end of life is refused by
+//! `kubeboot-gen` with its date unless `--allow-end-of-life`, and then still boots (with a warning)
+//! so that an opted-in pool keeps scaling. (That a key newer than the release is
 //! refused is the stand-in's own unit test, `schema::tests`; other bad versions are rows of
 //! hardening.rs's table and generator/tests/bad_specs.rs.)
 
@@ -15,7 +17,7 @@ mod support {
 
 use std::process::Output;
 
-use kubeboot_nodeconfig::SUPPORTED_MINORS;
+use kubeboot_nodeconfig::releases::{supported_minors, RELEASES};
 use support::machine::{
     binaries, free_port, loopback_spec, text, with_bind_port, Machine, Rendered,
 };
@@ -25,6 +27,10 @@ const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 
 fn version(minor: u64) -> String {
     format!("v1.{minor}.0")
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
 }
 
 /// `kubeadm config validate --config FILE` of the stand-in playing `release`.
@@ -97,7 +103,7 @@ fn bring_up_and_validate(minor: u64) {
 #[test]
 fn every_supported_minor_gets_configs_its_kubeadm_accepts() {
     std::thread::scope(|s| {
-        for minor in SUPPORTED_MINORS {
+        for minor in supported_minors(today()) {
             s.spawn(move || bring_up_and_validate(minor));
         }
     });
@@ -135,23 +141,30 @@ fn one_line_exit_2(what: &str, out: &Output) -> String {
     lines[0].to_string()
 }
 
+fn gen_validate(spec: &std::path::Path, extra: &[&str]) -> Output {
+    std::process::Command::new(binaries().join("kubeboot-gen"))
+        .arg("validate")
+        .arg("--spec")
+        .arg(spec)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn minors_next_to_the_range_are_refused_with_one_line() {
-    let supported = version(*SUPPORTED_MINORS.start());
+fn minors_next_to_the_table_are_refused_with_one_line() {
+    let newest = RELEASES.last().unwrap().minor;
+    let supported = version(newest);
     let cluster = Rendered::new(&loopback_spec("edge", &supported, free_port(), 1));
     let node_yaml = cluster.node_yaml("master");
     let work = tempfile::tempdir().unwrap();
-    for minor in [SUPPORTED_MINORS.start() - 1, SUPPORTED_MINORS.end() + 1] {
+    for minor in [RELEASES[0].minor - 1, newest + 1] {
         let release = version(minor);
 
         let spec = work.path().join(format!("{minor}.yaml"));
         std::fs::write(&spec, loopback_spec("edge", &release, 6443, 1)).unwrap();
-        let validate = std::process::Command::new(binaries().join("kubeboot-gen"))
-            .arg("validate")
-            .arg("--spec")
-            .arg(&spec)
-            .output()
-            .unwrap();
+        // Not even the opt-in renders a minor kubeboot does not know.
+        let validate = gen_validate(&spec, &["--allow-end-of-life"]);
         let line = one_line_exit_2(&format!("kubeboot-gen validate {release}"), &validate);
         assert!(
             line.contains("spec.kubernetesVersion") && line.contains(&release),
@@ -176,4 +189,60 @@ fn minors_next_to_the_range_are_refused_with_one_line() {
             "{release}: the agent started"
         );
     }
+}
+
+#[test]
+fn a_minor_past_its_end_of_life_is_refused_unless_allowed_and_then_still_boots() {
+    let ended: Vec<_> = RELEASES
+        .iter()
+        .filter(|r| r.end_of_life < today())
+        .collect();
+    let release = ended
+        .last()
+        .expect("the table keeps a minor past its end of life");
+    let old = format!("v1.{}.3", release.minor);
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("old.yaml");
+    std::fs::write(&spec, loopback_spec("eol", &old, 6443, 1)).unwrap();
+
+    let refused = gen_validate(&spec, &[]);
+    let line = one_line_exit_2(&format!("kubeboot-gen validate {old}"), &refused);
+    let date = release.end_of_life.to_string();
+    assert!(
+        line.contains("spec.kubernetesVersion")
+            && line.contains(&date)
+            && line.contains("--allow-end-of-life"),
+        "{line}"
+    );
+
+    let allowed = gen_validate(&spec, &["--allow-end-of-life"]);
+    assert!(allowed.status.success(), "{}", text(&allowed));
+    let stderr = String::from_utf8_lossy(&allowed.stderr);
+    assert!(
+        stderr.starts_with("warning: spec.kubernetesVersion") && stderr.contains(&date),
+        "{stderr}"
+    );
+
+    // The opted-in cluster's nodes boot: a warning in the log, not a refusal.
+    let port = free_port();
+    let cluster = Rendered::with_args(
+        &loopback_spec("eol", &old, port, 1),
+        &["--allow-end-of-life"],
+    );
+    let machine = Machine::new(
+        "eol-master-0",
+        &with_bind_port(&cluster.node_yaml("master"), port),
+    );
+    let run = machine
+        .agent_command(&["run"])
+        .env("STANDIN_KUBERNETES_VERSION", &old)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains(&format!("reached its end of life on {date}")),
+        "{}",
+        text(&run)
+    );
 }

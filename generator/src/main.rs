@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kubeboot_gen::render::CUSTOM_DATA_LIMIT;
-use kubeboot_gen::validate::{validate_text, ValidSpec, EXAMPLE_SPEC};
+use kubeboot_gen::validate::{validate_text_with, Lifecycle, ValidSpec, EXAMPLE_SPEC};
 use kubeboot_gen::{check, render_dir, SecretsOrigin};
 
 /// Renders a kubeboot cluster (ARM template, per-pool cloud-init user data, azure.json, secrets) from one spec.
@@ -27,6 +27,8 @@ enum Command {
         /// Print the spec with every default applied.
         #[arg(long)]
         show_effective: bool,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
     },
     /// Render a cluster into DIR (nothing is written unless the spec is valid).
     Render {
@@ -38,12 +40,28 @@ enum Command {
         /// Replace the stored secrets with new ones instead of reusing them.
         #[arg(long)]
         rotate: bool,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
     },
     /// Re-validate everything a render wrote into DIR.
     Check {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct LifecycleArgs {
+    /// Accept a Kubernetes minor whose upstream support has ended (with a warning). Without it such
+    /// a spec is refused, naming the end-of-life date.
+    #[arg(long)]
+    allow_end_of_life: bool,
+}
+
+impl LifecycleArgs {
+    fn lifecycle(&self) -> Lifecycle {
+        Lifecycle::today(self.allow_end_of_life)
+    }
 }
 
 /// Exit status for a spec that is not valid, as the agent's for a bad NodeConfig (other failures
@@ -69,8 +87,9 @@ fn run() -> Result<ExitCode> {
         Command::Validate {
             spec,
             show_effective,
+            lifecycle,
         } => {
-            let Some(valid) = load_spec(Some(&spec))? else {
+            let Some(valid) = load_spec(Some(&spec), lifecycle.lifecycle())? else {
                 return Ok(ExitCode::from(INVALID_SPEC));
             };
             if show_effective {
@@ -80,8 +99,13 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render { spec, out, rotate } => {
-            let Some(valid) = load_spec(spec.as_deref())? else {
+        Command::Render {
+            spec,
+            out,
+            rotate,
+            lifecycle,
+        } => {
+            let Some(valid) = load_spec(spec.as_deref(), lifecycle.lifecycle())? else {
                 return Ok(ExitCode::from(INVALID_SPEC));
             };
             let summary = render_dir(&valid, &out, rotate)?;
@@ -114,12 +138,12 @@ fn run() -> Result<ExitCode> {
 
 /// Reads and validates a spec, printing warnings; prints every error and returns `None` when
 /// the spec is invalid.
-fn load_spec(path: Option<&Path>) -> Result<Option<ValidSpec>> {
+fn load_spec(path: Option<&Path>, lifecycle: Lifecycle) -> Result<Option<ValidSpec>> {
     let text = match path {
         Some(p) => fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         None => EXAMPLE_SPEC.to_string(),
     };
-    match validate_text(&text) {
+    match validate_text_with(&text, lifecycle) {
         Ok(valid) => {
             for warning in &valid.warnings {
                 eprintln!("warning: {warning}");

@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 use kubeboot_nodeconfig::labels::{check_label_value, check_qualified_name, is_dns_subdomain};
-use kubeboot_nodeconfig::{check_host_port, parse_versioned, FieldError, Role, API_VERSION};
+use kubeboot_nodeconfig::releases::{supported_minors, Support};
+use kubeboot_nodeconfig::{
+    check_host_port, parse_versioned, FieldError, KubernetesVersion, Role, API_VERSION,
+};
+use time::Date;
 
 use crate::names::{azure_api_endpoint, Names, MAX_CLUSTER_NAME, MAX_POOL_NAME};
 use crate::spec::{AzureSpec, ClusterSpec, PoolSpec, KIND};
@@ -69,14 +73,40 @@ impl ValidSpec {
     }
 }
 
-/// Parses and validates a spec; on failure returns every problem found.
-pub fn validate_text(text: &str) -> Result<ValidSpec, Vec<FieldError>> {
-    let cluster: ClusterSpec = parse_versioned(text, API_VERSION, KIND).map_err(|e| vec![e])?;
-    validate(cluster)
+/// The day a spec is validated on, and whether the operator accepts a Kubernetes minor past its
+/// end of life (`--allow-end-of-life`).
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    pub today: Date,
+    pub allow_end_of_life: bool,
 }
 
-pub fn validate(mut cluster: ClusterSpec) -> Result<ValidSpec, Vec<FieldError>> {
+impl Lifecycle {
+    pub fn today(allow_end_of_life: bool) -> Self {
+        Self {
+            today: time::OffsetDateTime::now_utc().date(),
+            allow_end_of_life,
+        }
+    }
+}
+
+/// Parses and validates a spec as of today, refusing minors past their end of life; on failure
+/// returns every problem found.
+pub fn validate_text(text: &str) -> Result<ValidSpec, Vec<FieldError>> {
+    validate_text_with(text, Lifecycle::today(false))
+}
+
+pub fn validate_text_with(text: &str, lifecycle: Lifecycle) -> Result<ValidSpec, Vec<FieldError>> {
+    let cluster: ClusterSpec = parse_versioned(text, API_VERSION, KIND).map_err(|e| vec![e])?;
+    validate(cluster, lifecycle)
+}
+
+pub fn validate(
+    mut cluster: ClusterSpec,
+    lifecycle: Lifecycle,
+) -> Result<ValidSpec, Vec<FieldError>> {
     let mut v = Validator::default();
+    v.kubernetes_version(&cluster.spec.kubernetes_version, lifecycle);
     v.metadata(&cluster);
     v.spec(&cluster);
     if !v.errors.is_empty() {
@@ -133,12 +163,36 @@ impl Validator {
         }
     }
 
+    fn kubernetes_version(&mut self, version: &KubernetesVersion, lifecycle: Lifecycle) {
+        const PATH: &str = "spec.kubernetesVersion";
+        match version.support(lifecycle.today) {
+            Err(message) => self.error(PATH, message),
+            Ok(Support::Supported(_)) => {}
+            Ok(Support::EndOfLife(release)) if lifecycle.allow_end_of_life => {
+                self.warnings.push(FieldError::new(
+                    PATH,
+                    format!(
+                        "{}; rendering it anyway (--allow-end-of-life)",
+                        release.end_of_life_message()
+                    ),
+                ))
+            }
+            Ok(Support::EndOfLife(release)) => self.error(
+                PATH,
+                format!(
+                    "{} (supported now: {}); pass --allow-end-of-life to render it anyway",
+                    release.end_of_life_message(),
+                    supported_minors(lifecycle.today)
+                        .map(|m| format!("1.{m}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+
     fn spec(&mut self, cluster: &ClusterSpec) {
         let spec = &cluster.spec;
-        self.check(
-            "spec.kubernetesVersion",
-            spec.kubernetes_version.check_supported(),
-        );
         match &spec.azure {
             Some(azure) => self.azure(azure, cluster),
             None => self.plain_vms(cluster),
@@ -151,6 +205,12 @@ impl Validator {
         );
         self.errors.extend(crate::vault::validate(&spec.secrets));
         if let Err(e) = spec.api_server.validate("spec.apiServer") {
+            self.errors.push(e);
+        }
+        if let Err(e) = spec
+            .api_server
+            .check_for_version("spec.apiServer", &spec.kubernetes_version)
+        {
             self.errors.push(e);
         }
         let artifacts = &spec.artifacts;

@@ -19,7 +19,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "count: 3", "count: three", "spec.pools[0].count: invalid type"),
     (EXAMPLE, "count: 0", "count: -1", "spec.pools[2].count: invalid value"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/33", "spec.network.podCIDR: invalid"),
-    (EXAMPLE, "v1.36.0", "1.36.0", "spec.kubernetesVersion: \"1.36.0\" is not a version"),
+    (EXAMPLE, "v1.37.1", "v1.37", "spec.kubernetesVersion: \"v1.37\" is not a version"),
     (EXAMPLE, ":NoSchedule", ":Sometimes", "spec.pools[2].taints[0]: taint"),
     (EXAMPLE, "role: worker", "role: boss", "spec.pools[1].role: unknown variant"),
     (EXAMPLE, "store: local", "store: s3", "spec.secrets.store: unknown variant"),
@@ -35,7 +35,10 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "vmSize: Standard_D4s_v5", "vmSize: D4s_v5", "spec.pools[1].vmSize: \"D4s_v5\" is not an Azure VM size"),
     (EXAMPLE, "adminUsername: azureuser", "adminUsername: root", "spec.ssh.adminUsername: \"root\" is reserved"),
     // Versions and GUIDs.
-    (EXAMPLE, "v1.36.0", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not supported"),
+    (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
+    (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),
+    (EXAMPLE, "v1.37.1", "v1.34.2", "spec.kubernetesVersion: Kubernetes 1.34 reached its end of life on 2026-10-27"),
+    (EXAMPLE, "  network:", "  apiServer:\n    extraArgs:\n      feature-gates: \"SidecarContainers=true\"\n  network:", "spec.apiServer.extraArgs.feature-gates: Kubernetes 1.37 removed the feature gate SidecarContainers"),
     (EXAMPLE, "tenantId: 11111111-2222-4333-8444-555555555555", "tenantId: 11111111-2222-4333-8444-55555555555", "spec.azure.tenantId: \"11111111-2222-4333-8444-55555555555\" is not a GUID"),
     (EXAMPLE, "subscriptionId: 66666666-7777-4888-9999-000000000000", "subscriptionId: my-subscription", "spec.azure.subscriptionId: \"my-subscription\" is not a GUID"),
     // Networks.

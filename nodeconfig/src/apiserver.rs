@@ -375,6 +375,48 @@ const REQUIRED_ADMISSION_PLUGINS: &[&str] = &[
 ];
 
 impl ApiServer {
+    /// Refuses `extraArgs` flags and `feature-gates` entries that the API server of `version`
+    /// no longer knows (removed in its minor or an earlier one): it would not start.
+    pub fn check_for_version(
+        &self,
+        at: &str,
+        version: &crate::KubernetesVersion,
+    ) -> Result<(), FieldError> {
+        let minor = version.minor();
+        let removed_in = |pick: fn(&crate::releases::Release) -> &'static [&'static str],
+                          name: &str| {
+            crate::releases::RELEASES
+                .iter()
+                .filter(|r| r.minor <= minor)
+                .find(|r| pick(r).contains(&name))
+                .map(|r| r.minor)
+        };
+        for (name, value) in &self.extra_args {
+            let field = format!("{at}.extraArgs.{name}");
+            if let Some(gone) = removed_in(|r| r.removed_apiserver_flags, name) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "kube-apiserver 1.{gone} removed this flag ({version} would not start)"
+                    ),
+                ));
+            }
+            if name != "feature-gates" {
+                continue;
+            }
+            for gate in value.split(',').filter_map(|g| g.split('=').next()) {
+                let gate = gate.trim();
+                if let Some(gone) = removed_in(|r| r.removed_feature_gates, gate) {
+                    return Err(FieldError::new(
+                        field,
+                        format!("Kubernetes 1.{gone} removed the feature gate {gate} ({version} would not start)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the settings; `at` is the path of this section (`spec.apiServer` or `apiServer`).
     pub fn validate(&self, at: &str) -> Result<(), FieldError> {
         let err = |field: String, msg: String| Err(FieldError::new(format!("{at}.{field}"), msg));

@@ -7,6 +7,7 @@
 mod apiserver;
 pub mod fsx;
 pub mod labels;
+pub mod releases;
 mod secret;
 mod taint;
 mod types;
@@ -16,7 +17,7 @@ pub use apiserver::*;
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;
-pub use version::{KubernetesVersion, SUPPORTED_MINORS};
+pub use version::KubernetesVersion;
 
 /// The apiVersion of everything in this crate.
 pub const API_VERSION: &str = "kubeboot.io/v1alpha1";

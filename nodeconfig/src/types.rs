@@ -221,7 +221,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
         let c = &self.cluster;
         c.kubernetes_version
-            .check_supported()
+            .release()
             .map_err(|m| FieldError::new("cluster.kubernetesVersion", m))?;
         if !crate::labels::is_dns_subdomain(&c.name) || c.name.len() > 63 {
             return Err(FieldError::new(
@@ -281,6 +281,8 @@ impl NodeConfig {
                 .map_err(|m| FieldError::new(format!("bootstrap.caCertHashes[{i}]"), m))?;
         }
         self.api_server.validate("apiServer")?;
+        self.api_server
+            .check_for_version("apiServer", &c.kubernetes_version)?;
         match (self.node.role, &self.pki) {
             (Role::Master, None) => return Err(FieldError::new("pki", "required on a master")),
             (Role::Worker, Some(_)) => {

@@ -47,7 +47,7 @@ pub struct ArtifactArgs {
 
 fn supported_version(text: &str) -> Result<KubernetesVersion, String> {
     let version: KubernetesVersion = text.parse()?;
-    version.check_supported()?;
+    version.release()?;
     Ok(version)
 }
 

@@ -6,7 +6,7 @@
 //! `kubectl apply --server-side --force-conflicts --field-manager=kubeboot -f` of that directory,
 //! which converges no matter how often it runs. Done-marker: `phases/addons.done`.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
 
 use crate::context::Context;
@@ -21,24 +21,6 @@ pub const ADDONS_DIR: &str = "/etc/kubeboot/addons";
 pub const FLANNEL_VERSION: &str = "v0.27.4";
 pub const FLANNEL_CNI_PLUGIN_VERSION: &str = "v1.8.0-flannel1";
 
-/// cloud-provider-azure is released per Kubernetes minor; its minor must match the cluster's.
-/// Images are published under `mcr.microsoft.com/oss/v2/kubernetes` since v1.32.11 (the older
-/// `oss/kubernetes` path stopped at v1.34.3); tags are the latest patch of each minor known when
-/// this table was written (kubernetes-sigs/cloud-provider-azure releases, as pinned by other
-/// installers, e.g. kubermatic/kubeone pkg/templates/images/images.go).
-const CLOUD_PROVIDER_AZURE_RELEASES: &[(u64, &str)] =
-    &[(34, "v1.34.10"), (35, "v1.35.5"), (36, "v1.36.1")];
-
-pub fn cloud_provider_azure_version(minor: u64) -> Result<&'static str> {
-    CLOUD_PROVIDER_AZURE_RELEASES
-        .iter()
-        .find(|(m, _)| *m == minor)
-        .map(|(_, tag)| *tag)
-        .with_context(|| {
-            format!("no cloud-provider-azure release is known for Kubernetes 1.{minor}")
-        })
-}
-
 /// The manifests this cluster gets, as (file name, rendered text), in apply order.
 pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
     let mut vars = tera::Context::new();
@@ -46,9 +28,15 @@ pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
     vars.insert("pod_cidr", &config.cluster.pod_cidr.to_string());
     vars.insert("flannel_version", FLANNEL_VERSION);
     vars.insert("flannel_cni_plugin_version", FLANNEL_CNI_PLUGIN_VERSION);
+    // cloud-provider-azure is released per Kubernetes minor; its minor must match the cluster's.
+    let release = config
+        .cluster
+        .kubernetes_version
+        .release()
+        .map_err(anyhow::Error::msg)?;
     vars.insert(
         "cloud_provider_azure_version",
-        cloud_provider_azure_version(config.cluster.kubernetes_version.minor())?,
+        release.cloud_provider_azure.tag,
     );
     let mut templates: Vec<(&'static str, &'static str)> = Vec::new();
     if let Some(azure) = &config.provider.azure {
@@ -122,19 +110,7 @@ impl Phase for Addons {
 mod tests {
     use super::*;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
-    use kubeboot_nodeconfig::{AzureProvider, ProviderConfig, SUPPORTED_MINORS};
-
-    #[test]
-    fn every_supported_minor_has_a_cloud_provider_azure_release() {
-        for minor in SUPPORTED_MINORS {
-            let tag = cloud_provider_azure_version(minor).unwrap();
-            assert!(tag.starts_with(&format!("v1.{minor}.")), "{minor}: {tag}");
-        }
-        let unknown = cloud_provider_azure_version(SUPPORTED_MINORS.end() + 1).unwrap_err();
-        assert!(unknown
-            .to_string()
-            .contains("no cloud-provider-azure release"));
-    }
+    use kubeboot_nodeconfig::{AzureProvider, ProviderConfig};
 
     #[test]
     fn renders_flannel_with_the_pod_cidr() {

@@ -27,17 +27,10 @@ pub const SOCKET: &str = "/run/containerd/containerd.sock";
 /// How long containerd may take to open its socket after a restart.
 const SOCKET_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The pause image kubeadm of this minor pins (kubeadm's `constants.PauseVersion`).
-pub fn sandbox_image(version: &KubernetesVersion) -> &'static str {
-    match version.minor() {
-        ..=33 => "registry.k8s.io/pause:3.10",
-        _ => "registry.k8s.io/pause:3.10.1",
-    }
-}
-
 pub fn render_config(version: &KubernetesVersion) -> Result<String> {
+    let release = version.release().map_err(anyhow::Error::msg)?;
     let mut vars = tera::Context::new();
-    vars.insert("sandbox_image", sandbox_image(version));
+    vars.insert("sandbox_image", release.pause_image);
     vars.insert("kubernetes_minor", &format!("1.{}", version.minor()));
     Ok(tera::Tera::one_off(
         include_str!("../../files/containerd-config.toml"),
@@ -91,14 +84,6 @@ impl Phase for ContainerRuntime {
 mod tests {
     use super::*;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
-
-    #[test]
-    fn pause_image_follows_the_minor() {
-        let v = |s: &str| s.parse::<KubernetesVersion>().unwrap();
-        assert_eq!(sandbox_image(&v("v1.33.4")), "registry.k8s.io/pause:3.10");
-        assert_eq!(sandbox_image(&v("v1.34.0")), "registry.k8s.io/pause:3.10.1");
-        assert_eq!(sandbox_image(&v("v1.36.1")), "registry.k8s.io/pause:3.10.1");
-    }
 
     #[test]
     fn config_uses_systemd_cgroups_and_is_idempotent() {

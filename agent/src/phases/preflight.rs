@@ -6,7 +6,8 @@
 //! Minimums are kubeadm's: masters need 2 CPUs and 1700 MB of memory.
 
 use anyhow::Result;
-use kubeboot_nodeconfig::{NodeConfig, ProviderName};
+use kubeboot_nodeconfig::releases::Support;
+use kubeboot_nodeconfig::{KubernetesVersion, NodeConfig, ProviderName};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::context::Context;
@@ -89,13 +90,9 @@ pub fn check_resources(config: &NodeConfig, r: &Resources) -> Result<(), Stop> {
     }
 }
 
-/// Checks the NodeConfig makes sense for a node on its own (the parser checked its syntax).
+/// Checks the NodeConfig makes sense for a node on its own (the parser checked its syntax and that
+/// kubeboot knows its Kubernetes minor).
 pub fn check_config(config: &NodeConfig) -> Result<(), Stop> {
-    config
-        .cluster
-        .kubernetes_version
-        .check_supported()
-        .map_err(|m| Stop::BadConfig(format!("cluster.kubernetesVersion: {m}")))?;
     if config.is_master()
         && config.provider.name == ProviderName::None
         && config.cluster.init_node.is_none()
@@ -107,6 +104,18 @@ pub fn check_config(config: &NodeConfig) -> Result<(), Stop> {
         ));
     }
     Ok(())
+}
+
+/// A node of a minor past its end of life still boots: a scale set rendered while the minor was
+/// supported must keep scaling (kubeboot-gen is where new clusters are refused).
+fn warn_past_end_of_life(version: &KubernetesVersion) {
+    let today = time::OffsetDateTime::now_utc().date();
+    if let Ok(Support::EndOfLife(release)) = version.support(today) {
+        tracing::warn!(
+            "{}; this node is set up anyway, but the cluster needs an upgrade",
+            release.end_of_life_message()
+        );
+    }
 }
 
 fn kernel_version(release: &str) -> Option<(u64, u64)> {
@@ -123,6 +132,7 @@ impl Phase for Preflight {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         check_config(&ctx.config)?;
+        warn_past_end_of_life(&ctx.config.cluster.kubernetes_version);
         let resources = Resources::of_this_machine(ctx)?;
         tracing::info!(phase = self.name(), "{resources:?}");
         check_resources(&ctx.config, &resources)?;

@@ -119,6 +119,11 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn new(spec: &str) -> Self {
+        Self::with_args(spec, &[])
+    }
+
+    /// Renders with extra `kubeboot-gen render` arguments.
+    pub fn with_args(spec: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let spec_file = dir.path().join("cluster.yaml");
         std::fs::write(&spec_file, spec).unwrap();
@@ -128,6 +133,7 @@ impl Rendered {
             .arg(&spec_file)
             .arg("--out")
             .arg(dir.path().join("out"))
+            .args(args)
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", text(&output));

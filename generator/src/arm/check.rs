@@ -23,7 +23,7 @@ use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
 use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
 use crate::tree::Tree;
-use crate::validate::validate_text;
+use crate::validate::{validate_text_with, Lifecycle};
 
 const NSG: &str = "Microsoft.Network/networkSecurityGroups";
 const VNET: &str = "Microsoft.Network/virtualNetworks";
@@ -43,7 +43,8 @@ const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
 pub fn check_tree(tree: &Tree) -> Vec<String> {
     let spec = match tree.get(EFFECTIVE_SPEC).map(String::from_utf8_lossy) {
         None => return vec![format!("{EFFECTIVE_SPEC}: missing")],
-        Some(text) => match validate_text(&text) {
+        // Checks what was rendered, whatever --allow-end-of-life the render was given.
+        Some(text) => match validate_text_with(&text, Lifecycle::today(true)) {
             Ok(valid) => valid.cluster,
             Err(errors) => {
                 return errors

@@ -3,8 +3,8 @@ use std::fmt;
 
 use anyhow::{bail, Context, Result};
 
-/// Minors this stand-in can pretend to be: v1beta4 exists from 1.31; the key trees know releases up to 1.36.
-pub const KNOWN_MINORS: std::ops::RangeInclusive<u64> = 31..=36;
+/// Minors this stand-in can pretend to be: v1beta4 exists from 1.31; the key trees know releases up to 1.37.
+pub const KNOWN_MINORS: std::ops::RangeInclusive<u64> = 31..=37;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubeVersion {

@@ -14,7 +14,7 @@ use crate::seed::{self, Instrumentation, Nic};
 use crate::{imds, mirror, workspace_root};
 
 /// The Kubernetes version the specs under `specs/` ask for; the mirror serves it.
-pub const KUBERNETES_VERSION: &str = "v1.34.2";
+pub const KUBERNETES_VERSION: &str = "v1.37.1";
 pub const AGENT_UNIT: &str = "kubeboot-agent.service";
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {

@@ -81,8 +81,8 @@ fn mirror_serves_the_release_layout_and_corrupts_on_request() {
     let source = dir.path().join("tool");
     std::fs::write(&source, vec![7u8; 1000]).unwrap();
     let tree = dir.path().join("tree");
-    mirror::build_release_tree(&tree, "v1.34.2", &[("kubelet", source.clone())]).unwrap();
-    let base = "/release/v1.34.2/bin/linux/amd64";
+    mirror::build_release_tree(&tree, "v1.37.1", &[("kubelet", source.clone())]).unwrap();
+    let base = "/release/v1.37.1/bin/linux/amd64";
     let good = mirror::start(tree.clone(), mirror::Behaviour::default()).unwrap();
     let (status, body) = get(good.port, &format!("{base}/kubelet"), &[]);
     assert_eq!(status, 200);
