@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use kubeboot_gen::render::CUSTOM_DATA_LIMIT;
 use kubeboot_gen::validate::{validate_text_with, Lifecycle, ValidSpec, EXAMPLE_SPEC};
 use kubeboot_gen::{check, render_dir, SecretsOrigin};
+use kubeboot_nodeconfig::releases::RELEASES;
 
 /// Renders a kubeboot cluster (ARM template, per-pool cloud-init user data, azure.json, secrets) from one spec.
 #[derive(Parser)]
@@ -43,6 +44,10 @@ enum Command {
         #[command(flatten)]
         lifecycle: LifecycleArgs,
     },
+    /// Print what kubeboot knows per Kubernetes minor (a Markdown table): end of life, the images
+    /// kubeadm pulls (for mirroring into an air-gapped registry), cloud-provider-azure's tag and the
+    /// containerd a node needs.
+    Releases,
     /// Re-validate everything a render wrote into DIR.
     Check {
         #[arg(value_name = "DIR")]
@@ -121,6 +126,10 @@ fn run() -> Result<ExitCode> {
             println!("rendered {} into {}", valid.name(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Releases => {
+            print!("{}", releases_table());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { dir } => {
             let problems = check::check_dir(&dir)?;
             for problem in &problems {
@@ -157,4 +166,32 @@ fn load_spec(path: Option<&Path>, lifecycle: Lifecycle) -> Result<Option<ValidSp
             Ok(None)
         }
     }
+}
+
+/// `kubeboot-gen releases`: one row per minor of `nodeconfig::releases::RELEASES`.
+fn releases_table() -> String {
+    let mut out = String::from(
+        "| minor | end of life | kubeadm config | pause | etcd | CoreDNS | cloud-provider-azure | containerd (min / recommended) | unconfirmed |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in RELEASES {
+        out += &format!(
+            "| 1.{} | {} | {} | {} | {} | {} | {} | {} / {} | {} |\n",
+            r.minor,
+            r.end_of_life,
+            r.kubeadm_api_version,
+            r.pause_image,
+            r.etcd_tag,
+            r.coredns_tag,
+            r.cloud_provider_azure.tag,
+            r.min_containerd,
+            r.recommended_containerd,
+            if r.unconfirmed.is_empty() {
+                "-".to_string()
+            } else {
+                r.unconfirmed.join(", ")
+            }
+        );
+    }
+    out
 }
