@@ -315,8 +315,14 @@ fn packer_templates_validate() {
         azure[2].clone(),
         ("use_azure_cli_auth", "true".to_string()),
         ("release_base_url", "https://mirror.example/k8s".to_string()),
-        ("crictl_dir_url", "https://mirror.example/crictl".to_string()),
-        ("cni_plugins_dir_url", "https://mirror.example/cni".to_string()),
+        (
+            "crictl_dir_url",
+            "https://mirror.example/crictl".to_string(),
+        ),
+        (
+            "cni_plugins_dir_url",
+            "https://mirror.example/cni".to_string(),
+        ),
     ];
     packer_validate("azure-arm.json", &azure_variants).unwrap();
     // Packer checks the managed image name: a version that would make it invalid fails validation.
