@@ -664,3 +664,126 @@ fn shell_words_split_as_the_shell_does() {
     );
     assert_eq!(words("a && b > f"), ["a", "&&", "b", ">", "f"]);
 }
+
+/// The `kubeboot-agent bake` argv a Packer template's provisioner produces for `vars`: Packer
+/// (null builder, shell-local) renders and runs the template's own bake line, a stand-in
+/// `kubeboot-agent` on PATH records its arguments. `env` is the provisioner shell's environment.
+fn packer_bake_argv(
+    template_name: &str,
+    vars: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    let template = packer_template(template_name);
+    let bake_line = template["provisioners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["inline"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .find(|line| line.starts_with("kubeboot-agent bake "))
+        .unwrap_or_else(|| panic!("{template_name} runs kubeboot-agent bake"));
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let argv_file = work.path().join("argv");
+    let stand_in = bin.join("kubeboot-agent");
+    std::fs::write(
+        &stand_in,
+        "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$BAKE_ARGV\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The template's variables (so every `{{user}}` resolves), its bake line, nothing else.
+    let harness = serde_json::json!({
+        "variables": template["variables"],
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [bake_line]}],
+    });
+    let harness_file = work.path().join("bake.json");
+    std::fs::write(&harness_file, harness.to_string()).unwrap();
+
+    let mut cmd = std::process::Command::new("packer");
+    cmd.args(["build", "-color=false"]);
+    let variables = template["variables"].as_object().unwrap();
+    for (name, default) in variables {
+        if default.is_null() && !vars.iter().any(|(n, _)| n == name) {
+            cmd.arg("-var").arg(format!("{name}=unused"));
+        }
+    }
+    for (name, value) in vars {
+        cmd.arg("-var").arg(format!("{name}={value}"));
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = cmd
+        .arg(&harness_file)
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("PACKER_CACHE_DIR", work.path().join("cache"))
+        .env("BAKE_ARGV", &argv_file)
+        .envs(env.iter().copied())
+        .output()
+        .expect("packer is installed (Debian package packer)");
+    assert!(
+        out.status.success(),
+        "packer build of the bake line failed: {}{}",
+        stdout(&out),
+        common::stderr(&out)
+    );
+    let argv = std::fs::read(&argv_file).expect("the bake line ran kubeboot-agent");
+    // Every argument ends in a NUL; an empty argument stays one.
+    argv.strip_suffix(&[0])
+        .map_or(Vec::new(), |a| a.split(|b| *b == 0).collect())
+        .into_iter()
+        .map(|a| String::from_utf8(a.to_vec()).unwrap())
+        .collect()
+}
+
+/// Parses `kubeboot-agent ARGV` as the agent does; panics unless it is a valid `bake`.
+fn bake_args(argv: &[String]) -> kubeboot_agent::cli::bake::Args {
+    let full = std::iter::once("kubeboot-agent".to_string()).chain(argv.iter().cloned());
+    match AgentCli::try_parse_from(full) {
+        Ok(AgentCli {
+            command: kubeboot_agent::cli::Command::Bake(args),
+        }) => args,
+        Ok(other) => panic!("{argv:?} is not bake: {other:?}"),
+        Err(e) => panic!("kubeboot-agent refuses {argv:?}: {e}"),
+    }
+}
+
+#[test]
+fn packer_bake_lines_give_bake_the_versions_and_mirrors() {
+    for template in ["azure-arm.json", "qemu.json"] {
+        // Only the version: bake's own defaults for every source.
+        let argv = packer_bake_argv(template, &[("kubernetes_version", "1.37.1")], &[]);
+        assert_eq!(argv, ["bake", "--version", "1.37.1"], "{template}");
+        let args = bake_args(&argv);
+        assert_eq!(args.artifacts.version.to_string(), "v1.37.1");
+
+        // Every mirror variable, a value the build VM's shell expands (as packer/build-qemu.sh
+        // passes http://$PACKER_HTTP_ADDR), and extra options.
+        let argv = packer_bake_argv(
+            template,
+            &[
+                ("kubernetes_version", "v1.37.1"),
+                ("release_base_url", "http://$MIRROR_ADDR/k8s"),
+                ("crictl_dir_url", "https://mirror.example/crictl dir"),
+                ("cni_plugins_dir_url", "https://mirror.example/cni"),
+                ("bake_extra_args", "--parallel 2"),
+            ],
+            &[("MIRROR_ADDR", "10.0.2.2:8080")],
+        );
+        let args = bake_args(&argv).artifacts;
+        assert_eq!(args.from, "http://10.0.2.2:8080/k8s", "{template}");
+        assert_eq!(
+            args.crictl_from.as_deref(),
+            Some("https://mirror.example/crictl dir"),
+            "{template}: one word, however the URL is spelt"
+        );
+        assert_eq!(
+            args.cni_plugins_from.as_deref(),
+            Some("https://mirror.example/cni")
+        );
+        assert_eq!(args.parallel, 2, "{template}");
+    }
+}
