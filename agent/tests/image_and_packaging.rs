@@ -235,8 +235,15 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
     assert_eq!(get("agent-condition"), "yes");
     assert!(micros("agent-start-us") > 0, "the agent unit never started");
     // A unit that does not exist (e.g. renamed by a cloud-init release) reads 0 and orders nothing.
-    for before in ["cloud-init-done-us", "cloud-config-done-us", "network-online-us"] {
-        assert!(micros(before) > 0, "{before}: that unit never became active");
+    for before in [
+        "cloud-init-done-us",
+        "cloud-config-done-us",
+        "network-online-us",
+    ] {
+        assert!(
+            micros(before) > 0,
+            "{before}: that unit never became active"
+        );
         assert!(micros("agent-start-us") >= micros(before), "{before}");
     }
     // Its own log records reach the journal under the unit.
