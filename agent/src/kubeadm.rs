@@ -89,7 +89,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
     let token = boot
         .token
         .as_ref()
-        .context("no inline bootstrap token (reading it from a key vault comes next)")?
+        .context("no bootstrap token: render from secrets::resolved")?
         .expose();
     Ok(match facts.kind {
         NodeKind::FirstMaster => {
