@@ -460,8 +460,10 @@ fn corrupted_node_failed(mut node: Node) -> Result<()> {
         unit.get("SubState").map(String::as_str),
     );
     ensure!(
-        matches!(state, (Some("failed"), _) | (Some("activating"), Some("auto-restart")))
-            && unit.get("Result").map(String::as_str) == Some("exit-code")
+        matches!(
+            state,
+            (Some("failed"), _) | (Some("activating"), Some("auto-restart"))
+        ) && unit.get("Result").map(String::as_str) == Some("exit-code")
             && unit.get("ExecMainStatus").map(String::as_str) != Some("0"),
         "worker-9: the agent unit did not fail with an exit code: {:?}/{:?}/{:?}",
         unit.get("ActiveState"),
