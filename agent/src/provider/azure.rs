@@ -23,8 +23,9 @@ use crate::retry::{Backoff, Failure};
 
 const INSTANCE_API_VERSION: &str = "2021-02-01";
 
-/// Waiting for IMDS and the vault: a random start within two seconds, then gaps up to half a
-/// minute, for as long as it takes (a VM is no use to anyone until it gets there).
+/// Waiting for IMDS and the vault: a random start within two seconds (IMDS, the first thing a
+/// booted node asks), then gaps up to half a minute, for as long as it takes (a VM is no use to
+/// anyone until it gets there).
 pub const AZURE_WAIT: Backoff = Backoff {
     first_delay: Duration::from_secs(2),
     initial: Duration::from_secs(1),
@@ -64,8 +65,18 @@ impl Azure {
         }
     }
 
+    /// Vault reads start at once: nodes booted together were spread by the metadata phase's
+    /// random start and by the phases since (downloads), and a random start on every read would
+    /// add seconds to every node's setup.
     fn key_vault(&self) -> Result<KeyVault<'_>> {
-        KeyVault::new(&self.env, &self.backoff, self.timeout)
+        KeyVault::new(
+            &self.env,
+            Backoff {
+                first_delay: Duration::ZERO,
+                ..self.backoff
+            },
+            self.timeout,
+        )
     }
 }
 

@@ -22,7 +22,7 @@ pub struct KeyVault<'a> {
     env: &'a Environment,
     imds: Client,
     https: Client,
-    backoff: &'a Backoff,
+    backoff: Backoff,
 }
 
 #[derive(Deserialize)]
@@ -36,7 +36,7 @@ struct SecretBundle {
 }
 
 impl<'a> KeyVault<'a> {
-    pub fn new(env: &'a Environment, backoff: &'a Backoff, timeout: Duration) -> Result<Self> {
+    pub fn new(env: &'a Environment, backoff: Backoff, timeout: Duration) -> Result<Self> {
         Ok(Self {
             env,
             imds: env.imds_client(timeout)?,
@@ -105,7 +105,8 @@ impl<'a> KeyVault<'a> {
 
 /// A success passes; any other status is worth retrying (the cloud can still change: identities
 /// get assigned, role assignments propagate, secrets get written), honouring `Retry-After`.
-/// Except 400: a request the server calls malformed stays malformed.
+/// Except 400 (IMDS or Key Vault): a request the server calls malformed stays malformed (the
+/// unit's restart still tries again later).
 fn check(response: Response, what: &str) -> Result<Response, Failure> {
     let status = response.status();
     if status.is_success() {
