@@ -121,6 +121,27 @@ impl Runner {
             .is_ok_and(|s| s.success())
     }
 
+    /// Runs a read-only query of a program at `path` (e.g. the image's `containerd --version`)
+    /// and returns its stdout. Runs under dry-run too: it changes nothing, and preflight decides
+    /// from its answer.
+    pub fn query(&self, phase: &str, path: &std::path::Path, args: &[&str]) -> Result<String> {
+        info!(phase, "checking: {} {}", path.display(), args.join(" "));
+        let output = Command::new(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting {}", path.display()))?;
+        if !output.status.success() {
+            bail!(
+                "`{} {}` failed ({})",
+                path.display(),
+                args.join(" "),
+                output.status
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     fn command(&self, cmd: &Cmd) -> Command {
         let mut c = Command::new(self.path_of(cmd.program));
         c.args(&cmd.args);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kubeboot_agent::artifacts::{
     install_with, ArtifactSet, BakedManifest, InstallOptions, InstallReport, SourceKind, BIN_DIR,
-    CNI_BIN_DIR,
+    CNI_BIN_DIR, CONTAINERD_UNIT,
 };
 use kubeboot_agent::root::Root;
 use release::server::{Fault, ReleaseServer};
@@ -514,4 +514,197 @@ fn reinstalling_downloads_only_checksums_of_installed_binaries() {
     }
     let after = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&kubelet).unwrap());
     assert_eq!(inode, after, "an up-to-date binary is left alone");
+}
+
+/// Only containerd and runc, as the container-runtime phase installs them.
+fn container_runtime_set(base: &str) -> ArtifactSet {
+    ArtifactSet {
+        artifacts: Vec::new(),
+        ..set_for(base)
+    }
+    .with_container_runtime(
+        Some(&release::containerd_release(base)),
+        Some(&release::runc_release(base)),
+    )
+}
+
+#[test]
+fn containerd_and_runc_install_from_their_upstream_layouts() {
+    let case = Case::new();
+    let set = container_runtime_set(&case.server.url());
+    let report = install_with(&set, &case.root(), &options()).unwrap();
+    let names: Vec<(&str, &str)> = report
+        .artifacts
+        .iter()
+        .map(|a| (a.name.as_str(), a.version.as_str()))
+        .collect();
+    assert_eq!(names, [("containerd", "v2.1.4"), ("runc", "v1.3.0")]);
+    let root = case.root();
+    for name in ["containerd", "containerd-shim-runc-v2", "ctr"] {
+        let path = root.path(Path::new(BIN_DIR).join(name));
+        assert_eq!(std::fs::read(&path).unwrap(), release::content(name, 3000));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "{name}");
+    }
+    assert_eq!(
+        std::fs::read(root.path("/usr/local/bin/runc")).unwrap(),
+        case.tree.body(&release::runc_path())
+    );
+    // Exactly what the node needs: no containerd-stress, no nested bin/, no temporary files.
+    assert_eq!(
+        case.files(),
+        [
+            "usr/local/bin/containerd",
+            "usr/local/bin/containerd-shim-runc-v2",
+            "usr/local/bin/ctr",
+            "usr/local/bin/runc"
+        ]
+    );
+    // The checksums came from where upstream publishes them.
+    let checksums = format!("{}.sha256sum", release::containerd_path());
+    assert_eq!(case.server.requests_for(&checksums).len(), 1);
+    assert_eq!(
+        case.server
+            .requests_for(&release::runc_checksums_path())
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_containerd_digest_mismatch_installs_neither_containerd_nor_runc() {
+    let mut case = Case::new();
+    let checksums = format!("{}.sha256sum", release::containerd_path());
+    case.tree.put(
+        &checksums,
+        format!("{}  containerd.tar.gz\n", "ab".repeat(32)).into_bytes(),
+    );
+    case.tree.serve(&case.server);
+    let set = container_runtime_set(&case.server.url());
+    let error = format!(
+        "{:#}",
+        install_with(&set, &case.root(), &options()).unwrap_err()
+    );
+    let url = format!("{}{}", case.server.url(), release::containerd_path());
+    assert!(error.contains(&url), "{error}");
+    assert!(error.contains("SHA-256 mismatch"), "{error}");
+    assert!(error.contains("nothing was installed"), "{error}");
+    assert_eq!(
+        case.files(),
+        Vec::<String>::new(),
+        "nothing may be installed"
+    );
+}
+
+#[test]
+fn a_runc_listing_without_this_architecture_installs_nothing() {
+    let mut case = Case::new();
+    let digest = release::sha256_hex(case.tree.body(&release::runc_path()));
+    case.tree.put(
+        &release::runc_checksums_path(),
+        format!("{digest}  runc.arm64\n").into_bytes(),
+    );
+    case.tree.serve(&case.server);
+    let set = container_runtime_set(&case.server.url());
+    let error = format!(
+        "{:#}",
+        install_with(&set, &case.root(), &options()).unwrap_err()
+    );
+    assert!(
+        error.contains(&format!("no line for \"runc.{}\"", release::ARCH)),
+        "{error}"
+    );
+    assert_eq!(
+        case.files(),
+        Vec::<String>::new(),
+        "nothing may be installed"
+    );
+}
+
+#[test]
+fn a_containerd_tarball_with_files_outside_bin_or_a_link_is_refused() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    builder
+        .append_link(&mut link, "bin/ctr", "/usr/bin/sudo")
+        .unwrap();
+    let raw = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let linked = gz.finish().unwrap();
+    let beside_bin = release::tarball_under(
+        "bin/",
+        &[
+            ("bin/containerd", vec![1; 10]),
+            ("bin/containerd-shim-runc-v2", vec![1; 10]),
+            ("bin/ctr", vec![1; 10]),
+            ("etc/containerd/config.toml", vec![2; 10]),
+        ],
+    );
+    let nested = release::tarball_under("bin/", &[("bin/sub/containerd", vec![1; 10])]);
+    let escaping = release::tarball_under("bin/", &[("bin/../containerd", vec![1; 10])]);
+    for (what, tarball, expected) in [
+        ("link", linked, "only regular files"),
+        ("file beside bin/", beside_bin, "in bin/ only"),
+        ("nested in bin/", nested, "in bin/ only"),
+        ("escaping", escaping, "escaping"),
+    ] {
+        let mut case = Case::new();
+        case.tree.add_containerd(tarball);
+        case.tree.serve(&case.server);
+        let set = container_runtime_set(&case.server.url());
+        let error = format!(
+            "{:#}",
+            install_with(&set, &case.root(), &options()).unwrap_err()
+        );
+        assert!(error.contains(expected), "{what}: {error}");
+        assert!(error.contains("nothing was installed"), "{what}: {error}");
+        assert_eq!(case.files(), Vec::<String>::new(), "{what}");
+    }
+}
+
+#[test]
+fn cli_install_with_containerd_writes_its_unit() {
+    let case = Case::new();
+    let base = case.server.url();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+            .args(["install", "--version", release::VERSION, "--from", &base])
+            .arg("--root")
+            .arg(case.root.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let containerd_base = release::containerd_release(&base).base_url;
+    let runc_base = release::runc_release(&base).base_url;
+    let ok = run(&[
+        "--containerd",
+        release::CONTAINERD_VERSION,
+        "--containerd-from",
+        &containerd_base,
+        "--runc",
+        release::RUNC_VERSION,
+        "--runc-from",
+        &runc_base,
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("containerd v2.1.4: Mirror"), "{stdout}");
+    assert!(stdout.contains("runc v1.3.0: Mirror"), "{stdout}");
+    let unit = std::fs::read_to_string(case.root().path(CONTAINERD_UNIT)).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/containerd\n"),
+        "{unit}"
+    );
+    // A mirror without its version is a usage mistake (exit 2), not a silent no-op.
+    let orphan = run(&["--runc-from", &runc_base]);
+    assert_eq!(orphan.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&orphan.stderr).contains("--runc-from needs --runc"));
 }

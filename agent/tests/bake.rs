@@ -8,9 +8,10 @@ mod release;
 use std::path::Path;
 
 use kubeboot_agent::artifacts::{
-    bake, install_with, ArtifactSet, BakedManifest, InstallOptions, SourceKind,
+    bake, install_with, ArtifactSet, BakedManifest, InstallOptions, SourceKind, CONTAINERD_UNIT,
 };
 use kubeboot_agent::root::Root;
+use kubeboot_nodeconfig::ToolRelease;
 use release::server::ReleaseServer;
 use release::ReleaseTree;
 
@@ -170,4 +171,83 @@ fn cli_bake_installs_crictl_and_cni_plugins_by_default() {
         .files
         .iter()
         .any(|f| f.name == "cni-plugins" && f.version == release::CNI_VERSION));
+}
+
+#[test]
+fn cli_bake_with_containerd_and_runc_records_them_and_installs_containerds_unit() {
+    let server = ReleaseServer::start();
+    ReleaseTree::generate(10_000).serve(&server);
+    let base = server.url();
+    let image = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["bake", "--version", release::VERSION, "--from", &base])
+        .args(["--crictl-from", &release::crictl_release(&base).base_url])
+        .args(["--cni-plugins-from", &release::cni_release(&base).base_url])
+        .args(["--containerd", release::CONTAINERD_VERSION])
+        .args([
+            "--containerd-from",
+            &release::containerd_release(&base).base_url,
+        ])
+        .args(["--runc", release::RUNC_VERSION])
+        .args(["--runc-from", &release::runc_release(&base).base_url])
+        .arg("--root")
+        .arg(image.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let root = Root::new(image.path());
+    let unit = std::fs::read_to_string(root.path(CONTAINERD_UNIT)).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/containerd\n"),
+        "{unit}"
+    );
+    let manifest = BakedManifest::load(&root).unwrap().unwrap();
+    let baked = |name: &str| -> Vec<String> {
+        manifest
+            .files
+            .iter()
+            .filter(|f| f.name == name)
+            .map(|f| format!("{} {}", f.version, f.path.display()))
+            .collect()
+    };
+    assert_eq!(
+        baked("containerd"),
+        [
+            "v2.1.4 /usr/local/bin/containerd",
+            "v2.1.4 /usr/local/bin/containerd-shim-runc-v2",
+            "v2.1.4 /usr/local/bin/ctr"
+        ]
+    );
+    assert_eq!(baked("runc"), ["v1.3.0 /usr/local/bin/runc"]);
+
+    // First boot: the container-runtime phase's set (the NodeConfig names the same releases, with
+    // the `v`) comes from the image, nothing is downloaded.
+    server.forget_requests();
+    let runtime = ArtifactSet {
+        artifacts: Vec::new(),
+        ..ArtifactSet::new(
+            release::VERSION.parse().unwrap(),
+            release::ARCH,
+            &base,
+            None,
+            None,
+        )
+    }
+    .with_container_runtime(
+        Some(&ToolRelease {
+            version: format!("v{}", release::CONTAINERD_VERSION),
+            base_url: release::containerd_release(&base).base_url,
+        }),
+        Some(&release::runc_release(&base)),
+    );
+    let first_boot = install_with(&runtime, &root, &InstallOptions::default()).unwrap();
+    assert!(first_boot
+        .artifacts
+        .iter()
+        .all(|a| a.source == SourceKind::Baked));
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
 }

@@ -115,3 +115,39 @@ fn a_run_while_another_holds_the_lock_stops_before_any_phase() {
     assert!(!node.path("/var/lib/kubeboot/phases").exists());
     drop(held);
 }
+
+#[test]
+fn a_node_that_cannot_run_the_minor_stops_in_preflight_with_one_line() {
+    let old_containerd = Node::new("node-3", WORKER_YAML);
+    old_containerd.write(
+        "/usr/bin/containerd",
+        "#!/bin/sh\necho 'containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1'\n",
+    );
+    let cgroup_v1 = Node::new("node-3", WORKER_YAML);
+    std::fs::remove_file(cgroup_v1.path("/sys/fs/cgroup/cgroup.controllers")).unwrap();
+    for (node, expected) in [
+        (
+            &old_containerd,
+            &[
+                "containerd 1.6.20 (/usr/bin/containerd)",
+                "1.7.0",
+                "spec.artifacts.containerd",
+            ][..],
+        ),
+        (
+            &cgroup_v1,
+            &["cgroup v2", "/sys/fs/cgroup/cgroup.controllers"][..],
+        ),
+    ] {
+        let out = node.run(&["run"]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert_eq!(errors.len(), 1, "{}", text(&out));
+        for part in expected {
+            assert!(errors[0].contains(part), "{part}: {}", text(&out));
+        }
+        // Nothing after preflight ran.
+        assert!(!node.path("/var/lib/kubeboot/phases/metadata.done").exists());
+    }
+}

@@ -9,6 +9,13 @@
 //! - commands: while the n-th stand-in call of the run sleeps (STANDIN_DELAY_MS), i.e. in the
 //!   middle of the phase that runs it, for every call of the run;
 //! - inside kubeadm: once each file `kubeadm init`/`join` writes between its own phases appears.
+//!
+//! The worker's NodeConfig names containerd and runc releases (from a `file://` mirror), so the
+//! container-runtime phase installs them and containerd's unit before it restarts containerd.
+
+// A release tree for the worker's containerd and runc; the other tests use the rest of it.
+#[allow(dead_code)]
+mod release;
 
 mod support {
     pub mod machine;
@@ -389,6 +396,16 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
     );
 }
 
+/// The NodeConfig naming the test release tree's containerd and runc under `base`.
+fn with_container_runtime(node_yaml: &str, base: &str) -> String {
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(node_yaml).unwrap();
+    let tool =
+        |release: kubeboot_nodeconfig::ToolRelease| serde_yaml_ng::to_value(release).unwrap();
+    config["artifacts"]["containerd"] = tool(release::containerd_release(base));
+    config["artifacts"]["runc"] = tool(release::runc_release(base));
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
 fn bind_port(machine: &Machine) -> Option<u16> {
     let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(machine.node("/etc/kubeboot/node.yaml")).unwrap(),
@@ -428,7 +445,21 @@ fn a_worker_killed_anywhere_converges() {
     );
     let out = master.agent(&["run"]);
     assert!(out.status.success(), "first master: {}", text(&out));
-    let worker_yaml = cluster.node_yaml("workers");
+    let mirror = tempfile::tempdir().unwrap();
+    release::ReleaseTree::generate(1000).write_to(mirror.path());
+    let base = format!("file://{}", mirror.path().display());
+    let worker_yaml = with_container_runtime(&cluster.node_yaml("workers"), &base);
+    let once = Machine::new("kill-workers-0", &worker_yaml);
+    run_to_done(&once, "worker with containerd and runc releases");
+    for installed in [
+        "/usr/local/bin/containerd",
+        "/usr/local/bin/containerd-shim-runc-v2",
+        "/usr/local/bin/runc",
+        "/etc/systemd/system/containerd.service",
+    ] {
+        assert!(once.node(installed).exists(), "{installed}");
+    }
+    drop(once);
     let subject = Subject {
         kind: "worker",
         hostname: "kill-workers-0",

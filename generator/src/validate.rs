@@ -221,6 +221,8 @@ impl Validator {
         for (field, tool) in [
             ("crictl", &artifacts.crictl),
             ("cniPlugins", &artifacts.cni_plugins),
+            ("containerd", &artifacts.containerd),
+            ("runc", &artifacts.runc),
         ] {
             if let Some(tool) = tool {
                 self.check(
@@ -228,6 +230,9 @@ impl Validator {
                     check_url(&tool.base_url),
                 );
             }
+        }
+        if let Err(e) = artifacts.check("spec.artifacts", &spec.kubernetes_version) {
+            self.errors.push(e);
         }
     }
 

@@ -41,6 +41,10 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  apiServer:\n    extraArgs:\n      feature-gates: \"SidecarContainers=true\"\n  network:", "spec.apiServer.extraArgs.feature-gates: Kubernetes 1.37 removed the feature gate SidecarContainers"),
     (EXAMPLE, "tenantId: 11111111-2222-4333-8444-555555555555", "tenantId: 11111111-2222-4333-8444-55555555555", "spec.azure.tenantId: \"11111111-2222-4333-8444-55555555555\" is not a GUID"),
     (EXAMPLE, "subscriptionId: 66666666-7777-4888-9999-000000000000", "subscriptionId: my-subscription", "spec.azure.subscriptionId: \"my-subscription\" is not a GUID"),
+    // Container runtime artifacts.
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
+    (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
     // Networks.
     (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),

@@ -377,3 +377,34 @@ fn a_removed_pool_leaves_no_stale_output() {
     assert!(!out.join("pools/gpu").exists());
     assert!(out.join("pools/general/user-data.yaml").exists());
 }
+
+#[test]
+fn container_runtime_artifacts_reach_every_node_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("plain.yaml");
+    let with_runtime = PLAIN.replacen(
+        "  network:",
+        "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: https://mirror.example/containerd/v2.1.4}\n    runc: {version: v1.3.0, baseUrl: https://mirror.example/runc/v1.3.0}\n  network:",
+        1,
+    );
+    assert_ne!(with_runtime, PLAIN);
+    fs::write(&spec, with_runtime).unwrap();
+    let out = dir.path().join("out");
+    seed_secrets(&out);
+    render_into(&out, &["--spec", spec.to_str().unwrap()]);
+    let files = user_data_files(&out);
+    assert!(!files.is_empty());
+    for file in files {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+        let node_yaml = doc["write_files"][0]["content"].as_str().unwrap();
+        let config = kubeboot_nodeconfig::parse(node_yaml).unwrap();
+        let containerd = config.artifacts.containerd.expect("artifacts.containerd");
+        assert_eq!(containerd.version, "v2.1.4");
+        assert_eq!(
+            containerd.base_url,
+            "https://mirror.example/containerd/v2.1.4"
+        );
+        assert_eq!(config.artifacts.runc.unwrap().version, "v1.3.0");
+    }
+}

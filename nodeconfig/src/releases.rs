@@ -71,6 +71,9 @@ pub struct Release {
     pub removed_feature_gates: &'static [&'static str],
     /// kube-apiserver flags removed in this minor: the API server refuses to start with them.
     pub removed_apiserver_flags: &'static [&'static str],
+    /// The kubelet refuses cgroup v1 by default (`failCgroupV1: true` since 1.35) and kubeadm's
+    /// preflight errors on it: the agent's preflight refuses a node without cgroup v2.
+    pub requires_cgroup_v2: bool,
     /// Oldest containerd this minor's kubelet runs with; preflight refuses older ones.
     pub min_containerd: ComponentVersion,
     /// containerd below this works but the kubelet warns (its support is going away).
@@ -96,6 +99,7 @@ pub static RELEASES: &[Release] = &[
         cloud_provider_azure: CloudProviderAzure { tag: "v1.34.10" },
         removed_feature_gates: &[],
         removed_apiserver_flags: &[],
+        requires_cgroup_v2: false,
         min_containerd: CONTAINERD_1_7,
         recommended_containerd: CONTAINERD_1_7,
         unconfirmed: &["etcd_tag", "coredns_tag"],
@@ -116,6 +120,7 @@ pub static RELEASES: &[Release] = &[
             "UserNamespacesPodSecurityStandards",
         ],
         removed_apiserver_flags: &[],
+        requires_cgroup_v2: true,
         min_containerd: CONTAINERD_1_7,
         recommended_containerd: CONTAINERD_2_0,
         unconfirmed: &[],
@@ -135,6 +140,7 @@ pub static RELEASES: &[Release] = &[
             "WatchFromStorageWithoutResourceVersion",
         ],
         removed_apiserver_flags: &[],
+        requires_cgroup_v2: true,
         min_containerd: CONTAINERD_1_7,
         recommended_containerd: CONTAINERD_2_0,
         unconfirmed: &[],
@@ -175,6 +181,7 @@ pub static RELEASES: &[Release] = &[
             "WorkloadAwarePreemption",
         ],
         removed_apiserver_flags: &[],
+        requires_cgroup_v2: true,
         min_containerd: CONTAINERD_1_7,
         recommended_containerd: CONTAINERD_2_0,
         unconfirmed: &[

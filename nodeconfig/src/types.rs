@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::releases::ComponentVersion;
 use crate::{ApiServer, FieldError, KubernetesVersion, Secret, Taint};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,7 +224,8 @@ impl SharedPki {
     }
 }
 
-/// Where the agent gets kubelet, kubeadm, kubectl, crictl and the CNI plugins.
+/// Where the agent gets kubelet, kubeadm, kubectl, crictl, the CNI plugins, and (when the image's are
+/// too old) containerd and runc.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Artifacts {
@@ -234,6 +236,13 @@ pub struct Artifacts {
     pub crictl: Option<ToolRelease>,
     #[serde(default)]
     pub cni_plugins: Option<ToolRelease>,
+    /// containerd's upstream release (`containerd-<V>-linux-<arch>.tar.gz`): installed into
+    /// /usr/local/bin with its own systemd unit, replacing the image's containerd.
+    #[serde(default)]
+    pub containerd: Option<ToolRelease>,
+    /// runc's upstream release (`runc.<arch>`), installed into /usr/local/bin.
+    #[serde(default)]
+    pub runc: Option<ToolRelease>,
 }
 
 impl Default for Artifacts {
@@ -242,15 +251,62 @@ impl Default for Artifacts {
             release_base_url: default_release_base_url(),
             crictl: None,
             cni_plugins: None,
+            containerd: None,
+            runc: None,
         }
     }
+}
+
+impl Artifacts {
+    /// containerd's and runc's versions are upstream release versions (`[v]X.Y.Z[-suffix]`: they
+    /// become part of the download URLs), and a containerd release must be one the kubelet of
+    /// `kubernetes` runs with. `prefix` is where these artifacts sit (`spec.artifacts`).
+    pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
+        for (field, tool) in [("containerd", &self.containerd), ("runc", &self.runc)] {
+            if let Some(tool) = tool.as_ref().filter(|t| !is_release_version(&t.version)) {
+                return Err(FieldError::new(
+                    format!("{prefix}.{field}.version"),
+                    format!("{:?} is not a release version (vX.Y.Z)", tool.version),
+                ));
+            }
+        }
+        let (Some(containerd), Ok(release)) = (&self.containerd, kubernetes.release()) else {
+            return Ok(());
+        };
+        match ComponentVersion::find_in(&containerd.version) {
+            Some(v) if v < release.min_containerd => Err(FieldError::new(
+                format!("{prefix}.containerd.version"),
+                format!(
+                    "containerd {v} is older than {}, the oldest Kubernetes 1.{} runs with",
+                    release.min_containerd, release.minor
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[v]X.Y.Z` with an optional `-suffix` of letters, digits and dots (`v2.1.0-rc.1`).
+fn is_release_version(text: &str) -> bool {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    let (numbers, suffix) = text.split_once('-').unwrap_or((text, ""));
+    let parts: Vec<&str> = numbers.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && (!text.contains('-')
+            || (!suffix.is_empty()
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.')))
 }
 
 fn default_release_base_url() -> String {
     "https://dl.k8s.io".into()
 }
 
-/// A tool shipped as an upstream release tarball with a `.sha256` file beside it.
+/// A tool shipped as an upstream release (a tarball or binary with its checksum file beside it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolRelease {
@@ -363,6 +419,7 @@ impl NodeConfig {
         self.api_server.validate("apiServer")?;
         self.api_server
             .check_for_version("apiServer", &c.kubernetes_version)?;
+        self.artifacts.check("artifacts", &c.kubernetes_version)?;
         match (self.node.role, &self.pki) {
             (_, Some(_)) if key_vault.is_some() => {
                 return Err(FieldError::new(
@@ -590,5 +647,49 @@ fn check_pem(text: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err("is not a PEM block".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(containerd: &str, runc: &str) -> Artifacts {
+        let tool = |version: &str| {
+            Some(ToolRelease {
+                version: version.into(),
+                base_url: "https://example.test".into(),
+            })
+        };
+        Artifacts {
+            containerd: tool(containerd),
+            runc: tool(runc),
+            ..Artifacts::default()
+        }
+    }
+
+    #[test]
+    fn container_runtime_versions_are_release_versions_the_kubelet_runs_with() {
+        let v137: KubernetesVersion = "v1.37.1".parse().unwrap();
+        let min = v137.release().unwrap().min_containerd;
+        assert!(with("v2.1.4", "1.3.0").check("a", &v137).is_ok());
+        assert!(with("2.2.0-rc.1", "v1.3.0").check("a", &v137).is_ok());
+        assert!(Artifacts::default().check("a", &v137).is_ok());
+        for (containerd, runc, field) in [
+            ("2.1", "v1.3.0", "a.containerd.version"),
+            ("v2.1.4/../x", "v1.3.0", "a.containerd.version"),
+            ("v2.1.4", "latest", "a.runc.version"),
+            ("v2.1.4-", "v1.3.0", "a.containerd.version"),
+        ] {
+            let error = with(containerd, runc).check("a", &v137).unwrap_err();
+            assert_eq!(error.path, field, "{containerd} {runc}");
+        }
+        let older = format!("v{}.{}.{}", min.0, min.1.saturating_sub(1), 9);
+        let error = with(&older, "v1.3.0").check("a", &v137).unwrap_err();
+        assert!(
+            error.message.contains(&min.to_string()),
+            "{}",
+            error.message
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `bake`: what Packer runs while building an image. Installs the artifacts and the agent's units
-//! (the same files the .deb ships, so with the package installed this changes nothing), records the
+//! (the same files the .deb ships, so with the package installed this changes nothing) and, with a
+//! containerd release, containerd's unit in /etc/systemd/system; records the
 //! artifacts with their digests in baked.json (so first boot verifies instead of downloading), and
 //! leaves the image ready for its first boot: no machine-id, no cloud-init instance state, no
 //! kubeboot state. Nothing is pre-pulled: container images cannot be verified against digests we
@@ -48,6 +49,10 @@ const ENABLED_UNIT: &str = "kubeboot-agent.service";
 pub fn bake(set: &ArtifactSet, root: &Root, options: &InstallOptions) -> Result<InstallReport> {
     let report = install_with(set, root, options)?;
     install_units(root)?;
+    if set.includes("containerd") {
+        // Without it, the image's unit would keep starting the image's containerd.
+        super::write_containerd_unit(root)?;
+    }
     BakedManifest {
         files: report.files().cloned().collect(),
     }

@@ -89,7 +89,7 @@ impl Baked {
         let has = |path: &Path| entries.iter().any(|f| f.path == path);
         let needed: Vec<PathBuf> = match &artifact.payload {
             Payload::Binary { path } => vec![path.clone()],
-            Payload::Tarball { dir, members } => match members {
+            Payload::Tarball { dir, members, .. } => match members {
                 Members::Only(names)
                 | Members::All {
                     required: names, ..

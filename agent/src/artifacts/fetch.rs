@@ -186,7 +186,8 @@ impl Fetcher {
                 }
             }
         };
-        parse_checksum(&text).map_err(|e| anyhow!("{what}: {e}"))
+        parse_checksum(&text, artifact.checksum_entry.as_deref())
+            .map_err(|e| anyhow!("{what}: {e}"))
     }
 
     /// Downloads `artifact` into `file`, verified against `expected`; returns its size.
@@ -342,9 +343,21 @@ fn local_path(url: &Url) -> Option<std::path::PathBuf> {
         .flatten()
 }
 
-/// The first word of an upstream checksum file (`<hex>` or `<hex>  <name>`).
-fn parse_checksum(text: &str) -> Result<String, String> {
-    let word = text.split_whitespace().next().unwrap_or("");
+/// The first word of an upstream checksum file (`<hex>` or `<hex>  <name>`), or with `entry`, of
+/// the line of a `sha256sum` listing that names `entry` (`*` marks binary mode in that format).
+fn parse_checksum(text: &str, entry: Option<&str>) -> Result<String, String> {
+    let line = match entry {
+        None => text,
+        Some(entry) => text
+            .lines()
+            .find(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|name| name.trim_start_matches('*') == entry)
+            })
+            .ok_or_else(|| format!("no line for {entry:?} in the checksum file"))?,
+    };
+    let word = line.split_whitespace().next().unwrap_or("");
     if word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(word.to_ascii_lowercase())
     } else {
@@ -462,13 +475,28 @@ mod tests {
     #[test]
     fn checksum_files_in_upstream_formats() {
         let hex = "AB".repeat(32);
-        assert_eq!(parse_checksum(&hex), Ok("ab".repeat(32)));
+        assert_eq!(parse_checksum(&hex, None), Ok("ab".repeat(32)));
         assert_eq!(
-            parse_checksum(&format!("{hex}  crictl-v1.35.0-linux-amd64.tar.gz\n")),
+            parse_checksum(&format!("{hex}  crictl-v1.35.0-linux-amd64.tar.gz\n"), None),
             Ok("ab".repeat(32))
         );
-        assert!(parse_checksum("").is_err());
-        assert!(parse_checksum("<html>Not Found</html>").is_err());
-        assert!(parse_checksum(&"ab".repeat(31)).is_err());
+        assert!(parse_checksum("", None).is_err());
+        assert!(parse_checksum("<html>Not Found</html>", None).is_err());
+        assert!(parse_checksum(&"ab".repeat(31), None).is_err());
+    }
+
+    #[test]
+    fn a_listing_of_several_files_gives_the_named_files_digest() {
+        let (amd64, arm64) = ("11".repeat(32), "22".repeat(32));
+        let listing = format!(
+            "{amd64}  runc.amd64\n{arm64} *runc.arm64\n{}  runc.tar.xz\n",
+            "33".repeat(32)
+        );
+        assert_eq!(parse_checksum(&listing, Some("runc.amd64")), Ok(amd64));
+        assert_eq!(parse_checksum(&listing, Some("runc.arm64")), Ok(arm64));
+        let error = parse_checksum(&listing, Some("runc.riscv64")).unwrap_err();
+        assert!(error.contains("runc.riscv64"), "{error}");
+        // A listing never answers for a file it does not name, even a prefix of one.
+        assert!(parse_checksum(&listing, Some("runc")).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! Kubernetes node artifacts (kubelet, kubeadm, kubectl, crictl, CNI plugins): which ones a node
-//! needs, and installing them verified and atomically from the first source that has them — the
-//! image itself (baked) or a release mirror (https, http or `file://`).
+//! Kubernetes node artifacts (kubelet, kubeadm, kubectl, crictl, CNI plugins, and containerd and
+//! runc when asked for): which ones a node needs, and installing them verified and atomically from
+//! the first source that has them — the image itself (baked) or a release mirror (https, http or
+//! `file://`).
 //!
 //! Nothing becomes executable before its SHA-256 matched: downloads are hashed while they stream
 //! into a temporary file beside their final path, and files are renamed into place only once every
@@ -30,7 +31,7 @@ use crate::root::Root;
 pub use bake::{bake, install_units, prepare_first_boot};
 pub use baked::{BakedFile, BakedManifest, BAKED_MANIFEST_PATH};
 
-/// Where kubelet, kubeadm, kubectl and crictl are installed on the node.
+/// Where kubelet, kubeadm, kubectl, crictl, containerd and runc are installed on the node.
 pub const BIN_DIR: &str = "/usr/local/bin";
 /// Where the CNI plugins are installed on the node (the directory container runtimes look in).
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
@@ -42,6 +43,16 @@ pub const KUBERNETES_BINARIES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
 const REQUIRED_CNI_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
 /// Tarball members that are documentation, not plugins.
 const CNI_DOCUMENTS: [&str; 2] = ["LICENSE", "README.md"];
+
+/// What a node needs of containerd's release tarball: the daemon, the runc shim the CRI plugin
+/// starts pods with, and `ctr` for debugging (containerd-stress is left out).
+const CONTAINERD_BINARIES: [&str; 3] = ["containerd", "containerd-shim-runc-v2", "ctr"];
+/// The one directory containerd's tarball holds its binaries in (its Makefile's `pack_release`
+/// runs `tar -czf <release>.tar.gz -C releases/<release> bin`).
+const CONTAINERD_TARBALL_DIR: &str = "bin";
+/// containerd's unit for the installed release: it must win over the image's
+/// `/lib/systemd/system/containerd.service`, whose ExecStart is the image's containerd.
+pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
 
 /// Everything a node needs installed for one Kubernetes version and CPU architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +72,9 @@ pub struct Artifact {
     pub url: String,
     /// The expected SHA-256: a checksum file whose first word is the hex digest (upstream format).
     pub checksum_url: String,
+    /// For a `sha256sum` listing of several files (runc's `runc.sha256sum`): the file name whose
+    /// line holds this artifact's digest.
+    pub checksum_entry: Option<String>,
     pub payload: Payload,
 }
 
@@ -70,12 +84,18 @@ pub enum Payload {
     /// The file itself is the executable.
     Binary { path: PathBuf },
     /// A gzipped tarball of executables, extracted into `dir`.
-    Tarball { dir: PathBuf, members: Members },
+    Tarball {
+        dir: PathBuf,
+        members: Members,
+        /// The one directory upstream puts the executables in (`bin` for containerd); `None`:
+        /// they sit at the archive's top level.
+        inner_dir: Option<&'static str>,
+    },
 }
 
 /// Which regular files of a tarball are installed. Anything that is not a plain regular file or
-/// directory at the top level (links, devices, nested or escaping paths) makes the whole tarball
-/// refused.
+/// directory at the top level, or inside the payload's `inner_dir` (links, devices, other nested
+/// or escaping paths), makes the whole tarball refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Members {
     /// Exactly these files, all required.
@@ -138,6 +158,7 @@ impl ArtifactSet {
                 Payload::Tarball {
                     dir: PathBuf::from(BIN_DIR),
                     members: Members::Only(vec!["crictl".into()]),
+                    inner_dir: None,
                 },
             ));
         }
@@ -155,6 +176,7 @@ impl ArtifactSet {
                         required: REQUIRED_CNI_PLUGINS.map(String::from).to_vec(),
                         skip: CNI_DOCUMENTS.map(String::from).to_vec(),
                     },
+                    inner_dir: None,
                 },
             ));
         }
@@ -164,6 +186,68 @@ impl ArtifactSet {
             artifacts,
         }
     }
+
+    /// The container runtime `config` names (containerd, runc), which the `container-runtime`
+    /// phase installs before it configures and restarts containerd; empty when it names none.
+    pub fn container_runtime_for_node(config: &NodeConfig) -> ArtifactSet {
+        ArtifactSet {
+            version: config.cluster.kubernetes_version.clone(),
+            arch: host_arch(),
+            artifacts: Vec::new(),
+        }
+        .with_container_runtime(
+            config.artifacts.containerd.as_ref(),
+            config.artifacts.runc.as_ref(),
+        )
+    }
+
+    /// Adds containerd from its upstream tarball and runc from its upstream binary, when given.
+    /// Layouts as published on their GitHub releases: containerd's Makefile (`release` target)
+    /// writes `containerd-<V>-linux-<arch>.tar.gz` and, beside it, `<that>.sha256sum`; runc's
+    /// `script/release_build.sh` writes `runc.<arch>` and one `runc.sha256sum` listing every
+    /// architecture (`sha256sum` output).
+    pub fn with_container_runtime(
+        mut self,
+        containerd: Option<&ToolRelease>,
+        runc: Option<&ToolRelease>,
+    ) -> ArtifactSet {
+        let arch = &self.arch;
+        if let Some(tool) = containerd {
+            let bare = bare_version(&tool.version);
+            let url = tool_url(tool, &format!("containerd-{bare}-linux-{arch}.tar.gz"));
+            self.artifacts.push(Artifact {
+                name: "containerd".into(),
+                version: format!("v{bare}"),
+                checksum_url: format!("{url}.sha256sum"),
+                checksum_entry: None,
+                url,
+                payload: Payload::Tarball {
+                    dir: PathBuf::from(BIN_DIR),
+                    members: Members::Only(CONTAINERD_BINARIES.map(String::from).to_vec()),
+                    inner_dir: Some(CONTAINERD_TARBALL_DIR),
+                },
+            });
+        }
+        if let Some(tool) = runc {
+            let file = format!("runc.{arch}");
+            self.artifacts.push(Artifact {
+                name: "runc".into(),
+                version: format!("v{}", bare_version(&tool.version)),
+                url: tool_url(tool, &file),
+                checksum_url: tool_url(tool, "runc.sha256sum"),
+                checksum_entry: Some(file),
+                payload: Payload::Binary {
+                    path: Path::new(BIN_DIR).join("runc"),
+                },
+            });
+        }
+        self
+    }
+
+    /// True when the set installs the artifact called `name`.
+    pub fn includes(&self, name: &str) -> bool {
+        self.artifacts.iter().any(|a| a.name == name)
+    }
 }
 
 impl Artifact {
@@ -172,10 +256,27 @@ impl Artifact {
             name: name.into(),
             version: version.into(),
             checksum_url: format!("{url}.sha256"),
+            checksum_entry: None,
             url,
             payload,
         }
     }
+}
+
+/// A version as upstream spells it in file names: containerd and runc tags are `v<V>`, their
+/// assets say `<V>`. Accepted with or without the `v`.
+fn bare_version(version: &str) -> &str {
+    version.strip_prefix('v').unwrap_or(version)
+}
+
+/// Writes containerd's unit for the release installed in /usr/local/bin; true when it changed
+/// (systemd then needs a daemon-reload before containerd is restarted).
+pub fn write_containerd_unit(root: &Root) -> Result<bool> {
+    fsx::write_if_changed(
+        &root.path(CONTAINERD_UNIT),
+        include_str!("../../files/containerd.service").as_bytes(),
+        0o644,
+    )
 }
 
 /// The CNI plugins release `bake` installs when none is named.
@@ -192,6 +293,28 @@ pub fn upstream_crictl(version: &str) -> ToolRelease {
         version: version.into(),
         base_url: format!(
             "https://github.com/kubernetes-sigs/cri-tools/releases/download/{version}"
+        ),
+    }
+}
+
+/// containerd `version` (with or without the `v`) from its upstream GitHub release.
+pub fn upstream_containerd(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/containerd/containerd/releases/download/v{}",
+            bare_version(version)
+        ),
+    }
+}
+
+/// runc `version` (with or without the `v`) from its upstream GitHub release.
+pub fn upstream_runc(version: &str) -> ToolRelease {
+    ToolRelease {
+        version: version.into(),
+        base_url: format!(
+            "https://github.com/opencontainers/runc/releases/download/v{}",
+            bare_version(version)
         ),
     }
 }

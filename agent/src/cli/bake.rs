@@ -17,6 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    args.artifacts.check(true)?;
     let root = args.common.root();
     let report = artifacts::bake(&args.artifacts.set(true), &root, &args.artifacts.options())?;
     print_report(&report);

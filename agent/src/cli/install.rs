@@ -1,5 +1,6 @@
-//! `kubeboot-agent install`: the `install` phase alone — kubelet, kubeadm, kubectl (and crictl and
-//! the CNI plugins when asked for) of one Kubernetes version, verified, into `--root`.
+//! `kubeboot-agent install`: the `install` phase alone — kubelet, kubeadm, kubectl (and crictl, the
+//! CNI plugins, containerd and runc when asked for) of one Kubernetes version, verified, into
+//! `--root`.
 
 use std::process::ExitCode;
 
@@ -40,6 +41,19 @@ pub struct ArtifactArgs {
     /// Directory URL holding cni-plugins-linux-<arch>-<version>.tgz (default: its GitHub release).
     #[arg(long, value_name = "URL")]
     pub cni_plugins_from: Option<String>,
+    /// Also install this containerd release (vX.Y.Z) into /usr/local/bin, with its systemd unit
+    /// in /etc/systemd/system (for images whose containerd is too old).
+    #[arg(long, value_name = "VERSION")]
+    pub containerd: Option<String>,
+    /// Directory URL holding containerd-<X.Y.Z>-linux-<arch>.tar.gz (default: its GitHub release).
+    #[arg(long, value_name = "URL")]
+    pub containerd_from: Option<String>,
+    /// Also install this runc release (vX.Y.Z) into /usr/local/bin.
+    #[arg(long, value_name = "VERSION")]
+    pub runc: Option<String>,
+    /// Directory URL holding runc.<arch> and runc.sha256sum (default: its GitHub release).
+    #[arg(long, value_name = "URL")]
+    pub runc_from: Option<String>,
     /// Downloads running at the same time.
     #[arg(long, value_name = "N", default_value_t = InstallOptions::default().parallel)]
     pub parallel: usize,
@@ -86,6 +100,51 @@ impl ArtifactArgs {
             )
             .as_ref(),
         )
+        .with_container_runtime(
+            tool(
+                self.containerd.clone(),
+                &self.containerd_from,
+                artifacts::upstream_containerd,
+            )
+            .as_ref(),
+            tool(self.runc.clone(), &self.runc_from, artifacts::upstream_runc).as_ref(),
+        )
+    }
+
+    /// A `--X-from` without its `--X` is a mistake, not a request — unless `default_tools` gives
+    /// that tool a default version (crictl and the CNI plugins in `bake`).
+    pub fn check(&self, default_tools: bool) -> Result<(), Stop> {
+        for (from, version, has_default, flags) in [
+            (
+                &self.crictl_from,
+                &self.crictl,
+                default_tools,
+                "--crictl-from needs --crictl",
+            ),
+            (
+                &self.cni_plugins_from,
+                &self.cni_plugins,
+                default_tools,
+                "--cni-plugins-from needs --cni-plugins",
+            ),
+            (
+                &self.containerd_from,
+                &self.containerd,
+                false,
+                "--containerd-from needs --containerd",
+            ),
+            (
+                &self.runc_from,
+                &self.runc,
+                false,
+                "--runc-from needs --runc",
+            ),
+        ] {
+            if from.is_some() && version.is_none() && !has_default {
+                return Err(Stop::BadConfig(flags.into()));
+            }
+        }
+        Ok(())
     }
 
     pub fn options(&self) -> InstallOptions {
@@ -111,20 +170,13 @@ pub fn print_report(report: &InstallReport) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let a = &args.artifacts;
-    if (a.crictl_from.is_some() && a.crictl.is_none())
-        || (a.cni_plugins_from.is_some() && a.cni_plugins.is_none())
-    {
-        return Err(Stop::BadConfig(
-            "--crictl-from and --cni-plugins-from need --crictl and --cni-plugins".into(),
-        )
-        .into());
+    args.artifacts.check(false)?;
+    let set = args.artifacts.set(false);
+    let root = args.common.root();
+    let report = artifacts::install_with(&set, &root, &args.artifacts.options())?;
+    if set.includes("containerd") {
+        artifacts::write_containerd_unit(&root)?;
     }
-    let report = artifacts::install_with(
-        &args.artifacts.set(false),
-        &args.common.root(),
-        &args.artifacts.options(),
-    )?;
     print_report(&report);
     Ok(ExitCode::SUCCESS)
 }

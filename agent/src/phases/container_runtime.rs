@@ -1,12 +1,19 @@
-//! `container-runtime`: containerd configured for the kubelet, enabled, started, and answering.
+//! `container-runtime`: containerd (the image's, or the release the NodeConfig names) configured for
+//! the kubelet, enabled, started, and answering.
 //!
-//! Inputs: the Kubernetes version (for the sandbox image). Outputs: `/etc/containerd/config.toml`
-//! (`SystemdCgroup = true`, the pause image of that Kubernetes minor), containerd enabled and
-//! restarted, its socket present. Done-marker: `phases/container-runtime.done`; re-verified: the
-//! config file is still ours.
+//! Inputs: the Kubernetes version (for the sandbox image); `artifacts.containerd` / `artifacts.runc`
+//! of the NodeConfig. Outputs: when named, containerd (containerd, containerd-shim-runc-v2, ctr)
+//! and runc in `/usr/local/bin`, verified like every artifact (`crate::artifacts`), and containerd's
+//! unit `/etc/systemd/system/containerd.service` (which overrides the image's); then
+//! `/etc/containerd/config.toml` (`SystemdCgroup = true`, the pause image of that Kubernetes
+//! minor), containerd enabled and restarted, its socket present. Done-marker:
+//! `phases/container-runtime.done`; re-verified: the config file is still ours, and a named
+//! containerd is still installed with its unit.
 //!
 //! containerd is restarted on every run of this phase rather than only when the file changed: a
-//! kill between writing the file and restarting would otherwise leave the old config running.
+//! kill between writing the file and restarting would otherwise leave the old config running. For
+//! the same reason systemd is reloaded on every run that installs a containerd release, not only
+//! when the unit changed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,10 +22,11 @@ use anyhow::{bail, Result};
 use kubeboot_nodeconfig::KubernetesVersion;
 use tracing::info;
 
+use crate::artifacts::{self, ArtifactSet, BIN_DIR, CONTAINERD_UNIT};
 use crate::context::Context;
 use crate::exec::Cmd;
 use crate::fsx;
-use crate::phases::Phase;
+use crate::phases::{install::install_set, Phase};
 
 pub struct ContainerRuntime;
 
@@ -56,9 +64,18 @@ impl Phase for ContainerRuntime {
         "container-runtime"
     }
     fn description(&self) -> &'static str {
-        "configure containerd (systemd cgroups, pause image), restart it and wait for its socket"
+        "install the named containerd/runc releases, configure containerd (systemd cgroups, pause \
+         image), restart it and wait for its socket"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
+        let runtime = ArtifactSet::container_runtime_for_node(&ctx.config);
+        if !runtime.artifacts.is_empty() {
+            install_set(ctx, &runtime)?;
+        }
+        if runtime.includes("containerd") {
+            artifacts::write_containerd_unit(&ctx.root)?;
+            ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
+        }
         let config = render_config(&ctx.config.cluster.kubernetes_version)?;
         fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), config.as_bytes(), 0o644)?;
         // Enabling only matters at the next boot (it is restarted just below): no daemon reload.
@@ -74,9 +91,18 @@ impl Phase for ContainerRuntime {
     fn verify(&self, ctx: &Context) -> Result<()> {
         let want = render_config(&ctx.config.cluster.kubernetes_version)?;
         match std::fs::read_to_string(ctx.root.path(CONFIG_FILE)) {
-            Ok(text) if text == want => Ok(()),
+            Ok(text) if text == want => {}
             _ => bail!("{CONFIG_FILE} was changed"),
         }
+        if ctx.config.artifacts.containerd.is_some() {
+            let binary = format!("{BIN_DIR}/containerd");
+            for path in [binary.as_str(), CONTAINERD_UNIT] {
+                if !ctx.root.path(path).exists() {
+                    bail!("{path} is missing");
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +122,24 @@ mod tests {
         assert!(ContainerRuntime.verify(&ctx).is_ok());
         fsx::write_atomic(&sandbox.root().path(CONFIG_FILE), b"version = 2\n", 0o644).unwrap();
         assert!(ContainerRuntime.verify(&ctx).is_err());
+    }
+
+    #[test]
+    fn a_named_containerd_gets_its_unit_and_a_daemon_reload() {
+        let sandbox = Sandbox::new("node-1");
+        let mut config = fixture::worker();
+        config.artifacts.containerd = Some(artifacts::upstream_containerd("2.1.4"));
+        let ctx = sandbox.context(config);
+        let out = ContainerRuntime.run(&ctx);
+        assert!(out.is_ok(), "{out:?}");
+        let unit = std::fs::read_to_string(sandbox.root().path(CONTAINERD_UNIT)).unwrap();
+        assert!(
+            unit.contains("ExecStart=/usr/local/bin/containerd\n"),
+            "{unit}"
+        );
+        // Under dry-run nothing is installed, so the binary is missing: verify says so.
+        let error = ContainerRuntime.verify(&ctx).unwrap_err().to_string();
+        assert!(error.contains("/usr/local/bin/containerd"), "{error}");
     }
 
     #[test]

@@ -23,24 +23,7 @@ impl Phase for Install {
         "install kubelet, kubeadm, kubectl (and crictl, CNI plugins) verified, baked or fetched"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let set = ArtifactSet::for_node(&ctx.config);
-        if ctx.dry_run() {
-            for a in &set.artifacts {
-                println!(
-                    "[dry-run] install: would install {} {} (baked, else {})",
-                    a.name, a.version, a.url
-                );
-            }
-            return Ok(());
-        }
-        let report = artifacts::install(&set, &ctx.root)?;
-        for a in &report.artifacts {
-            info!(
-                phase = self.name(),
-                "{} {}: {:?}, {} bytes fetched", a.name, a.version, a.source, a.bytes
-            );
-        }
-        Ok(())
+        install_set(ctx, &ArtifactSet::for_node(&ctx.config))
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         let missing: Vec<&str> = KUBERNETES_BINARIES
@@ -52,4 +35,28 @@ impl Phase for Install {
         }
         Ok(())
     }
+}
+
+/// Installs `set` for the current phase (under dry-run: says what it would install).
+pub fn install_set(ctx: &Context, set: &ArtifactSet) -> Result<()> {
+    if ctx.dry_run() {
+        for a in &set.artifacts {
+            println!(
+                "[dry-run] {}: would install {} {} (baked, else {})",
+                ctx.phase(),
+                a.name,
+                a.version,
+                a.url
+            );
+        }
+        return Ok(());
+    }
+    let report = artifacts::install(set, &ctx.root)?;
+    for a in &report.artifacts {
+        info!(
+            phase = ctx.phase(),
+            "{} {}: {:?}, {} bytes fetched", a.name, a.version, a.source, a.bytes
+        );
+    }
+    Ok(())
 }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../support/image.rs"]
+mod image;
 #[path = "../support/output.rs"]
 mod output;
 pub use output::text;
@@ -31,6 +33,14 @@ impl Node {
             "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n",
         );
         node.write("/etc/hosts", "127.0.0.1 localhost\n");
+        for (path, contents, mode) in image::PREFLIGHT_FILES {
+            node.write(path, contents);
+            std::fs::set_permissions(
+                node.path(path),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
+            )
+            .unwrap();
+        }
         node.write("/etc/kubeboot/node.yaml", node_yaml);
         node
     }

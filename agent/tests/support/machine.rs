@@ -11,6 +11,9 @@ use serde_yaml_ng::Value;
 
 pub use super::output::text;
 
+#[path = "image.rs"]
+mod image;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -160,7 +163,8 @@ impl Rendered {
     }
 }
 
-/// A fresh machine under a temporary root: the files a booted VM has, the kubelet/kubeadm the
+/// A fresh machine under a temporary root: the files a booted VM has (containerd and cgroup v2
+/// included), the kubelet/kubeadm the
 /// image bakes (the stand-ins, hard-linked), and the NodeConfig cloud-init wrote (0600).
 pub struct Machine {
     dir: tempfile::TempDir,
@@ -184,6 +188,9 @@ impl Machine {
         m.write("/etc/hosts", "127.0.0.1 localhost\n", 0o644);
         for unit in ["swap.target", "containerd.service"] {
             m.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n", 0o644);
+        }
+        for (path, contents, mode) in image::PREFLIGHT_FILES {
+            m.write(path, contents, mode);
         }
         m.write("/etc/kubeboot/node.yaml", node_yaml, 0o600);
         for tool in [
