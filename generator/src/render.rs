@@ -116,6 +116,8 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
             &crate::arm::ArmSecrets {
                 ssh_public_key: secrets.ssh.public.trim_end(),
                 custom_data: &custom_data,
+                join_token: &secrets.bootstrap_token,
+                pki: &secrets.shared_pki(),
             },
         )?;
         tree.add(crate::arm::TEMPLATE_FILE, arm.template.into_bytes());
