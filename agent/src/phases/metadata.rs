@@ -148,6 +148,8 @@ mod tests {
                 resource_group: "rg-demo".into(),
                 location: "westeurope".into(),
                 cloud_config_path: "/etc/kubernetes/azure.json".into(),
+                cloud: Default::default(),
+                custom_cloud: None,
             }),
         };
         if ordinal_zero_decides {
