@@ -59,7 +59,9 @@ packer build -color=false \
   -var "ssh_private_key_file=$work/ssh_key" \
   -var "agent_deb=$deb" \
   -var "kubernetes_version=$version" \
-  -var 'bake_extra_args=--from http://$PACKER_HTTP_ADDR --crictl-from http://$PACKER_HTTP_ADDR/crictl --cni-plugins-from http://$PACKER_HTTP_ADDR/cni-plugins' \
+  -var 'release_base_url=http://$PACKER_HTTP_ADDR' \
+  -var 'crictl_dir_url=http://$PACKER_HTTP_ADDR/crictl' \
+  -var 'cni_plugins_dir_url=http://$PACKER_HTTP_ADDR/cni-plugins' \
   -var "output_directory=$work/output" \
   -var "serial_log=$out/packer-build-serial.log" \
   "$repo/packer/qemu.json" >&2

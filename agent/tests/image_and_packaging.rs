@@ -303,10 +303,36 @@ fn packer_templates_validate() {
 
     let azure = [
         ("resource_group", "kubeboot-images".to_string()),
-        ("kubernetes_version", "1.35.0".to_string()),
+        ("kubernetes_version", "v1.37.1".to_string()),
         ("agent_deb", deb.clone()),
     ];
     packer_validate("azure-arm.json", &azure).unwrap();
+    // The version without its `v` (bake accepts both) still gives a managed image name Packer
+    // accepts, and so do the artifact mirror variables and CLI authentication.
+    let azure_variants = [
+        azure[0].clone(),
+        ("kubernetes_version", "1.37.1".to_string()),
+        azure[2].clone(),
+        ("use_azure_cli_auth", "true".to_string()),
+        ("release_base_url", "https://mirror.example/k8s".to_string()),
+        (
+            "crictl_dir_url",
+            "https://mirror.example/crictl".to_string(),
+        ),
+        (
+            "cni_plugins_dir_url",
+            "https://mirror.example/cni".to_string(),
+        ),
+    ];
+    packer_validate("azure-arm.json", &azure_variants).unwrap();
+    // Packer checks the managed image name: a version that would make it invalid fails validation.
+    let bad_name = [
+        azure[0].clone(),
+        ("kubernetes_version", "v1.37.1/".to_string()),
+        azure[2].clone(),
+    ];
+    let err = packer_validate("azure-arm.json", &bad_name).unwrap_err();
+    assert!(err.contains("managed_image_name"), "{err}");
     // The checks are real: a required variable left out, or a .deb that does not exist, fails validation.
     let err = packer_validate("azure-arm.json", &azure[..2]).unwrap_err();
     assert!(err.contains("agent_deb"), "{err}");
@@ -332,7 +358,7 @@ fn packer_templates_validate() {
             w.join("packer_key").display().to_string(),
         ),
         ("agent_deb", deb),
-        ("kubernetes_version", "1.35.0".to_string()),
+        ("kubernetes_version", "v1.37.1".to_string()),
         (
             "output_directory",
             w.join("packer-out").display().to_string(),

@@ -244,3 +244,48 @@ fn custom_cloud_endpoints_are_checked() {
         );
     }
 }
+
+/// The product's release table and the stand-ins' independent facts (tests/data/upstream/
+/// releases.json, collected separately so that the stand-ins do not trust product code) agree on
+/// what each minor removed and on the kubeadm config apiVersion it reads.
+#[test]
+fn the_release_table_agrees_with_the_stand_ins_facts() {
+    use kubeboot_nodeconfig::releases::RELEASES;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/upstream/releases.json"
+    ))
+    .unwrap();
+    let facts: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let names = |v: &serde_yaml_ng::Value| -> std::collections::BTreeSet<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    for release in RELEASES {
+        let minor = &facts["minors"][format!("1.{}", release.minor).as_str()];
+        assert!(
+            minor.is_mapping(),
+            "the stand-ins know nothing of 1.{}",
+            release.minor
+        );
+        assert_eq!(
+            names(&minor["removed_feature_gates"]),
+            release
+                .removed_feature_gates
+                .iter()
+                .map(|g| g.to_string())
+                .collect(),
+            "removed feature gates of 1.{}",
+            release.minor
+        );
+        assert!(
+            names(&minor["kubeadm_api_versions"]).contains(release.kubeadm_api_version),
+            "kubeadm 1.{} does not read {}",
+            release.minor,
+            release.kubeadm_api_version
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! Points the stand-ins at the upstream key trees in the repository (`tests/data/upstream`), so the
+//! Points the stand-ins at the upstream facts in the repository (`tests/data/upstream`), so the
 //! binaries can embed them: the stand-ins also run inside test VMs, where the source tree does not exist.
 use std::path::PathBuf;
 
@@ -7,8 +7,10 @@ fn main() {
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
     );
     let dir = manifest_dir.join("../data/upstream");
-    let schema = dir.join("kubeadm-schema.json");
-    assert!(schema.is_file(), "{} is missing", schema.display());
-    println!("cargo:rerun-if-changed={}", schema.display());
+    for file in ["kubeadm-schema.json", "releases.json"] {
+        let path = dir.join(file);
+        assert!(path.is_file(), "{} is missing", path.display());
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     println!("cargo:rustc-env=UPSTREAM_SCHEMAS_DIR={}", dir.display());
 }

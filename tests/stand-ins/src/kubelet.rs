@@ -1,7 +1,9 @@
-//! The kubelet's command line and configuration file, as the real kubelet 1.34–1.36 accepts them.
+//! The kubelet's command line and configuration file, as the real kubelet of each minor 1.31–1.37 accepts
+//! them (flags removed in a minor come from `releases.json`).
 use std::net::IpAddr;
 
 use crate::flags::{boolean, optional, value, Flag};
+use crate::releases;
 
 const BOOL_FLAGS: &[&str] = &[
     "anonymous-auth",
@@ -11,6 +13,7 @@ const BOOL_FLAGS: &[&str] = &[
     "cpu-cfs-quota",
     "enable-controller-attach-detach",
     "enable-debugging-handlers",
+    "enable-load-reader",
     "enable-server",
     "exit-on-lock-contention",
     "fail-cgroupv1",
@@ -18,6 +21,7 @@ const BOOL_FLAGS: &[&str] = &[
     "help",
     "kernel-memcg-notification",
     "local-storage-capacity-isolation",
+    "log-cadvisor-usage",
     "log-json-split-stream",
     "log-text-split-stream",
     "make-iptables-util-chains",
@@ -29,10 +33,12 @@ const BOOL_FLAGS: &[&str] = &[
     "runonce",
     "seccomp-default",
     "serialize-image-pulls",
+    "storage-driver-secure",
 ];
 
 const VALUE_FLAGS: &[&str] = &[
     "address",
+    "application-metrics-count-limit",
     "authentication-token-webhook-cache-ttl",
     "authorization-mode",
     "authorization-webhook-cache-authorized-ttl",
@@ -96,6 +102,7 @@ const VALUE_FLAGS: &[&str] = &[
     "log-json-info-buffer-size",
     "log-text-info-buffer-size",
     "logging-format",
+    "machine-id-file",
     "manifest-url",
     "manifest-url-header",
     "max-open-files",
@@ -111,6 +118,7 @@ const VALUE_FLAGS: &[&str] = &[
     "node-status-update-frequency",
     "oom-score-adj",
     "pod-cidr",
+    "pod-infra-container-image",
     "pod-manifest-path",
     "pod-max-pids",
     "pods-per-core",
@@ -127,6 +135,12 @@ const VALUE_FLAGS: &[&str] = &[
     "root-dir",
     "runtime-cgroups",
     "runtime-request-timeout",
+    "storage-driver-buffer-duration",
+    "storage-driver-db",
+    "storage-driver-host",
+    "storage-driver-password",
+    "storage-driver-table",
+    "storage-driver-user",
     "streaming-connection-idle-timeout",
     "sync-frequency",
     "system-cgroups",
@@ -145,27 +159,19 @@ const VALUE_FLAGS: &[&str] = &[
     "volume-stats-agg-period",
 ];
 
-/// Flags removed from the kubelet, with the release that removed them; still accepted before that release.
-pub const REMOVED_FLAGS: &[(&str, u64)] = &[("pod-infra-container-image", 35)];
-
-/// Whether `name` is a kubelet flag in some supported release (kubeadm's kubeletExtraArgs check).
-pub fn is_flag(name: &str) -> bool {
-    BOOL_FLAGS.contains(&name)
-        || VALUE_FLAGS.contains(&name)
-        || REMOVED_FLAGS.iter().any(|(n, _)| *n == name)
+/// Whether `name` is a kubelet flag of release 1.`minor` (kubeadm's kubeletExtraArgs check).
+pub fn is_flag(name: &str, minor: u64) -> bool {
+    (BOOL_FLAGS.contains(&name) || VALUE_FLAGS.contains(&name))
+        && !releases::kubelet_flag_removed(minor, name)
 }
 
-/// The kubelet flag set of release 1.`minor`.
+/// The kubelet flag set of release 1.`minor`: the flags above (every one some release 1.31+ has)
+/// less those removed in that release or earlier.
 pub fn flag_spec(minor: u64) -> Vec<Flag> {
     let mut spec: Vec<Flag> = BOOL_FLAGS.iter().map(|n| boolean(n)).collect();
     spec.extend(VALUE_FLAGS.iter().map(|n| value(n)));
+    spec.retain(|f| !releases::kubelet_flag_removed(minor, f.name));
     spec.push(optional("version"));
-    spec.extend(
-        REMOVED_FLAGS
-            .iter()
-            .filter(|(_, removed)| minor < *removed)
-            .map(|(n, _)| value(n)),
-    );
     for f in spec.iter_mut() {
         if f.name == "help" {
             *f = f.short('h');
@@ -341,4 +347,22 @@ pub fn parse_taints(text: &str) -> Result<Vec<crate::kubeadm::config::Taint>, St
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::KNOWN_MINORS;
+
+    #[test]
+    fn every_removed_flag_was_a_flag_until_its_removal() {
+        for m in KNOWN_MINORS.skip(1) {
+            for name in &releases::minor(m).removed_kubelet_flags {
+                assert!(is_flag(name, m - 1), "--{name} before 1.{m}");
+                assert!(!is_flag(name, m), "--{name} in 1.{m}");
+                assert!(flag_spec(m - 1).iter().any(|f| f.name == name));
+                assert!(!flag_spec(m).iter().any(|f| f.name == name));
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod kubeadm;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod pki;
+pub mod releases;
 pub mod schema;
 pub mod version;
 

@@ -101,11 +101,13 @@ pub fn too_new_keys(doc: &Document, minor: u64) -> Vec<String> {
         .into_iter()
         .filter_map(|p| {
             let since = introduced(&doc.api_version, &doc.kind, &p)?;
-            let known = match since.split_once('.') {
-                Some((_, m)) => m.parse::<u64>().map(|m| m <= minor).unwrap_or(false),
-                None => false,
+            // "master": in no tagged release of the key trees yet (releases.json says which minor).
+            let since_minor = match since {
+                "master" => Some(crate::releases::key_tree_master()),
+                _ => since.strip_prefix("1.").and_then(|m| m.parse::<u64>().ok()),
             };
-            (!known).then(|| {
+            let since = since_minor.map_or_else(|| since.to_string(), |m| format!("1.{m}"));
+            since_minor.is_none_or(|m| m > minor).then(|| {
                 format!(
                     "{}: {p}: field introduced in Kubernetes {since}, unknown to 1.{minor}",
                     doc.kind
@@ -402,6 +404,20 @@ mod tests {
         let d = doc("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ntlsCurvePreferences: [a]\nmaxPods: 10\n");
         assert_eq!(too_new_keys(&d, 35).len(), 1);
         assert!(too_new_keys(&d, 36).is_empty());
+    }
+
+    #[test]
+    fn keys_only_on_master_are_new_in_the_newest_minor() {
+        let d = doc("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ndefaultPodSysctls: {}\n");
+        assert_eq!(
+            introduced(&d.api_version, &d.kind, "defaultPodSysctls"),
+            Some("master")
+        );
+        assert_eq!(
+            too_new_keys(&d, 36),
+            ["KubeletConfiguration: defaultPodSysctls: field introduced in Kubernetes 1.37, unknown to 1.36"]
+        );
+        assert!(too_new_keys(&d, 37).is_empty());
     }
 
     #[test]

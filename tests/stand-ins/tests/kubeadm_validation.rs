@@ -59,7 +59,7 @@ fn key_tree_violations_name_their_path() {
                 "kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration",
                 "kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration",
             ),
-            "is not a configuration kubeadm",
+            "kubeadm 1.35 reads this deprecated API, but this stand-in reads kubeadm.k8s.io/v1beta4 only",
         ),
         (
             base.replace("readOnlyPort: 0", "readOnlyPort: 0\nreadOnlyPorts: 0"),

@@ -34,21 +34,7 @@ fn kubelet_refuses_flags_the_real_one_lacks_and_bad_values() {
         &run(&["--cloud-provider=azure"], "v1.35.0"),
         "only \"external\"",
     );
-    assert_fails(
-        &run(
-            &["--pod-infra-container-image=registry.k8s.io/pause:3.10"],
-            "v1.35.0",
-        ),
-        "unknown flag: --pod-infra-container-image",
-    );
-    // Still a flag in 1.34: the run then stops at the next check (no container runtime socket here).
-    assert_fails(
-        &run(
-            &["--pod-infra-container-image=registry.k8s.io/pause:3.10"],
-            "v1.34.0",
-        ),
-        "container runtime socket",
-    );
+    // Flags a release removed (--pod-infra-container-image from 1.35): tests/removals.rs.
     assert_fails(
         &run(
             &["--node-labels=node-role.kubernetes.io/worker="],

@@ -1,10 +1,11 @@
-//! kube-apiserver's flag set (1.34–1.36) and the checks the real server makes at start-up.
+//! kube-apiserver's flag set (1.34's; see the README for the flags added since) and the checks the real server makes at start-up, for the
+//! release the stand-in plays (feature gates removed by then are unrecognized, per `releases.json`).
 use std::path::Path;
 
 use anyhow::{bail, Result};
 
 use crate::flags::{self, boolean, value, Flag, Parsed};
-use crate::{fsx, Root};
+use crate::{fsx, releases, Root};
 
 const BOOL_FLAGS: &[&str] = &[
     "aggregator-reject-forwarding-redirect",
@@ -240,9 +241,15 @@ pub fn is_input_file_flag(name: &str) -> bool {
         )
 }
 
-/// Parses and checks the command line as the real server does before serving.
-pub fn parse(root: &Root, args: &[String]) -> Result<Parsed> {
+/// Parses and checks the command line as the real server of release 1.`minor` does before serving.
+pub fn parse(root: &Root, args: &[String], minor: u64) -> Result<Parsed> {
     let p = flags::parse(args, &spec())?;
+    // The gate names are checked while the flag is parsed, so pflag reports the failure.
+    for value in p.all("feature-gates") {
+        if let Err(e) = releases::check_feature_gates(minor, releases::feature_gate_names(value)) {
+            bail!("invalid argument {value:?} for \"--feature-gates\" flag: {e}");
+        }
+    }
     let mut errs = Vec::new();
     for required in [
         "etcd-servers",

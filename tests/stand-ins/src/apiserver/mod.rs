@@ -66,7 +66,18 @@ impl Identity {
 }
 
 pub fn run(root: Root, args: &[String]) -> Result<()> {
-    let flags = flags::parse(&root, args)?;
+    let git_version = std::env::var("STANDIN_KUBERNETES_VERSION")
+        .ok()
+        .or_else(|| {
+            State::new(&root)
+                .cluster()
+                .ok()
+                .flatten()
+                .map(|c| c.git_version)
+        })
+        .ok_or_else(|| anyhow!("unknown Kubernetes version (STANDIN_KUBERNETES_VERSION)"))?;
+    let minor = crate::version::KubeVersion::parse(&git_version)?.minor;
+    let flags = flags::parse(&root, args, minor)?;
     let port: u16 = flags.last("secure-port").expect("checked").parse()?;
     let bind = flags.last("bind-address").unwrap_or("0.0.0.0");
     let addr: SocketAddr = format!("{bind}:{port}")
@@ -79,16 +90,6 @@ pub fn run(root: Root, args: &[String]) -> Result<()> {
         &node_path("tls-private-key-file"),
         &node_path("client-ca-file"),
     )?;
-    let git_version = std::env::var("STANDIN_KUBERNETES_VERSION")
-        .ok()
-        .or_else(|| {
-            State::new(&root)
-                .cluster()
-                .ok()
-                .flatten()
-                .map(|c| c.git_version)
-        })
-        .ok_or_else(|| anyhow!("unknown Kubernetes version (STANDIN_KUBERNETES_VERSION)"))?;
     let server = Arc::new(Server {
         state: State::new(&root),
         client_ca: node_path("client-ca-file"),

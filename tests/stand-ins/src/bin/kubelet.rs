@@ -8,7 +8,7 @@ use kubeboot_stand_ins::client::Client;
 use kubeboot_stand_ins::kubeadm::{node_object, parse_labels};
 use kubeboot_stand_ins::kubeconfig::load_credentials;
 use kubeboot_stand_ins::version::{KubeVersion, KNOWN_MINORS};
-use kubeboot_stand_ins::{flags, fsx, kubelet, schema, Invocation, Root};
+use kubeboot_stand_ins::{flags, fsx, kubelet, releases, schema, Invocation, Root};
 use reqwest::Method;
 use serde_json::json;
 
@@ -21,7 +21,8 @@ fn run(root: &Root, args: &[String]) -> Result<()> {
         Some(v) => v,
         None => KubeVersion::parse(&format!("v1.{}.0", KNOWN_MINORS.end()))?,
     };
-    let p = flags::parse(args, &kubelet::flag_spec(version.minor))?;
+    let p = flags::parse(args, &kubelet::flag_spec(version.minor))
+        .map_err(|e| anyhow!("failed to parse kubelet flag: {e}"))?;
     if let Some(v) = p.last("version") {
         if v != "false" {
             println!("Kubernetes {version}");
@@ -36,10 +37,27 @@ fn run(root: &Root, args: &[String]) -> Result<()> {
             bail!("--cloud-provider={cp}: in-tree cloud providers are removed; only \"external\" (or empty) is allowed");
         }
     }
+    // The --feature-gates flag fills the same map as the config file's featureGates; the kubelet
+    // applies it before reading the file.
+    releases::check_feature_gates(
+        version.minor,
+        p.all("feature-gates")
+            .into_iter()
+            .flat_map(releases::feature_gate_names),
+    )
+    .map_err(|e| anyhow!("failed to set feature gates from initial flags-based config: {e}"))?;
     let config_path = p
         .last("config")
         .ok_or_else(|| anyhow!("--config is required (kubeadm's kubelet drop-in passes it)"))?;
     let config = check_config(root, config_path, version.minor)?;
+    releases::check_feature_gates(
+        version.minor,
+        config["featureGates"]
+            .as_object()
+            .into_iter()
+            .flat_map(|gates| gates.keys().map(String::as_str)),
+    )
+    .map_err(|e| anyhow!("failed to set feature gates from initial flags-based config: {e}"))?;
     let labels_text = p.last("node-labels").unwrap_or_default();
     let mut labels = parse_labels(labels_text);
     for k in labels.keys() {

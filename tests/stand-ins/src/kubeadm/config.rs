@@ -10,10 +10,10 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::kubelet;
 use crate::schema::{self, regex, Document};
 use crate::version::{KubeVersion, KNOWN_MINORS};
 use crate::{fsx, jws::BootstrapToken};
+use crate::{kubelet, releases};
 
 pub const KUBEADM_API: &str = "kubeadm.k8s.io/v1beta4";
 const KUBELET_API: &str = "kubelet.config.k8s.io/v1beta1";
@@ -236,6 +236,7 @@ pub fn parse(
     own: Option<&KubeVersion>,
 ) -> Result<(Config, KubeVersion)> {
     let docs = schema::parse_documents(text).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    let reader = reader_minor(&docs, own);
     let mut errs: Vec<String> = Vec::new();
     let mut cfg = Config::default();
     let mut seen = std::collections::BTreeSet::new();
@@ -253,10 +254,7 @@ pub fn parse(
                 | (KUBE_PROXY_API, "KubeProxyConfiguration")
         );
         if !known {
-            errs.push(format!(
-                "{}: apiVersion {:?} kind {:?} is not a configuration kubeadm {KUBEADM_API} reads",
-                doc.kind, doc.api_version, doc.kind
-            ));
+            errs.push(unread_document(doc, reader));
             continue;
         }
         if !seen.insert(doc.kind.clone()) {
@@ -313,13 +311,13 @@ pub fn parse(
     default(&mut cfg);
     let version = check_version(cfg.cluster.as_ref(), own, &mut errs);
     if let Some(c) = &cfg.init {
-        validate_init(c, &mut errs);
+        validate_init(c, version.minor, &mut errs);
     }
     if let Some(c) = &cfg.cluster {
-        validate_cluster(c, &mut errs);
+        validate_cluster(c, reader, &mut errs);
     }
     if let Some(c) = &cfg.join {
-        validate_join(c, &mut errs);
+        validate_join(c, version.minor, &mut errs);
     }
     for doc in cfg.kubelet.iter().chain(cfg.kube_proxy.iter()) {
         errs.extend(schema::too_new_keys(doc, version.minor));
@@ -335,6 +333,34 @@ pub fn parse(
         bail!("invalid configuration:\n  {}", errs.join("\n  "));
     }
     Ok((cfg, version))
+}
+
+/// The release of the kubeadm reading the file: its own, else the one the file deploys (this stand-in
+/// then plays it), else the newest it knows.
+fn reader_minor(docs: &[Document], own: Option<&KubeVersion>) -> u64 {
+    own.map(|v| v.minor)
+        .or_else(|| {
+            let cluster = docs.iter().find(|d| d.kind == "ClusterConfiguration")?;
+            let text = cluster.value.get("kubernetesVersion")?.as_str()?;
+            KubeVersion::parse(text).ok().map(|v| v.minor)
+        })
+        .filter(|m| KNOWN_MINORS.contains(m))
+        .unwrap_or(*KNOWN_MINORS.end())
+}
+
+/// Why kubeadm 1.`reader` does not read `doc`: an API it no longer has is an error with the real
+/// kubeadm's wording; an older API it still reads is one this stand-in does not implement.
+fn unread_document(doc: &Document, reader: u64) -> String {
+    let (api, kind) = (&doc.api_version, &doc.kind);
+    if api.starts_with("kubeadm.k8s.io/") {
+        if releases::minor(reader).kubeadm_api_versions.contains(api) {
+            return format!("{kind}: apiVersion {api:?}: kubeadm 1.{reader} reads this deprecated API, but this stand-in reads {KUBEADM_API} only (kubeboot writes it)");
+        }
+        if let Some(last) = releases::last_minor_reading(api) {
+            return format!("your configuration file uses an old API spec: {api:?} (kind: {kind:?}). Please use kubeadm v1.{last} instead and run 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version.");
+        }
+    }
+    format!("{kind}: apiVersion {api:?} kind {kind:?} is not a configuration kubeadm {KUBEADM_API} reads")
 }
 
 fn default(cfg: &mut Config) {
@@ -494,11 +520,16 @@ pub fn parse_host_port(endpoint: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-fn validate_init(c: &InitConfiguration, errs: &mut Vec<String>) {
+fn validate_init(c: &InitConfiguration, kubelet_minor: u64, errs: &mut Vec<String>) {
     let e = |errs: &mut Vec<String>, path: &str, msg: String| {
         errs.push(format!("InitConfiguration: {path}: {msg}"))
     };
-    validate_node_registration(&c.node_registration, "InitConfiguration", errs);
+    validate_node_registration(
+        &c.node_registration,
+        "InitConfiguration",
+        kubelet_minor,
+        errs,
+    );
     for (i, bt) in c.bootstrap_tokens.iter().enumerate() {
         let p = format!("bootstrapTokens[{i}]");
         if let Err(err) = BootstrapToken::parse(&bt.token) {
@@ -625,7 +656,12 @@ pub fn validate_phases(phases: &[String], known: &[&str], path: &str, errs: &mut
     }
 }
 
-fn validate_node_registration(nr: &NodeRegistration, kind: &str, errs: &mut Vec<String>) {
+fn validate_node_registration(
+    nr: &NodeRegistration,
+    kind: &str,
+    kubelet_minor: u64,
+    errs: &mut Vec<String>,
+) {
     let p = format!("{kind}: nodeRegistration");
     if nr.name.is_empty() {
         errs.push(format!("{p}.name: required"));
@@ -650,8 +686,8 @@ fn validate_node_registration(nr: &NodeRegistration, kind: &str, errs: &mut Vec<
                 errs.push(format!("{p}.kubeletExtraArgs[{i}]: {e}"));
             }
         }
-        if !a.name.is_empty() && !kubelet::is_flag(&a.name) {
-            errs.push(format!("{p}.kubeletExtraArgs[{i}].name: {:?} is not a kubelet flag (the kubelet would refuse to start)", a.name));
+        if !a.name.is_empty() && !kubelet::is_flag(&a.name, kubelet_minor) {
+            errs.push(format!("{p}.kubeletExtraArgs[{i}].name: {:?} is not a kubelet flag of 1.{kubelet_minor} (the kubelet would refuse to start)", a.name));
         }
         if a.name == "node-labels" {
             for label in a.value.split(',').filter(|l| !l.is_empty()) {
@@ -744,7 +780,7 @@ fn parse_cidrs(text: &str, path: &str, min_addrs: u128, errs: &mut Vec<String>) 
     nets
 }
 
-fn validate_cluster(c: &ClusterConfiguration, errs: &mut Vec<String>) {
+fn validate_cluster(c: &ClusterConfiguration, kubeadm_minor: u64, errs: &mut Vec<String>) {
     let p = "ClusterConfiguration";
     if !is_dns1123_subdomain(&c.networking.dns_domain) {
         errs.push(format!(
@@ -871,15 +907,12 @@ fn validate_cluster(c: &ClusterConfiguration, errs: &mut Vec<String>) {
             "{p}: controlPlaneEndpoint: endpoint is not valid: {e}"
         ));
     }
-    const FEATURE_GATES: &[&str] = &[
-        "ControlPlaneKubeletLocalMode",
-        "EtcdLearnerMode",
-        "NodeLocalCRISocket",
-        "RootlessControlPlane",
-        "WaitForAllControlPlaneComponents",
-    ];
+    // kubeadm's features.Supports(): a gate of this release that is not deprecated.
+    let facts = releases::minor(kubeadm_minor);
     for k in c.feature_gates.keys() {
-        if !FEATURE_GATES.contains(&k.as_str()) {
+        if !facts.kubeadm_feature_gates.contains(k)
+            || facts.kubeadm_deprecated_feature_gates.contains(k)
+        {
             errs.push(format!(
                 "{p}: featureGates: {k} is not a valid feature name."
             ));
@@ -913,7 +946,7 @@ pub fn is_ca_pin(s: &str) -> bool {
     regex(&RE, r"^sha256:[0-9a-f]{64}$").is_match(s)
 }
 
-fn validate_join(c: &JoinConfiguration, errs: &mut Vec<String>) {
+fn validate_join(c: &JoinConfiguration, kubelet_minor: u64, errs: &mut Vec<String>) {
     let p = "JoinConfiguration";
     let d = &c.discovery;
     match (&d.bootstrap_token, &d.file) {
@@ -946,7 +979,7 @@ fn validate_join(c: &JoinConfiguration, errs: &mut Vec<String>) {
             }
         }
     }
-    validate_node_registration(&c.node_registration, p, errs);
+    validate_node_registration(&c.node_registration, p, kubelet_minor, errs);
     if let Some(cp) = &c.control_plane {
         validate_endpoint(
             &cp.local_api_endpoint,
