@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the bootable Debian 12 test VM image with the kubeboot agent installed the way the Packer path installs
+# Builds the bootable Debian 13 (trixie) test VM image with the kubeboot agent installed the way the Packer path installs
 # it (its .deb through dpkg, which enables the unit from the maintainer script).
 #
 # Usage: build-image.sh --deb PATH.deb --out DIR [--bake 'ARGS']

@@ -4,7 +4,7 @@
 # (tests/vm/tests/e2e.rs). Whoever renders it prepends `#!/bin/bash`, `set -euo pipefail` and
 # the values below, and writes the shared PKI of a master before it:
 #   ROLE (master|worker) NODE_NAME ADVERTISE_ADDRESS ENDPOINT (host:port) MIRROR (base URL)
-#   KUBERNETES_VERSION CLUSTER_NAME POD_CIDR SERVICE_CIDR NODE_LABELS (k=v,...)
+#   KUBERNETES_VERSION PAUSE_IMAGE CLUSTER_NAME POD_CIDR SERVICE_CIDR NODE_LABELS (k=v,...)
 #   TAINTS (kubeadm YAML list, possibly []) TOKEN CA_CERT_HASH
 # Secrets only ever go into files written by heredocs (never on a command line).
 
@@ -33,10 +33,10 @@ sed -i '/\sswap\s/s/^/#/' /etc/fstab
 
 log "containerd"
 mkdir -p /etc/containerd
-cat > /etc/containerd/config.toml <<'TOML'
+cat > /etc/containerd/config.toml <<TOML
 version = 2
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.10.1"
+  sandbox_image = "$PAUSE_IMAGE"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]

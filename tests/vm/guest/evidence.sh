@@ -60,6 +60,7 @@ echo "$(cat "$run/agent-cpu.txt") $(getconf CLK_TCK) $(cat "$run/fetch-tools-cpu
 changed_files -size +1024k | xargs -0r ls -l > "$run/large-files.txt"
 changed_files -size -1025k | tar --null -T - -cf "$run/changed-files.tar" 2>/dev/null
 section unit systemctl show "$AGENT_UNIT"
+section failed-units systemctl list-units --state=failed --plain --no-legend --no-pager
 if [ "$MODE" != baseline ]; then section status kubeboot-agent status --output json; fi
 section journal journalctl -b -o short-monotonic --no-pager
 section cloud-init-log cat /var/log/cloud-init.log

@@ -44,6 +44,12 @@ pub fn write_user_data(
             format!("{{key: {}{value}, effect: {}}}", t.key, t.effect.as_str())
         })
         .collect();
+    // The pause image kubeadm of this minor expects, from the same table the agent uses.
+    let release = config
+        .cluster
+        .kubernetes_version
+        .release()
+        .map_err(anyhow::Error::msg)?;
     let values = [
         (
             "ROLE",
@@ -62,6 +68,7 @@ pub fn write_user_data(
             "KUBERNETES_VERSION",
             config.cluster.kubernetes_version.to_string(),
         ),
+        ("PAUSE_IMAGE", release.pause_image.to_string()),
         ("CLUSTER_NAME", config.cluster.name.clone()),
         ("POD_CIDR", config.cluster.pod_cidr.to_string()),
         ("SERVICE_CIDR", config.cluster.service_cidr.to_string()),

@@ -228,6 +228,18 @@ fn done(node: &str, boot: &Boot) -> Result<()> {
         "{node} boot {}: not every phase is done or skipped: {phases:?}",
         boot.number
     );
+    no_failed_units(node, boot)
+}
+
+/// Nothing else on the node failed either: e.g. a cloud-init stage whose module hit a missing
+/// tool (cloud-init 24.3+ fails the stage's unit and carries on, so only the unit shows it).
+fn no_failed_units(node: &str, boot: &Boot) -> Result<()> {
+    let failed = boot.text("failed-units")?;
+    ensure!(
+        failed.trim().is_empty(),
+        "{node} boot {}: failed units:\n{failed}",
+        boot.number
+    );
     Ok(())
 }
 
@@ -611,6 +623,7 @@ fn shell_baseline(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
             "baseline {name}: the script did not finish:\n{}",
             output.lines().rev().take(15).collect::<Vec<_>>().join("\n")
         );
+        no_failed_units(&name, &boot)?;
         timings.push(Timing {
             run: "shell-baseline".into(),
             node: name,
