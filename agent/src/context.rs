@@ -7,10 +7,13 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use kubeboot_nodeconfig::NodeConfig;
+use tracing::warn;
 
 use crate::exec::{Cmd, Runner};
 use crate::facts::{NodeFacts, NodeKind};
-use crate::markers::{self, FACTS_FILE};
+use crate::markers::{self, Markers, FACTS_FILE};
+use crate::provider::{self, Provider, Report};
+use crate::retry::{Backoff, Failure, Waiting};
 use crate::root::Root;
 
 pub struct Context {
@@ -55,6 +58,53 @@ impl Context {
     /// A node path as a command argument: where the file really is (under --root in tests).
     pub fn arg_path(&self, node_path: &str) -> String {
         self.root.path(node_path).display().to_string()
+    }
+
+    /// Records why the current phase waits (its `.waiting` record, which `status` shows) and
+    /// logs it. Not under dry-run: that writes no markers.
+    pub fn report_waiting(&self, waiting: &Waiting) {
+        warn!(
+            phase = self.phase(),
+            "waiting (attempt {}, next in {:.1?}): {:#}",
+            waiting.attempt,
+            waiting.next_in,
+            waiting.reason
+        );
+        if !self.dry_run() {
+            let record = Markers::new(&self.root).record_waiting(
+                self.phase(),
+                &format!("{:#}", waiting.reason),
+                waiting.attempt,
+            );
+            if let Err(e) = record {
+                warn!(phase = self.phase(), "cannot record the wait: {e:#}");
+            }
+        }
+    }
+
+    /// Retries `op` with `backoff` for the current phase, reporting each wait; the record goes
+    /// once the wait is over, whichever way it ends.
+    pub fn wait_for<T, E: Into<Failure>>(
+        &self,
+        backoff: &Backoff,
+        op: impl FnMut(u32) -> Result<T, E>,
+    ) -> Result<T> {
+        self.waiting_on(|report| backoff.retry_reporting(op, report))
+    }
+
+    /// Runs `f`, which may wait (a provider call), with a reporter for the current phase; the
+    /// record goes once `f` returns, whichever way it ends.
+    pub fn waiting_on<T>(&self, f: impl FnOnce(Report) -> Result<T>) -> Result<T> {
+        let result = f(&|w| self.report_waiting(w));
+        if !self.dry_run() {
+            Markers::new(&self.root).clear_waiting(self.phase())?;
+        }
+        result
+    }
+
+    /// The cloud provider the NodeConfig names (metadata and cluster secrets).
+    pub fn provider(&self) -> Box<dyn Provider> {
+        provider::for_config(&self.config, &self.root)
     }
 
     /// Runs a command on behalf of the current phase (see `exec`).

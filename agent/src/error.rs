@@ -53,4 +53,26 @@ mod tests {
         assert_eq!(exit_code_for(&wrapped.unwrap_err()), 2);
         assert_eq!(exit_code_for(&anyhow::anyhow!("kubeadm exited 1")), 1);
     }
+
+    /// The unit restarts the agent after any failure a retry can fix, and only after those.
+    #[test]
+    fn the_unit_restarts_every_failure_but_the_unfixable_ones() {
+        let unit = include_str!("../../units/kubeboot-agent.service");
+        let value = |key: &str| {
+            let found: Vec<&str> = unit
+                .lines()
+                .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .collect();
+            assert_eq!(found.len(), 1, "{key} is set once");
+            found[0].trim()
+        };
+        assert_eq!(value("Restart"), "on-failure");
+        assert!(value("RestartSec").parse::<u32>().unwrap() > 0);
+        let prevented: Vec<u8> = value("RestartPreventExitStatus")
+            .split_whitespace()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert_eq!(prevented, [exit::BAD_CONFIG, exit::UNSUPPORTED]);
+        assert!(!prevented.contains(&exit::PHASE_FAILED));
+    }
 }

@@ -86,6 +86,11 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
         .kubeadm_api_version;
     let cluster = &config.cluster;
     let boot = &config.bootstrap;
+    let token = boot
+        .token
+        .as_ref()
+        .context("no bootstrap token: render from secrets::resolved")?
+        .expose();
     Ok(match facts.kind {
         NodeKind::FirstMaster => {
             let mut api_server = json!({
@@ -100,7 +105,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                     "apiVersion": api_version,
                     "kind": "InitConfiguration",
                     "bootstrapTokens": [{
-                        "token": boot.token.expose(),
+                        "token": token,
                         "ttl": boot.token_ttl,
                         "description": "kubeboot: nodes of this cluster join with this token",
                         "groups": [BOOTSTRAP_GROUP],
@@ -134,7 +139,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                 "discovery": {
                     "bootstrapToken": {
                         "apiServerEndpoint": cluster.control_plane_endpoint,
-                        "token": boot.token.expose(),
+                        "token": token,
                         "caCertHashes": boot.ca_cert_hashes,
                     },
                 },

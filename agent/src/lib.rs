@@ -19,6 +19,7 @@ pub mod phases;
 pub mod provider;
 pub mod retry;
 pub mod root;
+pub mod secrets;
 #[cfg(test)]
 pub mod testing;
 pub mod workflow;

@@ -1,5 +1,7 @@
 //! Durable progress: one `<phase>.done` marker per finished phase (written only after the phase's
-//! effects are durable), one `<phase>.failed` record per failed attempt, the final `done` marker
+//! effects are durable), one `<phase>.failed` record per failed attempt, one `<phase>.waiting`
+//! record while a phase waits for something outside the node (IMDS, the vault, the endpoint)
+//! and retries, the final `done` marker
 //! and the node facts the metadata phase derived. Everything lives under `/var/lib/kubeboot/`.
 
 use std::fs;
@@ -36,6 +38,16 @@ pub struct FailedRecord {
     pub time: String,
 }
 
+/// Contents of `<phase>.waiting`: what the phase is retrying and why it has not worked yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingRecord {
+    pub reason: String,
+    pub attempt: u32,
+    pub since: String,
+    pub time: String,
+}
+
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -61,6 +73,31 @@ impl<'a> Markers<'a> {
         read_json(&self.path(phase, "failed"))
     }
 
+    pub fn waiting(&self, phase: &str) -> Result<Option<WaitingRecord>> {
+        read_json(&self.path(phase, "waiting"))
+    }
+
+    /// Records why the phase waits; `since` is kept from the record of the same wait.
+    pub fn record_waiting(&self, phase: &str, reason: &str, attempt: u32) -> Result<()> {
+        let now = timestamp(SystemTime::now());
+        let since = match self.waiting(phase).ok().flatten() {
+            Some(earlier) if attempt > 1 => earlier.since,
+            _ => now.clone(),
+        };
+        let record = WaitingRecord {
+            reason: reason.to_string(),
+            attempt,
+            since,
+            time: now,
+        };
+        write_json(&self.path(phase, "waiting"), &record)
+    }
+
+    /// The wait is over (it worked, or the phase ends either way).
+    pub fn clear_waiting(&self, phase: &str) -> Result<()> {
+        remove_if_present(&self.path(phase, "waiting"))
+    }
+
     /// Records success and clears any earlier failure. Call only once the effects are durable.
     pub fn record_done(
         &self,
@@ -78,6 +115,7 @@ impl<'a> Markers<'a> {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         write_json(&self.path(phase, "done"), &record)?;
+        self.clear_waiting(phase)?;
         remove_if_present(&self.path(phase, "failed"))
     }
 
@@ -86,6 +124,7 @@ impl<'a> Markers<'a> {
             message: message.to_string(),
             time: timestamp(SystemTime::now()),
         };
+        self.clear_waiting(phase)?;
         write_json(&self.path(phase, "failed"), &record)
     }
 
@@ -147,5 +186,25 @@ mod tests {
         assert_eq!(m.failed("os").unwrap(), None);
         m.clear_done("os").unwrap();
         assert_eq!(m.done("os").unwrap(), None);
+    }
+
+    #[test]
+    fn waiting_keeps_its_start_and_ends_with_the_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let m = Markers::new(&root);
+        m.record_waiting("join", "endpoint refused", 1).unwrap();
+        let first = m.waiting("join").unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        m.record_waiting("join", "endpoint timed out", 2).unwrap();
+        let second = m.waiting("join").unwrap().unwrap();
+        assert_eq!((second.since, second.attempt), (first.since, 2));
+        assert_eq!(second.reason, "endpoint timed out");
+        m.record_failed("join", "kubeadm exited 1").unwrap();
+        assert_eq!(m.waiting("join").unwrap(), None);
+        m.record_waiting("join", "vault 403", 1).unwrap();
+        let start = SystemTime::now();
+        m.record_done("join", start, start).unwrap();
+        assert_eq!(m.waiting("join").unwrap(), None);
     }
 }

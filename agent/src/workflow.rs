@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
 use crate::fsx;
-use crate::markers::Markers;
+use crate::markers::{Markers, WaitingRecord};
 use crate::phases::{self, Step, STEPS};
 
 /// Which phases a `run` touches (`--only` / `--skip`).
@@ -202,12 +202,16 @@ pub struct PhaseStatus {
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// While the phase retries something outside the node: what and why (see `retry`).
+    pub waiting: Option<WaitingRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PhaseState {
     Done,
+    /// Running, and retrying something outside the node until it works.
+    Waiting,
     Pending,
     Failed,
     Skipped,
@@ -223,6 +227,7 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
             let name = step.phase.name();
             let done = markers.done(name)?;
             let failed = markers.failed(name)?;
+            let waiting = markers.waiting(name)?;
             let not_applicable = match ctx {
                 Some(ctx) => !matches!(
                     applicability(ctx, step).with_context(|| format!("phase {name}"))?,
@@ -232,6 +237,7 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
             };
             let state = match (&done, &failed) {
                 (Some(_), _) => PhaseState::Done,
+                (None, _) if waiting.is_some() => PhaseState::Waiting,
                 (None, Some(_)) => PhaseState::Failed,
                 (None, None) if not_applicable => PhaseState::Skipped,
                 (None, None) => PhaseState::Pending,
@@ -243,6 +249,7 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
                 finished_at: done.as_ref().map(|d| d.finished_at.clone()),
                 duration_ms: done.as_ref().map(|d| d.duration_ms),
                 last_error: failed.map(|f| f.message),
+                waiting,
             })
         })
         .collect()

@@ -150,6 +150,8 @@ pub fn node_config(
                 resource_group: azure.resource_group.clone(),
                 location: azure.location.clone(),
                 cloud_config_path: kubeboot_nodeconfig::default_cloud_config_path(),
+                cloud: Default::default(),
+                custom_cloud: None,
             }),
         },
         None => ProviderConfig {
@@ -178,11 +180,12 @@ pub fn node_config(
         },
         provider,
         bootstrap: Bootstrap {
-            token: secrets.bootstrap_token.clone(),
+            token: Some(secrets.bootstrap_token.clone()),
             token_ttl: default_token_ttl(),
             ca_cert_hashes: vec![ca_hash.to_string()],
         },
         pki: (pool.role == Role::Master).then(|| secrets.shared_pki()),
+        secrets: None,
         artifacts: s.artifacts.clone(),
         api_server,
         addons: s.addons.clone(),

@@ -17,9 +17,13 @@ pub struct NodeConfig {
     pub node: NodeInfo,
     pub provider: ProviderConfig,
     pub bootstrap: Bootstrap,
-    /// Shared cluster PKI; present on masters only (extra masters join with the same CAs).
+    /// Shared cluster PKI; present on masters only (extra masters join with the same CAs), and
+    /// absent when `secrets.keyVault` is given (the vault is then its only source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pki: Option<SharedPki>,
+    /// Where the cluster secrets live when they are not inline (Azure only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Secrets>,
     #[serde(default)]
     pub artifacts: Artifacts,
     /// API server settings; used on masters only.
@@ -106,6 +110,60 @@ pub struct AzureProvider {
     /// Where the user data put cloud-provider-azure's cloud config.
     #[serde(default = "default_cloud_config_path")]
     pub cloud_config_path: String,
+    /// The Azure environment: which host names serve Key Vault and which audience its tokens name.
+    #[serde(default)]
+    pub cloud: AzureCloud,
+    /// Endpoints of a `Custom` cloud (Azure Stack Hub, or any endpoint set given explicitly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_cloud: Option<CustomCloud>,
+}
+
+/// Azure environments by the names cloud-provider-azure's `cloud` key uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AzureCloud {
+    #[default]
+    AzurePublicCloud,
+    #[serde(rename = "AzureUSGovernmentCloud")]
+    AzureUsGovernmentCloud,
+    AzureChinaCloud,
+    /// Endpoints from `customCloud`.
+    Custom,
+}
+
+/// Endpoints of an Azure environment that is not one of the known clouds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomCloud {
+    /// DNS suffix of vault host names: a vault is `https://<name>.<suffix>`.
+    pub key_vault_dns_suffix: String,
+    /// Audience (`resource`) of the access tokens Key Vault accepts, e.g. `https://vault.azure.net`.
+    pub key_vault_resource: String,
+    /// Base URL of the instance metadata service; absent means the link-local one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imds_endpoint: Option<String>,
+    /// PEM certificates trusted in addition to the system roots (for Key Vault over TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+}
+
+/// Where cluster secrets are read from instead of this document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Secrets {
+    pub key_vault: KeyVaultSecrets,
+}
+
+/// An Azure Key Vault holding the cluster secrets, read with the VM's system-assigned identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyVaultSecrets {
+    /// Vault name (the first label of its host name).
+    pub name: String,
+    /// Secret whose value is the bootstrap token, `<id>.<secret>`.
+    pub join_token_secret: String,
+    /// Secret whose value is the JSON of [`SharedPki`]; masters only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki_secret: Option<String>,
 }
 
 pub fn default_cloud_config_path() -> String {
@@ -115,8 +173,9 @@ pub fn default_cloud_config_path() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bootstrap {
-    /// kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
-    pub token: Secret,
+    /// kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`; absent when `secrets.keyVault` holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
     /// kubeadm's token TTL (Go duration), e.g. `24h`.
     #[serde(default = "default_token_ttl")]
     pub token_ttl: String,
@@ -322,10 +381,31 @@ impl NodeConfig {
                     "only allowed when provider.name is azure",
                 ))
             }
-            _ => {}
+            (ProviderName::Azure, Some(azure)) => azure.validate("provider.azure")?,
+            (ProviderName::None, None) => {}
         }
-        check_token(self.bootstrap.token.expose())
-            .map_err(|m| FieldError::new("bootstrap.token", m))?;
+        let key_vault = self.secrets.as_ref().map(|s| &s.key_vault);
+        if let Some(vault) = key_vault {
+            self.check_key_vault(vault)?;
+        }
+        match (&self.bootstrap.token, key_vault) {
+            (Some(token), None) => {
+                check_token(token.expose()).map_err(|m| FieldError::new("bootstrap.token", m))?
+            }
+            (None, None) => {
+                return Err(FieldError::new(
+                    "bootstrap.token",
+                    "required unless secrets.keyVault is given",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    "bootstrap.token",
+                    "must be absent when secrets.keyVault is given (the vault is its only source)",
+                ))
+            }
+            (None, Some(_)) => {}
+        }
         if self.bootstrap.ca_cert_hashes.is_empty() {
             return Err(FieldError::new(
                 "bootstrap.caCertHashes",
@@ -341,6 +421,13 @@ impl NodeConfig {
             .check_for_version("apiServer", &c.kubernetes_version)?;
         self.artifacts.check("artifacts", &c.kubernetes_version)?;
         match (self.node.role, &self.pki) {
+            (_, Some(_)) if key_vault.is_some() => {
+                return Err(FieldError::new(
+                    "pki",
+                    "must be absent when secrets.keyVault is given (the vault is its only source)",
+                ))
+            }
+            (Role::Master, None) if key_vault.is_some() => {}
             (Role::Master, None) => return Err(FieldError::new("pki", "required on a master")),
             (Role::Worker, Some(_)) => {
                 return Err(FieldError::new(
@@ -349,25 +436,144 @@ impl NodeConfig {
                 ))
             }
             (Role::Master, Some(pki)) => {
-                for (field, _, pair) in pki.pairs() {
-                    check_pem(&pair.public)
-                        .map_err(|m| FieldError::new(format!("pki.{field}.public"), m))?;
-                    check_pem(pair.private.expose())
-                        .map_err(|m| FieldError::new(format!("pki.{field}.private"), m))?;
-                }
-                if let Some(key) = &pki.encryption_key {
-                    check_encryption_key(key.expose())
-                        .map_err(|m| FieldError::new("pki.encryptionKey", m))?;
-                }
+                pki.validate("pki")?;
             }
             (Role::Worker, None) => {}
         }
         Ok(())
     }
 
+    /// The vault is read with the VM's Azure identity, so it needs provider azure; a worker
+    /// names the join secret only, a master the PKI secret too.
+    fn check_key_vault(&self, vault: &KeyVaultSecrets) -> Result<(), FieldError> {
+        const AT: &str = "secrets.keyVault";
+        if self.provider.name != ProviderName::Azure {
+            return Err(FieldError::new(
+                AT,
+                "only allowed when provider.name is azure",
+            ));
+        }
+        check_vault_name(&vault.name).map_err(|m| FieldError::new(format!("{AT}.name"), m))?;
+        check_vault_secret_name(&vault.join_token_secret)
+            .map_err(|m| FieldError::new(format!("{AT}.joinTokenSecret"), m))?;
+        match (self.node.role, &vault.pki_secret) {
+            (Role::Master, None) => Err(FieldError::new(
+                format!("{AT}.pkiSecret"),
+                "required on a master",
+            )),
+            (Role::Worker, Some(_)) => Err(FieldError::new(
+                format!("{AT}.pkiSecret"),
+                "must not be given to a worker (it may read the join secret only)",
+            )),
+            (Role::Master, Some(name)) => check_vault_secret_name(name)
+                .map_err(|m| FieldError::new(format!("{AT}.pkiSecret"), m)),
+            (Role::Worker, None) => Ok(()),
+        }
+    }
+
     pub fn is_master(&self) -> bool {
         self.node.role == Role::Master
     }
+}
+
+impl SharedPki {
+    /// Every key pair is PEM and the encryption key, if any, has the right length. Used for the
+    /// inline `pki` and for the PKI read from a vault alike; `at` names where it came from.
+    pub fn validate(&self, at: &str) -> Result<(), FieldError> {
+        for (field, _, pair) in self.pairs() {
+            check_pem(&pair.public)
+                .map_err(|m| FieldError::new(format!("{at}.{field}.public"), m))?;
+            check_pem(pair.private.expose())
+                .map_err(|m| FieldError::new(format!("{at}.{field}.private"), m))?;
+        }
+        if let Some(key) = &self.encryption_key {
+            check_encryption_key(key.expose())
+                .map_err(|m| FieldError::new(format!("{at}.encryptionKey"), m))?;
+        }
+        Ok(())
+    }
+}
+
+impl AzureProvider {
+    fn validate(&self, at: &str) -> Result<(), FieldError> {
+        match (self.cloud, &self.custom_cloud) {
+            (AzureCloud::Custom, None) => Err(FieldError::new(
+                format!("{at}.customCloud"),
+                "required when cloud is Custom",
+            )),
+            (AzureCloud::Custom, Some(custom)) => custom.validate(&format!("{at}.customCloud")),
+            (_, Some(_)) => Err(FieldError::new(
+                format!("{at}.customCloud"),
+                "only allowed when cloud is Custom",
+            )),
+            (_, None) => Ok(()),
+        }
+    }
+}
+
+impl CustomCloud {
+    fn validate(&self, at: &str) -> Result<(), FieldError> {
+        if !crate::labels::is_dns_subdomain(&self.key_vault_dns_suffix) {
+            return Err(FieldError::new(
+                format!("{at}.keyVaultDnsSuffix"),
+                format!(
+                    "{:?} must be a lowercase DNS name",
+                    self.key_vault_dns_suffix
+                ),
+            ));
+        }
+        check_url(&self.key_vault_resource, &["https"])
+            .map_err(|m| FieldError::new(format!("{at}.keyVaultResource"), m))?;
+        if let Some(imds) = &self.imds_endpoint {
+            check_url(imds, &["http", "https"])
+                .map_err(|m| FieldError::new(format!("{at}.imdsEndpoint"), m))?;
+        }
+        if let Some(bundle) = &self.ca_bundle {
+            check_pem(bundle).map_err(|m| FieldError::new(format!("{at}.caBundle"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Azure's rule for vault names: 3-24 characters of letters, digits and hyphens, starting with a
+/// letter, ending with a letter or digit, no two hyphens in a row.
+pub fn check_vault_name(name: &str) -> Result<(), String> {
+    let ok = (3..=24).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !name.contains("--");
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "{name:?} must be 3-24 letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
+        )),
+    }
+}
+
+/// Azure's rule for secret names: 1-127 letters, digits and hyphens.
+pub fn check_vault_secret_name(name: &str) -> Result<(), String> {
+    match (1..=127).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        true => Ok(()),
+        false => Err(format!(
+            "{name:?} must be 1-127 letters, digits and hyphens"
+        )),
+    }
+}
+
+/// `<scheme>://<host>[:port][/path]` with one of the given schemes and a non-empty host.
+fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let rest = schemes
+        .iter()
+        .find_map(|s| url.strip_prefix(s).and_then(|r| r.strip_prefix("://")))
+        .ok_or_else(|| format!("{url:?} must start with {}://", schemes.join(":// or ")))?;
+    let host = rest.split(['/', ':', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    Ok(())
 }
 
 /// kubeadm's bootstrap token format: `[a-z0-9]{6}.[a-z0-9]{16}`.

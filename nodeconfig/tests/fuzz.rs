@@ -15,6 +15,8 @@ use proptest::prelude::*;
 const CORPUS: &[&str] = &[
     include_str!("corpus/master.yaml"),
     include_str!("corpus/worker.yaml"),
+    include_str!("corpus/azure-vault-master.yaml"),
+    include_str!("corpus/azure-vault-worker.yaml"),
 ];
 
 /// The properties every input must satisfy.

@@ -59,6 +59,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 let state = serde_json::to_value(p.state)?;
                 let detail = match (&p.finished_at, &p.last_error) {
                     (Some(at), _) => format!("{at} ({} ms)", p.duration_ms.unwrap_or(0)),
+                    (None, _) if p.waiting.is_some() => {
+                        let w = p.waiting.as_ref().expect("checked");
+                        format!("since {} (attempt {}): {}", w.since, w.attempt, w.reason)
+                    }
                     (None, Some(err)) => err.clone(),
                     (None, None) => String::new(),
                 };

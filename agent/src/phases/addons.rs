@@ -135,6 +135,8 @@ mod tests {
                 resource_group: "rg".into(),
                 location: "westeurope".into(),
                 cloud_config_path: "/etc/kubernetes/azure.json".into(),
+                cloud: Default::default(),
+                custom_cloud: None,
             }),
         };
         let manifests = render(&config).unwrap();

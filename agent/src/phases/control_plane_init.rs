@@ -1,6 +1,7 @@
 //! `control-plane-init` (first master only): the shared cluster PKI, then `kubeadm init`.
 //!
-//! Inputs: the NodeConfig's `pki`, `/etc/kubeboot/kubeadm.yaml`. Outputs: the CAs and the
+//! Inputs: the shared PKI (`secrets`: inline `pki` or the vault's PKI secret, fetched right
+//! before it is written), `/etc/kubeboot/kubeadm.yaml`. Outputs: the CAs and the
 //! service-account key pair in `/etc/kubernetes/pki` (keys 0600, certificates 0644, directories
 //! 0700), the endpoint name mapped to this master in /etc/hosts, and whatever `kubeadm init`
 //! makes (static pods, admin.conf, the bootstrap token from the NodeConfig).
@@ -16,7 +17,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use kubeboot_nodeconfig::SharedPki;
 use tracing::{info, warn};
 
@@ -28,6 +29,7 @@ use crate::kubeadm::CONFIG_FILE;
 use crate::phases::Phase;
 use crate::retry::Backoff;
 use crate::root::Root;
+use crate::secrets;
 
 pub struct ControlPlaneInit;
 
@@ -109,12 +111,12 @@ fn api_answers(ctx: &Context) -> bool {
         ],
     );
     let backoff = Backoff {
+        first_delay: Duration::ZERO,
         initial: Duration::from_secs(1),
         max_delay: Duration::from_secs(10),
         factor: 2.0,
-        jitter: 0.2,
         max_attempts: u32::MAX,
-        deadline: API_DEADLINE,
+        deadline: Some(API_DEADLINE),
     };
     backoff
         .retry(|attempt| {
@@ -141,11 +143,6 @@ impl Phase for ControlPlaneInit {
         "write the shared PKI and run kubeadm init (first master)"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let pki = ctx
-            .config
-            .pki
-            .as_ref()
-            .context("pki: required on a master")?;
         let config_file = ctx.arg_path(CONFIG_FILE);
         // Without its static pod manifest and the kubelet's configuration nothing will ever start
         // the API server: no use waiting for it.
@@ -175,7 +172,7 @@ impl Phase for ControlPlaneInit {
                 ),
             )?;
         }
-        write_pki(&ctx.root, pki)?;
+        write_pki(&ctx.root, &secrets::shared_pki(ctx)?)?;
         hosts::map_endpoint_to_this_master(ctx)?;
         kubeadm(
             ctx,

@@ -1,14 +1,16 @@
 //! `join` (extra masters and workers): wait for the control-plane endpoint, then `kubeadm join`.
 //!
-//! Inputs: `/etc/kubeboot/kubeadm.yaml` (JoinConfiguration with the token and CA pins), on extra
-//! masters the NodeConfig's shared PKI. Outputs: extra masters get the shared CAs in
+//! Inputs: `/etc/kubeboot/kubeadm.yaml` (JoinConfiguration with the token and CA pins), rewritten
+//! right before `kubeadm join` with the token `secrets` gives then (inline, or the vault's
+//! current one: a node created long after the cluster joins with the token of the day); on
+//! extra masters the shared PKI, fetched the same way. Outputs: extra masters get the shared CAs in
 //! `/etc/kubernetes/pki` before joining and, after joining, the endpoint name mapped to themselves
 //! in /etc/hosts (before joining they must reach the first master through it). What
 //! `kubeadm join` makes: kubelet.conf, on masters static pods and an etcd member.
 //! Done-marker: `phases/join.done`.
 //!
-//! The endpoint is polled with a TCP connect, exponential backoff with jitter and a deadline, each
-//! attempt logged. Re-running after a kill: a node with everything `kubeadm join` writes for the
+//! The endpoint is polled with a TCP connect (`retry`: full jitter, no deadline: a master late or
+//! reimaged is waited for as long as it takes, the reason shown by `status`). Re-running after a kill: a node with everything `kubeadm join` writes for the
 //! kubelet (and, on a master, the API server manifest) has joined; anything less means a
 //! half-finished join, which is reset first; a joined node gets its kubelet started.
 
@@ -26,43 +28,45 @@ use crate::kubeadm::CONFIG_FILE;
 use crate::phases::control_plane_init::{
     leftovers, reset, write_pki, API_SERVER_MANIFEST, KUBELET_CONFIG,
 };
-use crate::phases::Phase;
+use crate::phases::{kubeadm_config, Phase};
+use crate::provider::Report;
 use crate::retry::Backoff;
+use crate::secrets;
 
 pub struct Join;
 
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 
-/// The first master may still be pulling images and running init: wait up to 20 minutes.
+/// The first master may still be pulling images and running init, or be reimaged: wait for as
+/// long as it takes.
 pub const ENDPOINT_WAIT: Backoff = Backoff {
+    first_delay: Duration::from_secs(2),
     initial: Duration::from_secs(2),
     max_delay: Duration::from_secs(30),
     factor: 2.0,
-    jitter: 0.3,
     max_attempts: u32::MAX,
-    deadline: Duration::from_secs(20 * 60),
+    deadline: None,
 };
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Polls `host:port` with TCP connects until one succeeds.
-pub fn wait_for_endpoint(phase: &str, endpoint: &str, backoff: &Backoff) -> Result<()> {
+/// Polls `host:port` with TCP connects until one succeeds, reporting each wait to `report`.
+pub fn wait_for_endpoint(endpoint: &str, backoff: &Backoff, report: Report) -> Result<()> {
     backoff
-        .retry(|attempt| {
-            info!(
-                phase,
-                "waiting for the control-plane endpoint {endpoint} (attempt {attempt})"
-            );
-            let addrs: Vec<_> = endpoint
-                .to_socket_addrs()
-                .with_context(|| format!("resolving {endpoint}"))?
-                .collect();
-            for addr in &addrs {
-                if TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok() {
-                    return Ok(());
+        .retry_reporting(
+            |_| {
+                let addrs: Vec<_> = endpoint
+                    .to_socket_addrs()
+                    .with_context(|| format!("resolving {endpoint}"))?
+                    .collect();
+                for addr in &addrs {
+                    if TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok() {
+                        return Ok(());
+                    }
                 }
-            }
-            bail!("{endpoint} ({addrs:?}) does not accept connections yet")
-        })
+                bail!("{endpoint} ({addrs:?}) does not accept connections yet")
+            },
+            report,
+        )
         .with_context(|| format!("the control-plane endpoint {endpoint} never answered"))
 }
 
@@ -98,12 +102,15 @@ impl Phase for Join {
             ctx.exec(&Cmd::systemctl(["start", "kubelet"]))?;
         } else {
             if !ctx.dry_run() {
-                wait_for_endpoint(
-                    self.name(),
-                    &ctx.config.cluster.control_plane_endpoint,
-                    &ENDPOINT_WAIT,
-                )?;
+                ctx.waiting_on(|report| {
+                    wait_for_endpoint(
+                        &ctx.config.cluster.control_plane_endpoint,
+                        &ENDPOINT_WAIT,
+                        report,
+                    )
+                })?;
             }
+            let config = secrets::resolved(ctx)?;
             let left = leftovers(&ctx.root);
             if !left.is_empty() {
                 reset(
@@ -114,13 +121,14 @@ impl Phase for Join {
                     ),
                 )?;
             }
-            if kind == NodeKind::ExtraMaster {
-                let pki = ctx
-                    .config
-                    .pki
-                    .as_ref()
-                    .context("pki: required on a master")?;
+            if let Some(pki) = &config.pki {
                 write_pki(&ctx.root, pki)?;
+            }
+            if kubeadm_config::write(ctx, &config)? {
+                info!(
+                    phase = self.name(),
+                    "the token changed since kubeadm-config: {CONFIG_FILE} rewritten"
+                );
             }
             let config_file = ctx.arg_path(CONFIG_FILE);
             ctx.exec(&Cmd::new(
@@ -142,24 +150,35 @@ mod tests {
 
     fn quick(max_attempts: u32) -> Backoff {
         Backoff {
+            first_delay: Duration::ZERO,
             initial: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
             max_attempts,
-            deadline: Duration::from_secs(10),
+            deadline: Some(Duration::from_secs(10)),
             ..ENDPOINT_WAIT
         }
     }
 
     #[test]
-    fn waits_until_the_endpoint_listens() {
+    fn waits_until_the_endpoint_listens_and_says_why_meanwhile() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
-        wait_for_endpoint("join", &endpoint, &quick(3)).unwrap();
+        wait_for_endpoint(&endpoint, &quick(3), &|_| panic!("no wait")).unwrap();
         drop(listener);
-        let err = wait_for_endpoint("join", &endpoint, &quick(3)).unwrap_err();
+        let reasons = std::cell::RefCell::new(Vec::new());
+        let err = wait_for_endpoint(&endpoint, &quick(3), &|w| {
+            reasons.borrow_mut().push(w.reason.to_string())
+        })
+        .unwrap_err();
         assert!(
             format!("{err:#}").contains("gave up after 3 attempts"),
             "{err:#}"
+        );
+        let reasons = reasons.into_inner();
+        assert_eq!(reasons.len(), 2);
+        assert!(
+            reasons[0].contains("does not accept connections yet"),
+            "{reasons:?}"
         );
     }
 }

@@ -4,19 +4,33 @@
 //! a 0700 directory (it holds the bootstrap token). Documents and apiVersion: see `crate::kubeadm`.
 //! On masters also the files the API server's flags name (admission, audit policy, encryption at
 //! rest, OIDC CA; see `crate::apiserver`), which must exist before kubeadm starts the static pod.
-//! Done-marker: `phases/kubeadm-config.done`; re-verified: the file is still what it should be.
+//! The token (and on masters the PKI, for the encryption key) comes from `secrets`: inline, or
+//! fetched from the vault. Done-marker: `phases/kubeadm-config.done`; re-verified: the file is
+//! still what it should be, or, when the secrets live in a vault, still there and private (a
+//! check that fetched secrets would make `plan` and `status` wait on the vault; `join` fetches
+//! the current token and rewrites the file anyway).
 
 use anyhow::{bail, Result};
+use kubeboot_nodeconfig::NodeConfig;
 
 use crate::apiserver;
 use crate::context::Context;
 use crate::fsx;
 use crate::kubeadm::{render, CONFIG_FILE};
 use crate::phases::Phase;
+use crate::secrets;
 
 pub struct KubeadmConfig;
 
 pub const CONFIG_DIR: &str = "/etc/kubeboot";
+
+/// Writes kubeadm's configuration for `config` (with its secrets resolved); returns whether it
+/// changed.
+pub fn write(ctx: &Context, config: &NodeConfig) -> Result<bool> {
+    let text = render(config, &ctx.facts()?)?;
+    fsx::create_dir_with_mode(&ctx.root.path(CONFIG_DIR), 0o700)?;
+    fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), text.as_bytes(), 0o600)
+}
 
 impl Phase for KubeadmConfig {
     fn name(&self) -> &'static str {
@@ -26,20 +40,25 @@ impl Phase for KubeadmConfig {
         "write kubeadm's Init/Cluster/Kubelet or Join configuration (0600)"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let text = render(&ctx.config, &ctx.facts()?)?;
-        fsx::create_dir_with_mode(&ctx.root.path(CONFIG_DIR), 0o700)?;
-        fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), text.as_bytes(), 0o600)?;
-        if ctx.config.is_master() {
-            apiserver::write_server_files(&ctx.root, &ctx.config)?;
+        let config = secrets::resolved(ctx)?;
+        write(ctx, &config)?;
+        if config.is_master() {
+            apiserver::write_server_files(&ctx.root, &config)?;
         }
         Ok(())
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let path = ctx.root.path(CONFIG_FILE);
-        let want = render(&ctx.config, &ctx.facts()?)?;
+        let want = match ctx.config.secrets {
+            None => Some(render(&secrets::resolved(ctx)?, &ctx.facts()?)?),
+            Some(_) => None,
+        };
         match (std::fs::read_to_string(&path), std::fs::metadata(&path)) {
-            (Ok(text), Ok(meta)) if text == want && meta.permissions().mode() & 0o777 == 0o600 => {
+            (Ok(text), Ok(meta))
+                if want.is_none_or(|want| text == want)
+                    && meta.permissions().mode() & 0o777 == 0o600 =>
+            {
                 Ok(())
             }
             _ => bail!("{CONFIG_FILE} is missing or differs from the NodeConfig"),

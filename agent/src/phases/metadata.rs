@@ -19,7 +19,7 @@ use crate::error::Stop;
 use crate::facts::{NodeFacts, NodeKind};
 use crate::markers::{self, FACTS_FILE};
 use crate::phases::Phase;
-use crate::provider::{self, InstanceMetadata};
+use crate::provider::InstanceMetadata;
 
 pub struct Metadata;
 
@@ -116,7 +116,7 @@ impl Phase for Metadata {
         "read the cloud's instance metadata; derive node name, kind, provider-id, labels and taints"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let md = provider::for_config(&ctx.config, &ctx.root).fetch()?;
+        let md = ctx.waiting_on(|report| ctx.provider().fetch(report))?;
         let facts = derive(&ctx.config, &md)?;
         tracing::info!(
             phase = self.name(),
@@ -148,6 +148,8 @@ mod tests {
                 resource_group: "rg-demo".into(),
                 location: "westeurope".into(),
                 cloud_config_path: "/etc/kubernetes/azure.json".into(),
+                cloud: Default::default(),
+                custom_cloud: None,
             }),
         };
         if ordinal_zero_decides {

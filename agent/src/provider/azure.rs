@@ -1,55 +1,82 @@
-//! Azure: the Instance Metadata Service (IMDS) on the link-local address, queried with the
-//! `Metadata: true` header, never through a proxy, with bounded retries. The URL is fixed in the
-//! product; only test builds point it at a local mock server.
+//! Azure: the Instance Metadata Service (IMDS), queried with the `Metadata: true` header, never
+//! through a proxy; and the cluster secrets from the Key Vault the NodeConfig names, read as this
+//! VM's system-assigned identity (`key_vault`). Host names and trust come from the NodeConfig's
+//! Azure environment (`environment`): the link-local IMDS and the known clouds' vault suffixes,
+//! or a custom cloud's endpoints. Waiting for IMDS or the vault lasts as long as it takes.
+
+mod environment;
+mod key_vault;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
+use kubeboot_nodeconfig::{check_token, AzureProvider, NodeConfig, Secret, SharedPki};
 use serde::Deserialize;
 use tracing::info;
 
-use super::{AzureInstance, InstanceMetadata, MetadataProvider};
-use crate::retry::Backoff;
+pub use environment::Environment;
+use key_vault::{not_json, KeyVault};
 
-const IMDS_INSTANCE_URL: &str = "http://169.254.169.254/metadata/instance?api-version=2021-02-01";
+use super::{inline_pki, inline_token, AzureInstance, InstanceMetadata, Provider, Report};
+use crate::retry::{Backoff, Failure};
+
+const INSTANCE_API_VERSION: &str = "2021-02-01";
+
+/// Waiting for IMDS and the vault: a random start within two seconds (IMDS, the first thing a
+/// booted node asks), then gaps up to half a minute, for as long as it takes (a VM is no use to
+/// anyone until it gets there).
+pub const AZURE_WAIT: Backoff = Backoff {
+    first_delay: Duration::from_secs(2),
+    initial: Duration::from_secs(1),
+    max_delay: Duration::from_secs(30),
+    factor: 2.0,
+    max_attempts: u32::MAX,
+    deadline: None,
+};
+
+/// Per request; a slower answer is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Azure {
-    url: String,
+    env: Environment,
     backoff: Backoff,
     timeout: Duration,
 }
 
 impl Azure {
-    pub fn new() -> Self {
+    pub fn new(azure: &AzureProvider) -> Self {
         Self {
-            url: IMDS_INSTANCE_URL.to_string(),
-            // IMDS can be briefly unavailable right after boot; two minutes covers that.
-            backoff: Backoff {
-                initial: Duration::from_millis(500),
-                max_delay: Duration::from_secs(10),
-                factor: 2.0,
-                jitter: 0.3,
-                max_attempts: 20,
-                deadline: Duration::from_secs(120),
-            },
-            timeout: Duration::from_secs(5),
+            env: Environment::of(azure),
+            backoff: AZURE_WAIT,
+            timeout: REQUEST_TIMEOUT,
         }
     }
 
     #[cfg(test)]
-    fn with_url(url: String, backoff: Backoff, timeout: Duration) -> Self {
+    fn with_imds(imds: String, backoff: Backoff, timeout: Duration) -> Self {
         Self {
-            url,
+            env: Environment {
+                imds,
+                ..Environment::of(&crate::testing::fixture::azure_provider())
+            },
             backoff,
             timeout,
         }
     }
-}
 
-impl Default for Azure {
-    fn default() -> Self {
-        Self::new()
+    /// Vault reads start at once: nodes booted together were spread by the metadata phase's
+    /// random start and by the phases since (downloads), and a random start on every read would
+    /// add seconds to every node's setup.
+    fn key_vault(&self) -> Result<KeyVault<'_>> {
+        KeyVault::new(
+            &self.env,
+            Backoff {
+                first_delay: Duration::ZERO,
+                ..self.backoff
+            },
+            self.timeout,
+        )
     }
 }
 
@@ -105,28 +132,36 @@ struct IpAddress {
     private_ip_address: IpAddr,
 }
 
-impl MetadataProvider for Azure {
-    fn fetch(&self) -> Result<InstanceMetadata> {
-        let client = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .build()
-            .context("building the IMDS HTTP client")?;
+impl Provider for Azure {
+    fn fetch(&self, report: Report) -> Result<InstanceMetadata> {
+        let client = self.env.imds_client(self.timeout)?;
+        let url = format!(
+            "{}/metadata/instance?api-version={INSTANCE_API_VERSION}",
+            self.env.imds
+        );
         let instance: Instance = self
             .backoff
-            .retry(|attempt| {
-                info!(
-                    phase = "metadata",
-                    "querying Azure IMDS (attempt {attempt})"
-                );
-                let response = client.get(&self.url).header("Metadata", "true").send()?;
-                let status = response.status();
-                if !status.is_success() {
-                    bail!("IMDS answered {status}");
-                }
-                Ok(response.json()?)
-            })
+            .retry_reporting(
+                |attempt| -> Result<Instance, Failure> {
+                    info!(
+                        phase = "metadata",
+                        "querying Azure IMDS (attempt {attempt})"
+                    );
+                    let response = client
+                        .get(&url)
+                        .header("Metadata", "true")
+                        .send()
+                        .map_err(|e| anyhow!("IMDS: {e}"))?;
+                    let status = response.status();
+                    if !status.is_success() {
+                        return Err(anyhow!("IMDS answered {status}").into());
+                    }
+                    let body = response.bytes().map_err(|e| anyhow!("IMDS: {e}"))?;
+                    serde_json::from_slice(&body)
+                        .map_err(|e| Failure::permanent(not_json("IMDS instance document", &e)))
+                },
+                report,
+            )
             .context("reading Azure instance metadata")?;
         let compute = instance.compute;
         if compute.vm_scale_set_name.is_empty() {
@@ -162,6 +197,45 @@ impl MetadataProvider for Azure {
             }),
         })
     }
+
+    fn join_token(&self, config: &NodeConfig, report: Report) -> Result<Secret> {
+        let Some(secrets) = &config.secrets else {
+            return inline_token(config);
+        };
+        let vault = &secrets.key_vault;
+        self.key_vault()?.get(
+            &vault.name,
+            &vault.join_token_secret,
+            |value| {
+                check_token(value.expose().trim())
+                    .map_err(|m| anyhow!("the bootstrap token {m}"))?;
+                Ok(Secret::new(value.expose().trim()))
+            },
+            report,
+        )
+    }
+
+    fn shared_pki(&self, config: &NodeConfig, report: Report) -> Result<SharedPki> {
+        let Some(secrets) = &config.secrets else {
+            return inline_pki(config);
+        };
+        let vault = &secrets.key_vault;
+        let name = vault
+            .pki_secret
+            .as_deref()
+            .context("secrets.keyVault.pkiSecret: required on a master")?;
+        self.key_vault()?.get(
+            &vault.name,
+            name,
+            |value| {
+                let pki: SharedPki = serde_json::from_str(value.expose())
+                    .map_err(|e| not_json("cluster PKI", &e))?;
+                pki.validate(name)?;
+                Ok(pki)
+            },
+            report,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -189,10 +263,7 @@ mod mock_tests {
     /// Serves the replies in order (the last one repeats); returns the URL and a request counter.
     fn serve(replies: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://{}/metadata/instance?api-version=2021-02-01",
-            listener.local_addr().unwrap()
-        );
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let count = Arc::new(AtomicUsize::new(0));
         let seen = count.clone();
         let replies = Arc::new(replies);
@@ -236,12 +307,12 @@ mod mock_tests {
 
     fn backoff(max_attempts: u32) -> Backoff {
         Backoff {
+            first_delay: Duration::ZERO,
             initial: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
             factor: 2.0,
-            jitter: 0.2,
             max_attempts,
-            deadline: Duration::from_secs(20),
+            deadline: Some(Duration::from_secs(20)),
         }
     }
 
@@ -262,8 +333,8 @@ mod mock_tests {
     #[test]
     fn normal_answer() {
         let (url, count) = serve(vec![ok(0)]);
-        let md = Azure::with_url(url, backoff(1), Duration::from_secs(5))
-            .fetch()
+        let md = Azure::with_imds(url, backoff(1), Duration::from_secs(5))
+            .fetch(&|_| {})
             .unwrap();
         assert_eq!(md.computer_name, "DEMO-MASTER000002");
         assert_eq!(md.address, Some("10.0.0.6".parse().unwrap()));
@@ -279,7 +350,7 @@ mod mock_tests {
     #[test]
     fn slow_answer_within_the_timeout() {
         let (url, count) = serve(vec![ok(300)]);
-        let md = Azure::with_url(url, backoff(1), Duration::from_secs(5)).fetch();
+        let md = Azure::with_imds(url, backoff(1), Duration::from_secs(5)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
@@ -287,7 +358,7 @@ mod mock_tests {
     #[test]
     fn too_slow_answer_times_out_and_is_retried() {
         let (url, count) = serve(vec![ok(1500), ok(0)]);
-        let md = Azure::with_url(url, backoff(3), Duration::from_millis(400)).fetch();
+        let md = Azure::with_imds(url, backoff(3), Duration::from_millis(400)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 2);
     }
@@ -295,7 +366,7 @@ mod mock_tests {
     #[test]
     fn server_errors_then_success() {
         let (url, count) = serve(vec![error(500), error(500), ok(0)]);
-        let md = Azure::with_url(url, backoff(5), Duration::from_secs(5)).fetch();
+        let md = Azure::with_imds(url, backoff(5), Duration::from_secs(5)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 3);
     }
@@ -303,8 +374,8 @@ mod mock_tests {
     #[test]
     fn server_errors_with_retries_off_fail() {
         let (url, count) = serve(vec![error(500)]);
-        let err = Azure::with_url(url, backoff(1), Duration::from_secs(5))
-            .fetch()
+        let err = Azure::with_imds(url, backoff(1), Duration::from_secs(5))
+            .fetch(&|_| {})
             .unwrap_err();
         assert!(format!("{err:#}").contains("500"), "{err:#}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -317,7 +388,7 @@ mod mock_tests {
             .no_proxy()
             .build()
             .unwrap()
-            .get(&url)
+            .get(format!("{url}/metadata/instance"))
             .send()
             .unwrap();
         assert_eq!(plain.status().as_u16(), 400);

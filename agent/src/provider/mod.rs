@@ -1,11 +1,14 @@
-//! Cloud metadata behind one trait. Providers only fetch what the machine is; the metadata phase
-//! decides what that means (node name, labels, first master) and writes it down.
+//! The cloud behind one trait: what the machine is, and where the cluster secrets come from.
+//! Providers only fetch; the metadata phase decides what the machine means (node name, labels,
+//! first master) and the phases decide where secrets go. `none` reads the secrets inline from the
+//! NodeConfig; `azure` reads them from the Key Vault the NodeConfig names (or inline without one).
 
 use std::net::IpAddr;
 
-use anyhow::Result;
-use kubeboot_nodeconfig::{NodeConfig, ProviderName};
+use anyhow::{Context as _, Result};
+use kubeboot_nodeconfig::{NodeConfig, ProviderName, Secret, SharedPki};
 
+use crate::retry::Waiting;
 use crate::root::Root;
 
 pub mod azure;
@@ -37,14 +40,42 @@ pub struct AzureInstance {
     pub platform_fault_domain: String,
 }
 
-pub trait MetadataProvider {
-    fn fetch(&self) -> Result<InstanceMetadata>;
+/// Told why a provider waits, before each retry (the phase records it for `status`).
+pub type Report<'a> = &'a dyn Fn(&Waiting);
+
+pub trait Provider {
+    /// What this machine is; waits as long as the platform needs to answer.
+    fn fetch(&self, report: Report) -> Result<InstanceMetadata>;
+    /// The bootstrap token: the one the first master creates, the one the others join with.
+    fn join_token(&self, config: &NodeConfig, report: Report) -> Result<Secret>;
+    /// The cluster PKI every master shares, with the Secrets encryption key (masters only).
+    fn shared_pki(&self, config: &NodeConfig, report: Report) -> Result<SharedPki>;
 }
 
 /// The provider the NodeConfig names.
-pub fn for_config(config: &NodeConfig, root: &Root) -> Box<dyn MetadataProvider> {
-    match config.provider.name {
-        ProviderName::Azure => Box::new(azure::Azure::new()),
-        ProviderName::None => Box::new(none::NoCloud::new(root.clone())),
+pub fn for_config(config: &NodeConfig, root: &Root) -> Box<dyn Provider> {
+    match (config.provider.name, &config.provider.azure) {
+        (ProviderName::Azure, Some(azure)) => Box::new(azure::Azure::new(azure)),
+        // Validation pairs provider azure with its settings; without them there is no Azure.
+        (ProviderName::Azure, None) | (ProviderName::None, _) => {
+            Box::new(none::NoCloud::new(root.clone()))
+        }
     }
+}
+
+/// The token written in the NodeConfig itself.
+fn inline_token(config: &NodeConfig) -> Result<Secret> {
+    config
+        .bootstrap
+        .token
+        .clone()
+        .context("bootstrap.token: absent, and no vault holds it")
+}
+
+/// The PKI written in the NodeConfig itself.
+fn inline_pki(config: &NodeConfig) -> Result<SharedPki> {
+    config
+        .pki
+        .clone()
+        .context("pki: required on a master, and no vault holds it")
 }

@@ -3,8 +3,9 @@
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result};
+use kubeboot_nodeconfig::{NodeConfig, Secret, SharedPki};
 
-use super::{InstanceMetadata, MetadataProvider};
+use super::{inline_pki, inline_token, InstanceMetadata, Provider, Report};
 use crate::root::Root;
 
 pub struct NoCloud {
@@ -17,8 +18,17 @@ impl NoCloud {
     }
 }
 
-impl MetadataProvider for NoCloud {
-    fn fetch(&self) -> Result<InstanceMetadata> {
+/// Plain VMs: the operator provides the NodeConfig file, secrets included.
+impl Provider for NoCloud {
+    fn join_token(&self, config: &NodeConfig, _: Report) -> Result<Secret> {
+        inline_token(config)
+    }
+
+    fn shared_pki(&self, config: &NodeConfig, _: Report) -> Result<SharedPki> {
+        inline_pki(config)
+    }
+
+    fn fetch(&self, _: Report) -> Result<InstanceMetadata> {
         // The kernel's hostname, read through the root so tests can set it.
         let path = self.root.path("/proc/sys/kernel/hostname");
         let hostname = std::fs::read_to_string(&path)
@@ -50,10 +60,10 @@ mod tests {
     fn reads_the_hostname_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
-        assert!(NoCloud::new(root.clone()).fetch().is_err());
+        assert!(NoCloud::new(root.clone()).fetch(&|_| {}).is_err());
         crate::fsx::write_atomic(&root.path("/proc/sys/kernel/hostname"), b"Node-1\n", 0o644)
             .unwrap();
-        let md = NoCloud::new(root).fetch().unwrap();
+        let md = NoCloud::new(root).fetch(&|_| {}).unwrap();
         assert_eq!(md.computer_name, "Node-1");
         assert!(md.azure.is_none());
     }

@@ -14,3 +14,15 @@ pub fn first_master() -> NodeConfig {
 pub fn worker() -> NodeConfig {
     parse(WORKER_YAML).unwrap()
 }
+
+/// Azure settings for unit tests of the Azure provider (public cloud).
+pub fn azure_provider() -> kubeboot_nodeconfig::AzureProvider {
+    kubeboot_nodeconfig::AzureProvider {
+        subscription_id: "sub-1".into(),
+        resource_group: "rg-demo".into(),
+        location: "westeurope".into(),
+        cloud_config_path: kubeboot_nodeconfig::default_cloud_config_path(),
+        cloud: Default::default(),
+        custom_cloud: None,
+    }
+}

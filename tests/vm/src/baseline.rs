@@ -74,7 +74,16 @@ pub fn write_user_data(
         ("SERVICE_CIDR", config.cluster.service_cidr.to_string()),
         ("NODE_LABELS", labels.join(",")),
         ("TAINTS", format!("[{}]", taints.join(", "))),
-        ("TOKEN", config.bootstrap.token.expose().to_string()),
+        (
+            "TOKEN",
+            config
+                .bootstrap
+                .token
+                .as_ref()
+                .context("the shell baseline reads the bootstrap token inline")?
+                .expose()
+                .to_string(),
+        ),
         (
             "CA_CERT_HASH",
             config

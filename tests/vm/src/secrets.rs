@@ -68,16 +68,19 @@ pub struct Needle {
 /// Secrets of a NodeConfig: the bootstrap token's secret half and every private key (matched by
 /// its PEM body lines, so a re-wrapped or partial copy is found too).
 pub fn needles(config: &NodeConfig) -> Vec<Needle> {
-    let mut out = vec![Needle {
-        name: "bootstrap token".into(),
-        patterns: vec![config
-            .bootstrap
-            .token
-            .expose()
-            .split_once('.')
-            .map(|(_, secret)| secret.to_string())
-            .unwrap_or_default()],
-    }];
+    let mut out: Vec<Needle> = config
+        .bootstrap
+        .token
+        .iter()
+        .map(|token| Needle {
+            name: "bootstrap token".into(),
+            patterns: vec![token
+                .expose()
+                .split_once('.')
+                .map(|(_, secret)| secret.to_string())
+                .unwrap_or_default()],
+        })
+        .collect();
     if let Some(pki) = &config.pki {
         for (field, _, pair) in pki.pairs() {
             out.push(pem_needle(

@@ -461,14 +461,21 @@ fn start_corrupted_node(env: &Env) -> Result<Node> {
     env.start(&rendered, spec)
 }
 
-/// The node fails clearly: the agent's unit failed with an exit code, `status` names the digest
-/// mismatch of kubelet in `install`, and none of the Kubernetes binaries was installed.
+/// The node fails clearly: the agent's unit failed with an exit code (and, as `Restart=on-failure`
+/// says, is failed or waiting to try again), `status` names the digest mismatch of kubelet in
+/// `install`, and none of the Kubernetes binaries was installed.
 fn corrupted_node_failed(mut node: Node) -> Result<()> {
     let boot = node.wait_dumped(1, BOOT_WAIT)?;
     let unit = boot.unit()?;
+    let state = (
+        unit.get("ActiveState").map(String::as_str),
+        unit.get("SubState").map(String::as_str),
+    );
     ensure!(
-        unit.get("ActiveState").map(String::as_str) == Some("failed")
-            && unit.get("Result").map(String::as_str) == Some("exit-code")
+        matches!(
+            state,
+            (Some("failed"), _) | (Some("activating"), Some("auto-restart"))
+        ) && unit.get("Result").map(String::as_str) == Some("exit-code")
             && unit.get("ExecMainStatus").map(String::as_str) != Some("0"),
         "worker-9: the agent unit did not fail with an exit code: {:?}/{:?}/{:?}",
         unit.get("ActiveState"),

@@ -1,0 +1,152 @@
+//! Reading a Key Vault secret as this VM: an access token for the system-assigned identity from
+//! IMDS (`/metadata/identity/oauth2/token`, `Metadata: true`), then `GET /secrets/<name>` over
+//! HTTPS with it. Every answer the cloud can change its mind about (no token yet, 401/403 while a
+//! role assignment propagates, 404 before the secret is written, 429, 5xx, timeouts) is retried
+//! until it works, reporting why; an answer that can never parse is not.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use kubeboot_nodeconfig::Secret;
+use reqwest::blocking::{Client, Response};
+use serde::Deserialize;
+
+use super::environment::Environment;
+use crate::provider::Report;
+use crate::retry::{retry_after_seconds, Backoff, Failure};
+
+const IDENTITY_API_VERSION: &str = "2018-02-01";
+const KEY_VAULT_API_VERSION: &str = "7.4";
+
+pub struct KeyVault<'a> {
+    env: &'a Environment,
+    imds: Client,
+    https: Client,
+    backoff: Backoff,
+}
+
+#[derive(Deserialize)]
+struct IdentityToken {
+    access_token: Secret,
+}
+
+#[derive(Deserialize)]
+struct SecretBundle {
+    value: Secret,
+}
+
+impl<'a> KeyVault<'a> {
+    pub fn new(env: &'a Environment, backoff: Backoff, timeout: Duration) -> Result<Self> {
+        Ok(Self {
+            env,
+            imds: env.imds_client(timeout)?,
+            https: env.https_client(timeout)?,
+            backoff,
+        })
+    }
+
+    /// The value of secret `name` in `vault`, once `parse` accepts it; waits as long as it takes.
+    pub fn get<T>(
+        &self,
+        vault: &str,
+        name: &str,
+        parse: impl Fn(Secret) -> Result<T>,
+        report: Report,
+    ) -> Result<T> {
+        let url = format!(
+            "{}/secrets/{name}?api-version={KEY_VAULT_API_VERSION}",
+            self.env.vault_url(vault)
+        );
+        self.backoff
+            .retry_reporting(
+                |_| -> Result<T, Failure> {
+                    let token = self.identity_token()?;
+                    let response = self
+                        .https
+                        .get(&url)
+                        .bearer_auth(token.expose())
+                        .send()
+                        .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
+                    let bundle: SecretBundle = json(
+                        check(response, &format!("Key Vault {vault}, secret {name}"))?,
+                        &format!("secret {name}"),
+                    )?;
+                    parse(bundle.value).map_err(|e| {
+                        Failure::permanent(e.context(format!("secret {name} in vault {vault}")))
+                    })
+                },
+                report,
+            )
+            .with_context(|| format!("reading secret {name} from Key Vault {vault}"))
+    }
+
+    /// An access token for Key Vault as this VM's system-assigned identity.
+    fn identity_token(&self) -> Result<Secret, Failure> {
+        let response = self
+            .imds
+            .get(format!("{}/metadata/identity/oauth2/token", self.env.imds))
+            .query(&[
+                ("api-version", IDENTITY_API_VERSION),
+                ("resource", self.env.key_vault_resource.as_str()),
+            ])
+            .header("Metadata", "true")
+            .send()
+            .map_err(|e| anyhow!("IMDS identity endpoint: {e}"))?;
+        let token: IdentityToken = json(
+            check(
+                response,
+                "IMDS identity endpoint (is a system-assigned identity enabled?)",
+            )?,
+            "identity token",
+        )?;
+        Ok(token.access_token)
+    }
+}
+
+/// A success passes; any other status is worth retrying (the cloud can still change: identities
+/// get assigned, role assignments propagate, secrets get written), honouring `Retry-After`.
+/// Except 400 (IMDS or Key Vault): a request the server calls malformed stays malformed (the
+/// unit's restart still tries again later).
+fn check(response: Response, what: &str) -> Result<Response, Failure> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let after = retry_after_seconds(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let hint = match status.as_u16() {
+        401 => ": the token was not accepted",
+        403 => ": this VM's identity lacks the role to read it (role assignments can take minutes to apply)",
+        404 => ": not found (not written yet?)",
+        429 => ": throttled",
+        _ => "",
+    };
+    let error = anyhow!("{what} answered {status}{hint}");
+    match status.as_u16() {
+        400 => Err(Failure::permanent(error)),
+        _ => Err(Failure::Transient { error, after }),
+    }
+}
+
+/// A body that does not parse will not parse next time either.
+fn json<T: serde::de::DeserializeOwned>(response: Response, what: &str) -> Result<T, Failure> {
+    let body = response
+        .bytes()
+        .map_err(|e| anyhow!("reading the {what}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| Failure::permanent(not_json(what, &e)))
+}
+
+/// Where and how JSON failed to parse, without serde's message (it may quote the value, which is
+/// a secret).
+pub fn not_json(what: &str, e: &serde_json::Error) -> anyhow::Error {
+    anyhow!(
+        "the {what} is not the expected JSON ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
