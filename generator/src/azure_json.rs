@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use kubeboot_nodeconfig::Role;
+use kubeboot_nodeconfig::{AzureCloud, Role};
 
 use crate::spec::PoolSpec;
 use crate::validate::ValidSpec;
@@ -13,6 +13,7 @@ use crate::validate::ValidSpec;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureCloudConfig {
+    /// The environment by cloud-provider-azure's name for it.
     pub cloud: &'static str,
     pub tenant_id: String,
     pub subscription_id: String,
@@ -59,7 +60,7 @@ impl AzureCloudConfig {
             .or_else(|| pools.first())
             .expect("a valid spec has a master pool");
         Some(Self {
-            cloud: "AzurePublicCloud",
+            cloud: cloud_name(azure.cloud),
             tenant_id: azure.tenant_id.clone(),
             subscription_id: azure.subscription_id.clone(),
             resource_group: azure.resource_group.clone(),
@@ -88,5 +89,17 @@ impl AzureCloudConfig {
         let mut text = serde_json::to_string_pretty(self).expect("always serialises");
         text.push('\n');
         text
+    }
+}
+
+/// cloud-provider-azure's `cloud` value for an environment. A custom environment is what it calls
+/// `AzureStackCloud`, whose ARM endpoints it reads from an environment file that kubeboot does not
+/// render yet (see README).
+fn cloud_name(cloud: AzureCloud) -> &'static str {
+    match cloud {
+        AzureCloud::AzurePublicCloud => "AzurePublicCloud",
+        AzureCloud::AzureUsGovernmentCloud => "AzureUSGovernmentCloud",
+        AzureCloud::AzureChinaCloud => "AzureChinaCloud",
+        AzureCloud::Custom => "AzureStackCloud",
     }
 }

@@ -10,9 +10,13 @@ use base64::Engine;
 use kubeboot_nodeconfig::{NodeConfig, Role, DEFAULT_PATH};
 use serde_yaml_ng::Value;
 
-use crate::render::{pool_dir, AGENT_UNIT, AZURE_JSON, CUSTOM_DATA, CUSTOM_DATA_LIMIT, USER_DATA};
+use crate::names::{JOIN_TOKEN_SECRET, PKI_SECRET};
+use crate::render::{
+    pool_dir, AGENT_UNIT, AZURE_JSON, CUSTOM_DATA, CUSTOM_DATA_LIMIT, EFFECTIVE_SPEC, USER_DATA,
+};
 use crate::secrets::{ca_cert_hash, DIR_MODE, FILE_MODE};
 use crate::tree::Tree;
+use crate::validate::{validate_text_with, Lifecycle};
 
 type Check = fn(&Tree) -> Vec<String>;
 
@@ -23,6 +27,7 @@ pub const CHECKS: &[Check] = &[
     check_custom_data,
     check_azure_json,
     check_ca_pins,
+    check_secret_sources,
     check_modes,
     crate::arm::check::check_tree,
 ];
@@ -290,6 +295,52 @@ fn check_ca_pins(tree: &Tree) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// On Azure no custom data may carry a secret: every NodeConfig reads its secrets from the
+/// cluster's Key Vault (the one the ARM template creates: join token for all, PKI for masters
+/// only), and no user data holds a private key. (The NodeConfig's own validation already refuses
+/// an inline token or PKI beside `secrets.keyVault`.)
+fn check_secret_sources(tree: &Tree) -> Vec<String> {
+    // A missing or invalid effective spec is reported by the ARM check.
+    let Some(spec) = tree.get(EFFECTIVE_SPEC).and_then(|text| {
+        validate_text_with(&String::from_utf8_lossy(text), Lifecycle::today(true)).ok()
+    }) else {
+        return Vec::new();
+    };
+    let Some(azure) = &spec.cluster.spec.azure else {
+        return Vec::new();
+    };
+    let vault = spec
+        .names()
+        .key_vault(&azure.subscription_id, &azure.resource_group);
+    let mut problems = Vec::new();
+    for (path, parsed) in node_configs(tree) {
+        let Ok(config) = parsed else { continue };
+        let want_pki = config.is_master().then_some(PKI_SECRET);
+        let reads_vault = config.secrets.as_ref().is_some_and(|s| {
+            s.key_vault.name == vault
+                && s.key_vault.join_token_secret == JOIN_TOKEN_SECRET
+                && s.key_vault.pki_secret.as_deref() == want_pki
+        });
+        if !reads_vault {
+            problems.push(format!(
+                "{}: on Azure the NodeConfig must read its secrets from Key Vault {vault:?} ({JOIN_TOKEN_SECRET}{})",
+                show(&path),
+                want_pki.map(|p| format!(", {p}")).unwrap_or_default()
+            ));
+        }
+        if tree
+            .get(&path)
+            .is_some_and(|bytes| String::from_utf8_lossy(bytes).contains("PRIVATE KEY"))
+        {
+            problems.push(format!(
+                "{}: carries a private key, but custom data is readable by anyone who can read the scale set",
+                show(&path)
+            ));
+        }
+    }
+    problems
 }
 
 /// Everything may hold secrets or cluster details: files 0600, directories 0700.

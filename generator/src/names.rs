@@ -11,6 +11,10 @@ pub const MAX_CLUSTER_NAME: usize = 32;
 pub const MAX_POOL_NAME: usize = 20;
 /// Port of the API server behind the load balancer.
 pub const API_SERVER_PORT: u16 = 6443;
+/// The Key Vault secret holding the kubeadm join token (`<id>.<secret>`): every pool reads it.
+pub const JOIN_TOKEN_SECRET: &str = "bootstrap-token";
+/// The Key Vault secret holding the shared PKI (JSON of `SharedPki`): masters only.
+pub const PKI_SECRET: &str = "cluster-pki";
 
 /// The names of one cluster's Azure resources.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +112,36 @@ impl<'a> Names<'a> {
         ));
         format!("{}-{}", self.cluster, &hex::encode(digest)[..8])
     }
+
+    /// The cluster's Key Vault. Vault names are global (`<name>.vault.azure.net`), so like the DNS
+    /// label it carries a hash, here of subscription, resource group and cluster; the cluster name
+    /// is cut to fit Azure's 24 characters, with `--` collapsed (Key Vault refuses it).
+    pub fn key_vault(&self, subscription_id: &str, resource_group: &str) -> String {
+        let digest = Sha256::digest(format!(
+            "{}/{}/{}",
+            subscription_id.to_lowercase(),
+            resource_group.to_lowercase(),
+            self.cluster
+        ));
+        let mut prefix = String::new();
+        for c in self.cluster.chars().take(KEY_VAULT_CLUSTER_PREFIX) {
+            if !(c == '-' && prefix.ends_with('-')) {
+                prefix.push(c);
+            }
+        }
+        format!(
+            "{}-kv-{}",
+            prefix.trim_end_matches('-'),
+            &hex::encode(digest)[..8]
+        )
+    }
 }
+
+/// Key Vault names: 3-24 of `[a-zA-Z0-9-]`, starting with a letter, no `--` (Azure's rule).
+pub const MAX_KEY_VAULT_NAME: usize = 24;
+/// Characters of the cluster name kept in the Key Vault name: with `-kv-` and 8 hex of hash the
+/// name stays within `MAX_KEY_VAULT_NAME`.
+const KEY_VAULT_CLUSTER_PREFIX: usize = MAX_KEY_VAULT_NAME - "-kv-".len() - 8;
 
 /// `<label>.<location>.cloudapp.azure.com:6443`: known before anything exists in Azure.
 pub fn azure_api_endpoint(dns_label: &str, location: &str) -> String {
@@ -127,6 +160,43 @@ mod tests {
         assert_eq!(n.subnet("gpu"), "demo-gpu-subnet");
         assert_eq!(n.worker_nsg(), "demo-worker-nsg");
         assert_eq!(n.scale_set("general"), "demo-general");
+    }
+
+    #[test]
+    fn key_vault_names_fit_azure_rules_and_depend_on_where_the_cluster_lives() {
+        let sub = "66666666-7777-4888-9999-000000000000";
+        let demo = Names::new("demo").key_vault(sub, "demo-rg");
+        assert!(demo.starts_with("demo-kv-") && demo.len() == "demo-kv-".len() + 8);
+        assert_eq!(
+            demo,
+            Names::new("demo").key_vault(&sub.to_uppercase(), "DEMO-RG")
+        );
+        assert_ne!(demo, Names::new("demo").key_vault(sub, "other-rg"));
+        assert_ne!(
+            demo,
+            Names::new("demo").key_vault("77777777-7777-4888-9999-000000000000", "demo-rg")
+        );
+        // The longest cluster name, and one whose cut ends in `-` or holds `--`.
+        for cluster in [
+            "a".repeat(MAX_CLUSTER_NAME),
+            "abcdefghijk-lmn".into(),
+            "a--b".into(),
+        ] {
+            let name = Names::new(&cluster).key_vault(sub, "rg");
+            assert!(
+                name.len() <= MAX_KEY_VAULT_NAME && name.len() >= 3,
+                "{name}"
+            );
+            assert!(
+                name.starts_with(|c: char| c.is_ascii_alphabetic()),
+                "{name}"
+            );
+            assert!(!name.contains("--"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{name}"
+            );
+        }
     }
 
     #[test]

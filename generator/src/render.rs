@@ -11,12 +11,14 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use ipnet::IpNet;
 use kubeboot_nodeconfig::{
-    default_dns_domain, default_token_ttl, AzureProvider, Bootstrap, ClusterInfo, NodeConfig,
-    NodeInfo, ProviderConfig, ProviderName, Role, API_VERSION, DEFAULT_PATH, KIND,
+    default_dns_domain, default_token_ttl, AzureProvider, Bootstrap, ClusterInfo, KeyVaultSecrets,
+    NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets, API_VERSION, DEFAULT_PATH,
+    KIND,
 };
 use tera::Tera;
 
 use crate::azure_json::AzureCloudConfig;
+use crate::names::{JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::secrets::ClusterSecrets;
 use crate::spec::PoolSpec;
 use crate::tree::Tree;
@@ -116,6 +118,8 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
             &crate::arm::ArmSecrets {
                 ssh_public_key: secrets.ssh.public.trim_end(),
                 custom_data: &custom_data,
+                join_token: &secrets.bootstrap_token,
+                pki: &secrets.shared_pki(),
             },
         )?;
         tree.add(crate::arm::TEMPLATE_FILE, arm.template.into_bytes());
@@ -128,8 +132,11 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
     })
 }
 
-/// The NodeConfig of one pool: cluster-wide facts, the pool's identity, join credentials and, on
-/// masters only, the shared PKI.
+/// The NodeConfig of one pool: cluster-wide facts, the pool's identity and where its secrets
+/// come from. On Azure that is the cluster's Key Vault (the join token for every pool, the
+/// shared PKI for masters), so the NodeConfig — and the custom data carrying it — holds no
+/// secret. Plain VMs get the token and, on masters, the PKI inline: the operator hands them the
+/// file.
 pub fn node_config(
     spec: &ValidSpec,
     secrets: &ClusterSecrets,
@@ -142,23 +149,30 @@ pub fn node_config(
     if !api_server.cert_sans.contains(&host) {
         api_server.cert_sans.insert(0, host);
     }
-    let provider = match &s.azure {
-        Some(azure) => ProviderConfig {
-            name: ProviderName::Azure,
-            azure: Some(AzureProvider {
-                subscription_id: azure.subscription_id.clone(),
-                resource_group: azure.resource_group.clone(),
-                location: azure.location.clone(),
-                cloud_config_path: kubeboot_nodeconfig::default_cloud_config_path(),
-                cloud: Default::default(),
-                custom_cloud: None,
+    let master = pool.role == Role::Master;
+    let (provider, vault) = match &s.azure {
+        Some(azure) => (
+            ProviderConfig {
+                name: ProviderName::Azure,
+                azure: Some(azure_provider(azure)),
+            },
+            Some(KeyVaultSecrets {
+                name: spec
+                    .names()
+                    .key_vault(&azure.subscription_id, &azure.resource_group),
+                join_token_secret: JOIN_TOKEN_SECRET.into(),
+                pki_secret: master.then(|| PKI_SECRET.into()),
             }),
-        },
-        None => ProviderConfig {
-            name: ProviderName::None,
-            azure: None,
-        },
+        ),
+        None => (
+            ProviderConfig {
+                name: ProviderName::None,
+                azure: None,
+            },
+            None,
+        ),
     };
+    let inline = vault.is_none();
     NodeConfig {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
@@ -180,15 +194,27 @@ pub fn node_config(
         },
         provider,
         bootstrap: Bootstrap {
-            token: Some(secrets.bootstrap_token.clone()),
+            token: inline.then(|| secrets.bootstrap_token.clone()),
             token_ttl: default_token_ttl(),
             ca_cert_hashes: vec![ca_hash.to_string()],
         },
-        pki: (pool.role == Role::Master).then(|| secrets.shared_pki()),
-        secrets: None,
+        pki: (inline && master).then(|| secrets.shared_pki()),
+        secrets: vault.map(|key_vault| Secrets { key_vault }),
         artifacts: s.artifacts.clone(),
         api_server,
         addons: s.addons.clone(),
+    }
+}
+
+/// What a node must know about Azure: where it runs and which environment's endpoints to use.
+pub fn azure_provider(azure: &crate::spec::AzureSpec) -> AzureProvider {
+    AzureProvider {
+        subscription_id: azure.subscription_id.clone(),
+        resource_group: azure.resource_group.clone(),
+        location: azure.location.clone(),
+        cloud_config_path: kubeboot_nodeconfig::default_cloud_config_path(),
+        cloud: azure.cloud,
+        custom_cloud: azure.custom_cloud.clone(),
     }
 }
 

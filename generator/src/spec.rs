@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use kubeboot_nodeconfig::{Addons, ApiServer, Artifacts, KubernetesVersion, Role, Taint};
+use kubeboot_nodeconfig::{
+    Addons, ApiServer, Artifacts, AzureCloud, CustomCloud, KubernetesVersion, Role, Taint,
+};
 use serde::{Deserialize, Serialize};
 
 pub const KIND: &str = "Cluster";
@@ -61,6 +63,12 @@ pub struct AzureSpec {
     pub subscription_id: String,
     pub resource_group: String,
     pub location: String,
+    /// The Azure environment; every NodeConfig and `azure.json` name it.
+    #[serde(default)]
+    pub cloud: AzureCloud,
+    /// Endpoints of a `Custom` cloud (Key Vault DNS suffix and token audience, IMDS, CA bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_cloud: Option<CustomCloud>,
     /// DNS label of the API server public IP; default derived from cluster and resource group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_label: Option<String>,

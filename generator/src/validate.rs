@@ -251,6 +251,10 @@ impl Validator {
             self.check("spec.azure.dnsLabel", check_dns_label(label));
         }
         self.errors.extend(crate::arm::validate_azure(azure));
+        // The NodeConfig's rules for cloud/customCloud, reported at the spec's paths.
+        if let Err(e) = crate::render::azure_provider(azure).validate("spec.azure") {
+            self.errors.push(e);
+        }
         let spec = &cluster.spec;
         if spec.control_plane_endpoint.is_some() {
             self.error(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use common::{gen, stderr};
 use kubeboot_gen::arm::{self, check::check, ArmSecrets};
+use kubeboot_gen::names::Names;
 use kubeboot_gen::spec::{ClusterSpec, IdentityRoles};
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use serde_json::{json, Value};
@@ -28,11 +29,14 @@ fn custom_data(spec: &ClusterSpec) -> BTreeMap<String, String> {
 
 fn render(spec: &ClusterSpec) -> (Value, Value) {
     let data = custom_data(spec);
+    let secrets = common::secrets();
     let files = arm::render(
         spec,
         &ArmSecrets {
             ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test@kubeboot",
             custom_data: &data,
+            join_token: &secrets.bootstrap_token,
+            pki: &secrets.shared_pki(),
         },
     )
     .unwrap();
@@ -80,11 +84,14 @@ fn example_template_passes_the_walker_in_both_role_models() {
 fn template_matches_the_reviewed_snapshot() {
     let spec = example_spec();
     let data = custom_data(&spec);
+    let secrets = common::secrets();
     let files = arm::render(
         &spec,
         &ArmSecrets {
             ssh_public_key: "ssh-rsa AAAA other key",
             custom_data: &data,
+            join_token: &secrets.bootstrap_token,
+            pki: &secrets.shared_pki(),
         },
     )
     .unwrap();
@@ -98,8 +105,19 @@ fn template_matches_the_reviewed_snapshot() {
         "the template differs from {SNAPSHOT}; review the change and re-run with KUBEBOOT_UPDATE_SNAPSHOTS=1"
     );
     // The secrets live only in the parameters file.
+    let token = secrets.bootstrap_token.expose();
     assert!(!files.template.contains("ssh-rsa") && !files.template.contains("H4sI"));
+    assert!(!files.template.contains(token) && !files.template.contains("PRIVATE KEY"));
     assert!(files.parameters.contains("ssh-rsa AAAA other key"));
+    // ... as the values the vault's secrets are created with: the token text, and the PKI as the
+    // JSON the agent parses back into the NodeConfig's `pki` structure.
+    let parameters: Value = serde_json::from_str(&files.parameters).unwrap();
+    let values = &parameters["parameters"]["clusterSecrets"]["value"];
+    assert_eq!(values["bootstrap-token"], token);
+    let pki: kubeboot_nodeconfig::SharedPki =
+        serde_json::from_str(values["cluster-pki"].as_str().unwrap()).unwrap();
+    assert_eq!(pki, secrets.shared_pki());
+    assert!(pki.encryption_key.is_some());
 }
 
 #[test]
@@ -341,4 +359,144 @@ fn cluster_name_is_the_same_in_node_configs_load_balancer_and_tags() {
         .unwrap()
         .iter()
         .any(|r| r["type"] == "Microsoft.Network/loadBalancers" && r["name"] == "demo"));
+}
+
+fn vault_name(spec: &ClusterSpec) -> String {
+    let azure = spec.spec.azure.as_ref().unwrap();
+    Names::new(&spec.metadata.name).key_vault(&azure.subscription_id, &azure.resource_group)
+}
+
+/// The Key Vault role assignment of a scale set (the one with a `scope`).
+fn vault_assignment<'a>(template: &'a mut Value, vmss: &str) -> &'a mut Value {
+    template["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| {
+            r["type"] == "Microsoft.Authorization/roleAssignments"
+                && r.get("scope").is_some()
+                && r["properties"]["principalId"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("'{vmss}')"))
+        })
+        .unwrap_or_else(|| panic!("no Key Vault role assignment for {vmss}"))
+}
+
+#[test]
+fn walker_catches_a_vault_without_rbac_soft_delete_or_purge_protection() {
+    let spec = example_spec();
+    let kv = vault_name(&spec);
+    let (mut template, parameters) = render(&spec);
+    let vault = resource_mut(&mut template, "Microsoft.KeyVault/vaults", &kv);
+    vault["properties"]["enableRbacAuthorization"] = json!(false);
+    vault["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enablePurgeProtection");
+    vault["properties"]["enableSoftDelete"] = json!(false);
+    vault["properties"]["accessPolicies"] = json!([{"objectId": "x", "permissions": {}}]);
+    let problems = check(&template, &parameters, &spec);
+    for flag in [
+        "enableRbacAuthorization",
+        "enableSoftDelete",
+        "enablePurgeProtection",
+    ] {
+        assert_caught(
+            &problems,
+            &format!("Key Vault \"{kv}\": {flag} must be true"),
+        );
+    }
+    assert_caught(&problems, "access policies are ignored under RBAC");
+
+    let (mut template, parameters) = render(&spec);
+    template["resources"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["type"] != "Microsoft.KeyVault/vaults");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(&problems, &format!("Key Vault \"{kv}\": missing"));
+    // The secrets and scale sets that depend on it now dangle.
+    assert_caught(&problems, "is not a resource of this template");
+}
+
+#[test]
+fn walker_catches_secrets_that_bypass_the_secure_parameter() {
+    let spec = example_spec();
+    let kv = vault_name(&spec);
+    let (mut template, mut parameters) = render(&spec);
+    let token = resource_mut(
+        &mut template,
+        "Microsoft.KeyVault/vaults/secrets",
+        &format!("{kv}/bootstrap-token"),
+    );
+    token["properties"]["value"] = json!("abcdef.0123456789abcdef");
+    template["parameters"]["clusterSecrets"]["type"] = json!("object");
+    parameters["parameters"]["clusterSecrets"]["value"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cluster-pki");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        &format!("Key Vault secret \"{kv}/bootstrap-token\": value must be [parameters('clusterSecrets')['bootstrap-token']]"),
+    );
+    assert_caught(&problems, "\"clusterSecrets\": type must be secureObject");
+    assert_caught(
+        &problems,
+        "parameters file: no clusterSecrets value for secret \"cluster-pki\"",
+    );
+
+    let (mut template, parameters) = render(&spec);
+    template["resources"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["name"] != format!("{kv}/cluster-pki"));
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        &format!("Key Vault secret \"{kv}/cluster-pki\": missing"),
+    );
+}
+
+#[test]
+fn walker_catches_workers_reading_more_than_the_join_token() {
+    let spec = example_spec();
+    let kv = vault_name(&spec);
+    let (mut template, parameters) = render(&spec);
+    // A worker granted the whole vault could read the CA keys.
+    vault_assignment(&mut template, "demo-general")["scope"] =
+        json!(format!("Microsoft.KeyVault/vaults/{kv}"));
+    // Secrets Officer may write secrets: more than a node needs.
+    let master = vault_assignment(&mut template, "demo-master");
+    let role = master["properties"]["roleDefinitionId"]
+        .as_str()
+        .unwrap()
+        .replace(
+            arm::KEY_VAULT_SECRETS_USER_ROLE_ID,
+            "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+        );
+    master["properties"]["roleDefinitionId"] = json!(role);
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        &format!("Key Vault role assignment for \"demo-general\": scope \"Microsoft.KeyVault/vaults/{kv}\" must be \"Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token\""),
+    );
+    assert_caught(
+        &problems,
+        "Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets User",
+    );
+
+    // A master without its vault assignment could never read the PKI.
+    let (mut template, parameters) = render(&spec);
+    template["resources"].as_array_mut().unwrap().retain(|r| {
+        !(r.get("scope").is_some()
+            && r["properties"]["principalId"]
+                .as_str()
+                .is_some_and(|p| p.contains("'demo-master')")))
+    });
+    assert_caught(
+        &check(&template, &parameters, &spec),
+        "Key Vault role assignments: 0 for scale set \"demo-master\", want exactly one",
+    );
 }

@@ -264,7 +264,7 @@ fn runbook_spec(shell: &Shell, file: &str) -> ClusterSpec {
 }
 
 /// The ARM template and parameters file rendered in-process from `spec` (custom data stood in:
-/// only the parameter names matter here).
+/// only the parameter names matter here; the vault's secrets are the tests' shared ones).
 fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
     let custom_data: BTreeMap<String, String> = spec
         .spec
@@ -272,11 +272,14 @@ fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
         .iter()
         .map(|p| (p.name.clone(), "H4sIAAAAAAAA/".to_string()))
         .collect();
+    let secrets = common::secrets();
     let files = arm::render(
         spec,
         &ArmSecrets {
             ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ runbook@kubeboot",
             custom_data: &custom_data,
+            join_token: &secrets.bootstrap_token,
+            pki: &secrets.shared_pki(),
         },
     )
     .unwrap();

@@ -34,6 +34,11 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "location: westeurope", "location: westeurope\n    dnsLabel: x", "spec.azure.dnsLabel: \"x\" must be at least 3"),
     (EXAMPLE, "vmSize: Standard_D4s_v5", "vmSize: D4s_v5", "spec.pools[1].vmSize: \"D4s_v5\" is not an Azure VM size"),
     (EXAMPLE, "adminUsername: azureuser", "adminUsername: root", "spec.ssh.adminUsername: \"root\" is reserved"),
+    // The Azure environment: NodeConfig's rules at the spec's paths.
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: AzureGermanCloud", "spec.azure.cloud: unknown variant"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom", "spec.azure.customCloud: required when cloud is Custom"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\"}", "spec.azure.customCloud: only allowed when cloud is Custom"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"http://vault.example.test\"}", "spec.azure.customCloud.keyVaultResource: \"http://vault.example.test\" must start with https://"),
     // Versions and GUIDs.
     (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
     (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),

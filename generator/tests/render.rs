@@ -124,19 +124,34 @@ fn same_spec_and_secrets_render_identically() {
     assert_eq!(a.tree.files.len(), 10);
 }
 
+/// Workers never get the PKI, masters do: inline on plain VMs, as the vault's PKI secret on Azure
+/// (where nothing secret is inline).
 #[test]
 fn workers_never_get_the_pki_and_masters_do() {
+    for (text, azure) in [(EXAMPLE_SPEC, true), (PLAIN, false)] {
+        let spec = validate_text(text).unwrap();
+        let hash = secrets().ca_cert_hash().unwrap();
+        for pool in &spec.cluster.spec.pools {
+            let config = kubeboot_gen::render::node_config(&spec, secrets(), &hash, pool);
+            let reparsed = kubeboot_nodeconfig::parse(&config.to_yaml()).unwrap();
+            let master = pool.role == Role::Master;
+            let vault = reparsed.secrets.as_ref().map(|s| &s.key_vault);
+            assert_eq!(vault.is_some(), azure, "{}", pool.name);
+            assert_eq!(reparsed.bootstrap.token.is_some(), !azure, "{}", pool.name);
+            assert_eq!(reparsed.pki.is_some(), master && !azure, "{}", pool.name);
+            assert_eq!(
+                vault.is_some_and(|v| v.pki_secret.is_some()),
+                master && azure,
+                "{}",
+                pool.name
+            );
+        }
+    }
     let spec = validate_text(EXAMPLE_SPEC).unwrap();
     let hash = secrets().ca_cert_hash().unwrap();
     for pool in &spec.cluster.spec.pools {
         let config = kubeboot_gen::render::node_config(&spec, secrets(), &hash, pool);
         let reparsed = kubeboot_nodeconfig::parse(&config.to_yaml()).unwrap();
-        assert_eq!(
-            reparsed.pki.is_some(),
-            pool.role == Role::Master,
-            "{}",
-            pool.name
-        );
         assert_eq!(
             reparsed.cluster.control_plane_endpoint,
             spec.control_plane_endpoint

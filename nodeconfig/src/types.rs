@@ -495,7 +495,9 @@ impl SharedPki {
 }
 
 impl AzureProvider {
-    fn validate(&self, at: &str) -> Result<(), FieldError> {
+    /// `cloud` and `customCloud` agree; `at` is where the fields sit (the generator checks a
+    /// spec's `spec.azure` with the same rules).
+    pub fn validate(&self, at: &str) -> Result<(), FieldError> {
         match (self.cloud, &self.custom_cloud) {
             (AzureCloud::Custom, None) => Err(FieldError::new(
                 format!("{at}.customCloud"),

@@ -6,7 +6,9 @@
 //! template, parameters without a default have a value, apiVersions are the pinned ones.
 //! Seed checks: each point of the seed's provisioning flow (NSG rules, VNet/subnets/route table,
 //! Standard public IP and load balancer named like the cluster, pools and rules, one scale set
-//! per pool with its settings, role assignments, cluster tags everywhere).
+//! per pool with its settings, role assignments, cluster tags everywhere), and the Key Vault
+//! (RBAC, soft delete, purge protection, its two secrets from the secure parameter, who may read
+//! what).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,10 +17,11 @@ use kubeboot_nodeconfig::Role;
 use serde_json::Value;
 
 use super::{
-    AUTHORIZATION_API_VERSION, CLUSTER_TAG, COMPUTE_API_VERSION, CONTRIBUTOR_ROLE_ID, KUBEBOOT_TAG,
+    AUTHORIZATION_API_VERSION, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION,
+    CONTRIBUTOR_ROLE_ID, KEY_VAULT_API_VERSION, KEY_VAULT_SECRETS_USER_ROLE_ID, KUBEBOOT_TAG,
     NETWORK_API_VERSION, OWNER_ROLE_ID, PARAMETERS_FILE, TEMPLATE_FILE,
 };
-use crate::names::{Names, API_SERVER_PORT};
+use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
 use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
@@ -33,6 +36,8 @@ const LOAD_BALANCER: &str = "Microsoft.Network/loadBalancers";
 const SCALE_SET: &str = "Microsoft.Compute/virtualMachineScaleSets";
 const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
 const ROLE_DEFINITION: &str = "Microsoft.Authorization/roleDefinitions";
+const KEY_VAULT: &str = "Microsoft.KeyVault/vaults";
+const KEY_VAULT_SECRET: &str = "Microsoft.KeyVault/vaults/secrets";
 
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
@@ -76,7 +81,7 @@ pub fn check_tree(tree: &Tree) -> Vec<String> {
     let mode = tree.files[Path::new(PARAMETERS_FILE)].mode;
     if mode != FILE_MODE {
         problems.push(format!(
-            "{PARAMETERS_FILE}: mode {mode:o}, must be {FILE_MODE:o} (it carries the masters' CA keys)"
+            "{PARAMETERS_FILE}: mode {mode:o}, must be {FILE_MODE:o} (it carries the cluster secrets)"
         ));
     }
     for pool in &spec.spec.pools {
@@ -173,6 +178,7 @@ impl<'t> Walker<'t> {
                 "Microsoft.Network" => NETWORK_API_VERSION,
                 "Microsoft.Compute" => COMPUTE_API_VERSION,
                 "Microsoft.Authorization" => AUTHORIZATION_API_VERSION,
+                "Microsoft.KeyVault" => KEY_VAULT_API_VERSION,
                 _ => {
                     self.problem(format!("resources[{i}]: unexpected type {kind:?}"));
                     continue;
@@ -227,9 +233,14 @@ impl<'t> Walker<'t> {
         }
     }
 
-    /// A resource (top level) or a child element (`properties.<childType>[name]`) of the template.
+    /// A resource (top level, including child types declared at the top level such as
+    /// `vaults/secrets` named `<vault>/<secret>`) or a child element (`properties.<childType>[name]`)
+    /// of the template.
     fn resolve(&self, args: &[String]) -> Option<&'t Value> {
         let (kind, names) = args.split_first()?;
+        if let Some(top) = self.find(kind, &names.join("/")) {
+            return Some(top);
+        }
         let mut segments = kind.split('/');
         let namespace = segments.next()?;
         let types: Vec<&str> = segments.collect();
@@ -248,7 +259,8 @@ impl<'t> Walker<'t> {
     }
 
     fn resolve_top_level(&self, args: &[String]) -> Option<&'t Value> {
-        (args.len() == 2).then(|| self.resolve(args)).flatten()
+        self.resolve(args)
+            .filter(|r| self.resources.iter().any(|top| std::ptr::eq(*top, *r)))
     }
 
     fn find(&self, kind: &str, name: &str) -> Option<&'t Value> {
@@ -329,6 +341,7 @@ impl<'t> Walker<'t> {
             nat_pool,
         );
         self.role_assignments(spec, &names, azure.identity_roles);
+        self.key_vault(spec, &names, parameters);
     }
 
     fn tags(&mut self, cluster: &str) {
@@ -728,8 +741,13 @@ impl<'t> Walker<'t> {
         }
     }
 
+    /// Role assignments on the resource group (no `scope`): one per scale set, its role model's.
     fn role_assignments(&mut self, spec: &ClusterSpec, names: &Names, roles: IdentityRoles) {
-        let assignments = self.of_type(ROLE_ASSIGNMENT);
+        let assignments: Vec<&Value> = self
+            .of_type(ROLE_ASSIGNMENT)
+            .into_iter()
+            .filter(|a| a.get("scope").is_none())
+            .collect();
         let custom_role = self.of_type(ROLE_DEFINITION).first().copied();
         if roles == IdentityRoles::ContributorPlusCustom {
             match custom_role {
@@ -769,7 +787,7 @@ impl<'t> Walker<'t> {
                 .collect();
             let [assignment] = matching.as_slice() else {
                 self.problem(format!(
-                    "role assignments: {} for scale set {vmss:?}, want exactly one",
+                    "role assignments: {} on the resource group for scale set {vmss:?}, want exactly one",
                     matching.len()
                 ));
                 continue;
@@ -815,6 +833,163 @@ impl<'t> Walker<'t> {
                 ));
             }
         }
+    }
+
+    /// The Key Vault: RBAC authorization (no access policies), soft delete and purge protection;
+    /// its two secrets filled from the secureObject parameter (which the parameters file fills);
+    /// and "Key Vault Secrets User" for each scale set's identity: on the vault for masters, on
+    /// the join-token secret only for workers.
+    fn key_vault(&mut self, spec: &ClusterSpec, names: &Names, parameters: &Value) {
+        let azure = spec.spec.azure.as_ref().expect("checked by the caller");
+        let name = names.key_vault(&azure.subscription_id, &azure.resource_group);
+        let Some(vault) = self.find(KEY_VAULT, &name) else {
+            self.problem(format!("Key Vault {name:?}: missing"));
+            return;
+        };
+        let p = &vault["properties"];
+        for (flag, why) in [
+            (
+                "enableRbacAuthorization",
+                "access is granted by role assignments, not access policies",
+            ),
+            ("enableSoftDelete", "a deleted secret must stay recoverable"),
+            (
+                "enablePurgeProtection",
+                "nobody may purge the cluster's CA before the retention ends",
+            ),
+        ] {
+            if p[flag] != true {
+                self.problem(format!("Key Vault {name:?}: {flag} must be true ({why})"));
+            }
+        }
+        if p["accessPolicies"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            self.problem(format!(
+                "Key Vault {name:?}: access policies are ignored under RBAC; grant roles instead"
+            ));
+        }
+        if p["tenantId"].as_str().is_none_or(str::is_empty) {
+            self.problem(format!("Key Vault {name:?}: no tenantId"));
+        }
+
+        let parameter = &self.template["parameters"][CLUSTER_SECRETS_PARAMETER];
+        if parameter["type"] != "secureObject" {
+            self.problem(format!(
+                "parameter {CLUSTER_SECRETS_PARAMETER:?}: type must be secureObject (ARM would log the secrets)"
+            ));
+        }
+        let secrets = self.of_type(KEY_VAULT_SECRET);
+        if secrets.len() != 2 {
+            self.problem(format!(
+                "Key Vault {name:?}: {} secrets, want exactly {JOIN_TOKEN_SECRET} and {PKI_SECRET}",
+                secrets.len()
+            ));
+        }
+        for secret in [JOIN_TOKEN_SECRET, PKI_SECRET] {
+            let full = format!("{name}/{secret}");
+            let Some(resource) = self.find(KEY_VAULT_SECRET, &full) else {
+                self.problem(format!("Key Vault secret {full:?}: missing"));
+                continue;
+            };
+            let want = format!("[parameters('{CLUSTER_SECRETS_PARAMETER}')['{secret}']]");
+            if resource["properties"]["value"] != want.as_str() {
+                self.problem(format!(
+                    "Key Vault secret {full:?}: value must be {want} (never a literal)"
+                ));
+            }
+            let vault_ref = format!("resourceId('{KEY_VAULT}', '{name}')");
+            if !resource["dependsOn"].to_string().contains(&vault_ref) {
+                self.problem(format!(
+                    "Key Vault secret {full:?}: must depend on the vault"
+                ));
+            }
+            let given = &parameters["parameters"][CLUSTER_SECRETS_PARAMETER]["value"][secret];
+            if given.as_str().is_none_or(str::is_empty) {
+                self.problem(format!(
+                    "parameters file: no {CLUSTER_SECRETS_PARAMETER} value for secret {secret:?}"
+                ));
+            }
+        }
+
+        let vault_assignments: Vec<&Value> = self
+            .of_type(ROLE_ASSIGNMENT)
+            .into_iter()
+            .filter(|a| a.get("scope").is_some())
+            .collect();
+        for pool in &spec.spec.pools {
+            let vmss = names.scale_set(&pool.name);
+            let vmss_ref = format!("resourceId('{SCALE_SET}', '{vmss}')");
+            let matching: Vec<&Value> = vault_assignments
+                .iter()
+                .copied()
+                .filter(|a| {
+                    a["properties"]["principalId"].as_str().is_some_and(|p| {
+                        p.contains(&vmss_ref) && p.contains(".identity.principalId")
+                    })
+                })
+                .collect();
+            let [assignment] = matching.as_slice() else {
+                self.problem(format!(
+                    "Key Vault role assignments: {} for scale set {vmss:?}, want exactly one",
+                    matching.len()
+                ));
+                continue;
+            };
+            let (scope, scope_ref, what) = if pool.role == Role::Master {
+                (
+                    format!("{KEY_VAULT}/{name}"),
+                    vault_ref_args(&name, None),
+                    "the vault (masters read every secret)",
+                )
+            } else {
+                (
+                    format!("{KEY_VAULT}/{name}/secrets/{JOIN_TOKEN_SECRET}"),
+                    vault_ref_args(&name, Some(JOIN_TOKEN_SECRET)),
+                    "the join-token secret only (workers read nothing else)",
+                )
+            };
+            let at = |m: &str| format!("Key Vault role assignment for {vmss:?}: {m}");
+            if assignment["scope"] != scope.as_str() {
+                self.problem(at(&format!(
+                    "scope {} must be {scope:?}, {what}",
+                    assignment["scope"]
+                )));
+            } else if self.resolve(&scope_ref).is_none() {
+                self.problem(at(&format!(
+                    "scope {scope:?} names nothing in this template"
+                )));
+            }
+            let p = &assignment["properties"];
+            let role_id = p["roleDefinitionId"].as_str().unwrap_or_default();
+            if !role_id.contains(&format!("'{KEY_VAULT_SECRETS_USER_ROLE_ID}'")) {
+                self.problem(at(&format!(
+                    "must grant Key Vault Secrets User ({KEY_VAULT_SECRETS_USER_ROLE_ID}), grants {role_id}"
+                )));
+            }
+            if p["principalType"] != "ServicePrincipal" {
+                self.problem(at("principalType must be ServicePrincipal"));
+            }
+            if !assignment["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("[guid("))
+            {
+                self.problem(at("name must be a deterministic guid(...)"));
+            }
+            let depends = assignment["dependsOn"].to_string();
+            if !depends.contains(&vmss_ref) {
+                self.problem(at("must depend on the scale set"));
+            }
+        }
+    }
+}
+
+/// `resourceId` arguments of the vault or one of its secrets.
+fn vault_ref_args(vault: &str, secret: Option<&str>) -> Vec<String> {
+    match secret {
+        None => vec![KEY_VAULT.into(), vault.into()],
+        Some(secret) => vec![KEY_VAULT_SECRET.into(), vault.into(), secret.into()],
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ARM template of a cluster's Azure infrastructure: `DIR/arm/azuredeploy.json` (secret-free,
 //! a pure function of the spec) and `DIR/arm/azuredeploy.parameters.json` (SSH public key, image
-//! id, and every pool's custom data — which carries CA keys, so the file is written 0600).
+//! id, every pool's custom data — secret-free too — and `clusterSecrets`, the values of the Key
+//! Vault secrets, so the file is written 0600).
 //!
 //! The template text lives in `generator/templates/arm/`; this module only builds its context
 //! (every name from `names.rs`) and re-parses the output so a template slip fails the render.
@@ -12,11 +13,11 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context, Result};
 use ipnet::Ipv4Net;
-use kubeboot_nodeconfig::{FieldError, Role};
+use kubeboot_nodeconfig::{FieldError, Role, Secret, SharedPki};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::names::{Names, API_SERVER_PORT};
+use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::spec::{AzureSpec, ClusterSpec, IdentityRoles};
 
 pub const TEMPLATE_FILE: &str = "arm/azuredeploy.json";
@@ -26,10 +27,20 @@ pub const PARAMETERS_FILE: &str = "arm/azuredeploy.parameters.json";
 pub const NETWORK_API_VERSION: &str = "2024-05-01";
 pub const COMPUTE_API_VERSION: &str = "2024-07-01";
 pub const AUTHORIZATION_API_VERSION: &str = "2022-04-01";
+pub const KEY_VAULT_API_VERSION: &str = "2024-11-01";
 
 /// Built-in Azure role definition ids (identical in every tenant).
 pub const OWNER_ROLE_ID: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
 pub const CONTRIBUTOR_ROLE_ID: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+/// "Key Vault Secrets User": read secret contents (`secrets/getSecret/action`,
+/// `secrets/readMetadata/action`), nothing else; RBAC-authorized vaults only. Source:
+/// MicrosoftDocs/azure-docs, articles/role-based-access-control/built-in-roles/security.md.
+pub const KEY_VAULT_SECRETS_USER_ROLE_ID: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+/// The secureObject parameter carrying the Key Vault secrets' values, keyed by secret name.
+pub const CLUSTER_SECRETS_PARAMETER: &str = "clusterSecrets";
+/// Days a deleted vault (and secret) stays recoverable; with purge protection nobody can shorten
+/// it. Azure's maximum, and its default.
+pub const SOFT_DELETE_RETENTION_DAYS: u32 = 90;
 
 /// Tag cloud-provider-azure itself puts on the public IPs it creates (`consts.ClusterNameKey`).
 pub const CLUSTER_TAG: &str = "k8s-azure-cluster-name";
@@ -55,11 +66,15 @@ pub struct ArmFiles {
     pub parameters: String,
 }
 
-/// Inputs the template needs beyond the spec: the SSH public key and each pool's custom data
-/// (base64), keyed by pool name.
+/// Inputs the template needs beyond the spec: the SSH public key, each pool's custom data
+/// (base64), keyed by pool name, and the values the Key Vault secrets are created with.
 pub struct ArmSecrets<'a> {
     pub ssh_public_key: &'a str,
     pub custom_data: &'a BTreeMap<String, String>,
+    /// Value of the `bootstrap-token` secret.
+    pub join_token: &'a Secret,
+    /// Value of the `cluster-pki` secret, as JSON (the structure of a NodeConfig's inline `pki`).
+    pub pki: &'a SharedPki,
 }
 
 /// Checks the ARM-specific fields of `spec.spec.azure`; one error per bad entry.
@@ -149,6 +164,15 @@ pub fn render(spec: &ClusterSpec, secrets: &ArmSecrets) -> Result<ArmFiles> {
         json!({ "value": secrets.ssh_public_key }),
     );
     parameters.insert("customData".into(), json!({ "value": secrets.custom_data }));
+    let pki_json =
+        serde_json::to_string(secrets.pki).context("serialising the PKI for the Key Vault")?;
+    parameters.insert(
+        CLUSTER_SECRETS_PARAMETER.into(),
+        json!({ "value": {
+            JOIN_TOKEN_SECRET: secrets.join_token.expose(),
+            PKI_SECRET: pki_json,
+        } }),
+    );
     if let Some(image) = &azure.image_id {
         parameters.insert("imageId".into(), json!({ "value": image }));
     }
@@ -174,6 +198,17 @@ struct ApiVersions {
     network: &'static str,
     compute: &'static str,
     authorization: &'static str,
+    key_vault: &'static str,
+}
+
+#[derive(Serialize)]
+struct KeyVaultContext {
+    name: String,
+    parameter: &'static str,
+    join_token_secret: &'static str,
+    pki_secret: &'static str,
+    secrets_user_role: &'static str,
+    soft_delete_retention_days: u32,
 }
 
 #[derive(Serialize)]
@@ -244,6 +279,7 @@ struct TemplateContext {
     admin_username: String,
     pools: Vec<PoolContext>,
     custom_worker_role: Option<CustomRoleContext>,
+    key_vault: KeyVaultContext,
 }
 
 impl TemplateContext {
@@ -327,6 +363,7 @@ impl TemplateContext {
                 network: NETWORK_API_VERSION,
                 compute: COMPUTE_API_VERSION,
                 authorization: AUTHORIZATION_API_VERSION,
+                key_vault: KEY_VAULT_API_VERSION,
             },
             cluster: cluster.to_string(),
             cluster_tag: CLUSTER_TAG,
@@ -363,6 +400,14 @@ impl TemplateContext {
             admin_username: spec.spec.ssh.admin_username.clone(),
             pools,
             custom_worker_role,
+            key_vault: KeyVaultContext {
+                name: names.key_vault(&azure.subscription_id, &azure.resource_group),
+                parameter: CLUSTER_SECRETS_PARAMETER,
+                join_token_secret: JOIN_TOKEN_SECRET,
+                pki_secret: PKI_SECRET,
+                secrets_user_role: KEY_VAULT_SECRETS_USER_ROLE_ID,
+                soft_delete_retention_days: SOFT_DELETE_RETENTION_DAYS,
+            },
         };
         context.check_names()?;
         Ok(context)
@@ -386,6 +431,7 @@ impl TemplateContext {
             &lb.api_rule,
             &lb.ssh_nat_pool,
             &lb.outbound_rule,
+            &self.key_vault.name,
         ];
         let per_pool = self
             .pools
