@@ -1,9 +1,9 @@
 //! Azure nodes get their cluster secrets from Key Vault, with Azure faked at its HTTP boundary
-//! only (`kubeboot_stand_ins::fake_azure`, shared with the VM test): the real agent binary reads the NodeConfig a vault-backed pool carries
-//! (custom cloud: the fakes' endpoints and test CA), asks IMDS for an identity token and the vault
-//! for the secrets over TLS, through the proxy the test sets. Each fault case checks what the node
-//! does (waits and says why in `status`, or fails without retrying) and that nothing is
-//! half-written.
+//! only (`kubeboot_stand_ins::fake_azure`, shared with the VM test): the real agent binary reads
+//! the NodeConfig a vault-backed pool carries (custom cloud: the fakes' endpoints and test CA),
+//! asks IMDS for an identity token and the vault for the secrets over TLS, through the proxy the
+//! test sets. Each fault case checks what the node does (waits and says why in `status`, or fails
+//! without retrying) and that nothing is half-written.
 
 mod common;
 
