@@ -1,18 +1,17 @@
 //! Azure nodes get their cluster secrets from Key Vault, with Azure faked at its HTTP boundary
-//! only (`fake_azure`): the real agent binary reads the NodeConfig a vault-backed pool carries
-//! (custom cloud: the fakes' endpoints and test CA), asks IMDS for an identity token and the vault
-//! for the secrets over TLS, through the proxy the test sets. Each fault case checks what the node
-//! does (waits and says why in `status`, or fails without retrying) and that nothing is
-//! half-written.
+//! only (`kubeboot_stand_ins::fake_azure`, shared with the VM test): the real agent binary reads
+//! the NodeConfig a vault-backed pool carries (custom cloud: the fakes' endpoints and test CA),
+//! asks IMDS for an identity token and the vault for the secrets over TLS, through the proxy the
+//! test sets. Each fault case checks what the node does (waits and says why in `status`, or fails
+//! without retrying) and that nothing is half-written.
 
 mod common;
-mod fake_azure;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{text, Node};
-use fake_azure::{FakeAzure, Fault, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
+use kubeboot_stand_ins::fake_azure::{FakeAzure, Fault, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
 use serde_json::Value;
 
 const WORKER: &str = include_str!("../../nodeconfig/tests/corpus/azure-vault-worker.yaml");

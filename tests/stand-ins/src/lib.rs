@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod client;
+pub mod fake_azure;
 pub mod flags;
 pub mod fsx;
 pub mod invocation;

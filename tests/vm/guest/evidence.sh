@@ -33,10 +33,14 @@ settled() {
     case $(systemctl show -p ActiveState --value cloud-final.service) in active|failed) return 0 ;; esac
     return 1
   fi
-  eval "$(systemctl show -p ActiveState -p ConditionTimestampMonotonic "$AGENT_UNIT")"
+  eval "$(systemctl show -p ActiveState -p SubState -p Result -p ConditionTimestampMonotonic "$AGENT_UNIT")"
   case $ActiveState in
     active|failed) ;;
     inactive) [ "$ConditionTimestampMonotonic" != 0 ] || return 1 ;;
+    # Restart=on-failure: the agent exited non-zero (a phase failed and says why in status) and
+    # systemd waits to run it again. That attempt is over, as "failed" was before the unit
+    # restarted; a kill (Result=signal, the faults run) is not: the restart must be seen.
+    activating) [ "$SubState" = auto-restart ] && [ "$Result" = exit-code ] || return 1 ;;
     *) return 1 ;;
   esac
   case $(systemctl show -p ActiveState --value cloud-final.service) in active|failed) return 0 ;; esac

@@ -147,6 +147,9 @@ pub struct NodeSpec {
     pub link: Option<(String, u16, u16)>,
     pub mirror: mirror::Behaviour,
     pub imds: Option<imds::Instance>,
+    /// More host services the guest reaches through `guestfwd`: (`ip:port` in the guest, host
+    /// loopback port), e.g. the fake Key Vault.
+    pub forwards: Vec<(String, u16)>,
     pub instrumentation: Instrumentation,
     /// Programs the seed carries for the vendor data to install (see `seed::vendor_data`).
     pub payload: Vec<(String, PathBuf)>,
@@ -208,10 +211,13 @@ impl Node {
             cpus: spec.cpus,
             seed_iso: iso,
             uplink_mac: uplink_mac.clone(),
-            forwards: vec![
+            forwards: [
                 (qemu::IMDS_ADDR.into(), imds.port),
                 (qemu::MIRROR_ADDR.into(), mirror.port),
-            ],
+            ]
+            .into_iter()
+            .chain(spec.forwards.iter().cloned())
+            .collect(),
             private_link: spec.link.as_ref().map(|(_, local, remote)| PrivateLink {
                 mac: link_mac.clone(),
                 local_port: *local,

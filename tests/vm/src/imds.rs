@@ -2,9 +2,11 @@
 //! 169.254.169.254:80 through QEMU's `guestfwd` (see `qemu.rs`), so no packet to that address
 //! ever leaves the host. It behaves like IMDS where the agent could get it wrong: the
 //! `Metadata: true` header and an `api-version` are required, and a request that went through a
-//! proxy (`X-Forwarded-For`) is refused.
+//! proxy (`X-Forwarded-For`) is refused. It also issues the instance's identity token for the
+//! fake Key Vault (`kubeboot_stand_ins::fake_azure`, whose rules it answers with).
 
 use anyhow::Result;
+use kubeboot_stand_ins::fake_azure;
 use serde_json::json;
 
 use crate::http::{respond, LoopbackServer};
@@ -109,6 +111,10 @@ pub fn start(instance: Instance) -> Result<LoopbackServer> {
                 json!({"compute": instance.compute(), "network": instance.network()})
             }
             "/metadata/instance/compute" => instance.compute(),
+            "/metadata/identity/oauth2/token" => {
+                let (status, body) = fake_azure::identity_token_answer(true, &url);
+                return respond(request, status, "application/json", body.into_bytes());
+            }
             _ => return respond(request, 404, "text/plain", b"not found".to_vec()),
         };
         respond(

@@ -29,6 +29,8 @@ pub const GUEST_UPLINK_IP: &str = "169.254.169.15";
 pub const IMDS_ADDR: &str = "169.254.169.254:80";
 /// Where the guest finds the artifact mirror (forwarded per VM, so each VM has its own server).
 pub const MIRROR_ADDR: &str = "169.254.169.250:80";
+/// Where the guest finds the fake Key Vault (HTTPS), for the names the seed maps to it.
+pub const VAULT_ADDR: &str = "169.254.169.251:443";
 
 #[derive(Debug, Clone)]
 pub struct PrivateLink {

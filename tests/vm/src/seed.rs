@@ -90,6 +90,9 @@ pub struct Instrumentation {
     pub kill_agent_during_kubeadm_init: bool,
     /// Files dumped on every boot, changed or not (e.g. the stand-in API server's records).
     pub extra_files: Vec<String>,
+    /// `(address, name)` lines the environment's name resolution provides (appended to
+    /// /etc/hosts), e.g. the fake Key Vault's host name: the product never learns them.
+    pub hosts: Vec<(String, String)>,
 }
 
 /// Vendor data: a boothook (run by cloud-init early at boot, before user data's `write_files`)
@@ -100,6 +103,7 @@ pub fn vendor_data(settings: &Instrumentation) -> String {
         "#cloud-boothook\n#!/bin/sh\n\
          # VM e2e test instrumentation (vendor data; the user data is the rendered one, untouched).\n\
          mkdir -p /etc/kubeboot-e2e /usr/local/lib/kubeboot-e2e\n\
+         {hosts}\
          cat > /etc/kubeboot-e2e/settings <<'KBE2E_SETTINGS'\n\
          MODE={mode}\nAGENT_UNIT={unit}\nDEADLINE_SECONDS={deadline}\n\
          KILL_AGENT_DURING_KUBEADM_INIT={kill}\nEXTRA_FILES='{extra}'\n\
@@ -128,5 +132,13 @@ pub fn vendor_data(settings: &Instrumentation) -> String {
         deadline = settings.deadline_seconds,
         kill = u8::from(settings.kill_agent_during_kubeadm_init),
         extra = settings.extra_files.join(" "),
+        // Once only: a boothook runs again on every boot.
+        hosts = settings
+            .hosts
+            .iter()
+            .map(|(address, name)| {
+                format!("grep -q ' {name}$' /etc/hosts || echo '{address} {name}' >> /etc/hosts\n")
+            })
+            .collect::<String>(),
     )
 }

@@ -6,7 +6,8 @@
 //! stand-ins of `tests/stand-ins` because their real binaries are not available here.
 //!
 //! One test, so the VM runs never overlap (two cores): master and worker with a reboot; an Azure
-//! master that learns who it is from the fake IMDS; then the timings table. Evidence (consoles, what
+//! master that learns who it is from the fake IMDS and reads the cluster's secrets from a fake Key
+//! Vault over TLS; then the timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use kubeboot_nodeconfig::NodeConfig;
+use kubeboot_stand_ins::fake_azure::{FakeAzure, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
 use kubeboot_vm_e2e::checks::{self, Phase};
 use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
@@ -46,9 +48,17 @@ struct Rendered {
 impl Rendered {
     /// Renders `specs/<spec>` into `target/vm-e2e/<run>/` (each run has its own secrets).
     fn new(env: &Env, run: &str, spec: &str, pools: &[&str]) -> Result<Self> {
+        Self::render(
+            env,
+            run,
+            &workspace_root().join("tests/vm/specs").join(spec),
+            pools,
+        )
+    }
+
+    fn render(env: &Env, run: &str, spec_path: &Path, pools: &[&str]) -> Result<Self> {
         let dir = env.work.join(run);
-        let spec_path = workspace_root().join("tests/vm/specs").join(spec);
-        cluster::render(&env.bin, &spec_path, &dir)?;
+        cluster::render(&env.bin, spec_path, &dir)?;
         let mut configs = BTreeMap::new();
         for pool in pools {
             let config = node_config_from_user_data(&cluster::user_data(&dir, pool))?;
@@ -120,6 +130,7 @@ impl Env {
             link: None,
             mirror: mirror::Behaviour::default(),
             imds: None,
+            forwards: vec![],
             instrumentation: Instrumentation {
                 baseline: false,
                 agent_unit: AGENT_UNIT.into(),
@@ -130,6 +141,7 @@ impl Env {
                 } else {
                     vec![]
                 },
+                hosts: vec![],
             },
             payload: self.payload.clone(),
             timeout: VM_TIMEOUT,
@@ -537,13 +549,38 @@ fn imds_packets_only_to_the_forward(node: &Node) -> Result<usize> {
 /// master) in zone 2, whose only source of identity is the fake IMDS. Its private address
 /// (what IMDS reports) is on a second NIC, as the subnet's address of an Azure NIC is.
 fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
-    let rendered = Rendered::new(env, "azure", "azure.yaml", &["master"])?;
+    let vault = FakeAzure::start();
+    let spec_path = with_ca_bundle(env, "azure.yaml", &vault.ca_pem)?;
+    let rendered = Rendered::render(env, "azure", &spec_path, &["master"])?;
     let config = rendered.config("master");
     let azure = config
         .provider
         .azure
         .as_ref()
         .context("the azure spec renders an azure provider")?;
+    let custom = azure
+        .custom_cloud
+        .as_ref()
+        .context("the azure spec renders a custom cloud")?;
+    ensure!(
+        custom.key_vault_dns_suffix == VAULT_SUFFIX && custom.key_vault_resource == VAULT_RESOURCE,
+        "specs/azure.yaml's customCloud is not the fake vault's ({VAULT_SUFFIX}, {VAULT_RESOURCE})"
+    );
+    let key_vault = &config
+        .secrets
+        .as_ref()
+        .context("the azure master reads its secrets from a Key Vault")?
+        .key_vault;
+    let pki_secret = key_vault
+        .pki_secret
+        .clone()
+        .context("the azure master's NodeConfig names no PKI secret")?;
+    custom_data_holds_no_secret(&rendered, "master")?;
+    // What the ARM deployment puts in the vault, and the master identity's role on all of it.
+    for (name, value) in cluster_secrets(&rendered.dir)? {
+        vault.put_secret(&name, &value);
+        vault.grant(&name);
+    }
     let instance = imds::Instance {
         subscription_id: azure.subscription_id.clone(),
         resource_group: azure.resource_group.clone(),
@@ -558,6 +595,14 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     let node_name = instance.computer_name();
     let mut spec = env.node_spec(&node_name, "master", 3, true);
     spec.imds = Some(instance.clone());
+    // The vault's name resolves (through the test environment's seed) to the forwarded address.
+    spec.forwards
+        .push((qemu::VAULT_ADDR.into(), vault.vault_addr().port()));
+    let vault_ip = qemu::VAULT_ADDR.split(':').next().unwrap_or_default();
+    spec.instrumentation.hosts.push((
+        vault_ip.into(),
+        format!("{}.{VAULT_SUFFIX}", key_vault.name),
+    ));
     // A NIC on the master subnet with the address IMDS reports; nothing on the other end.
     let (local, unused) = cluster::udp_port_pair()?;
     spec.link = Some((format!("{}/24", instance.private_ip), local, unused));
@@ -590,6 +635,27 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         forwarded > 0,
         "{node_name}: no IMDS packet on the uplink capture"
     );
+    ensure!(
+        hits.iter()
+            .any(|h| h.url.starts_with("/metadata/identity/oauth2/token?")),
+        "{node_name}: the agent never asked IMDS for an identity token"
+    );
+    let seen = vault.seen();
+    let secret_reads: Vec<_> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Secret { path, bearer_ok } => Some((path.clone(), *bearer_ok)),
+            _ => None,
+        })
+        .collect();
+    ensure!(
+        secret_reads.iter().all(|(_, bearer_ok)| *bearer_ok)
+            && secret_reads
+                .iter()
+                .any(|(path, _)| *path == format!("/secrets/{pki_secret}")),
+        "{node_name}: the vault did not see an authorised read of {pki_secret}: {secret_reads:?}"
+    );
+    println!("azure: the vault served {secret_reads:?}");
 
     let nodes = checks::registered_nodes(&boot)?;
     checks::node_registered(&nodes, &node_name, config, Some(&instance.provider_id()))?;
@@ -612,6 +678,54 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     checks::no_secret_leaks(&node_name, &boot, &rendered.needles)?;
     timings.push(timing("kubeboot-azure", &node_name, &boot)?);
     master.vm.stop();
+    Ok(())
+}
+
+/// `specs/<spec>` with `spec.azure.customCloud.caBundle` set to the fake vault's test CA (made
+/// for this run), written beside the runs' directories.
+fn with_ca_bundle(env: &Env, spec: &str, ca_pem: &str) -> Result<PathBuf> {
+    let source = workspace_root().join("tests/vm/specs").join(spec);
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&source)?)?;
+    let custom = doc["spec"]["azure"]
+        .get_mut("customCloud")
+        .with_context(|| format!("{spec}: no spec.azure.customCloud"))?;
+    custom["caBundle"] = ca_pem.into();
+    let out = env.work.join(spec);
+    std::fs::write(&out, serde_yaml_ng::to_string(&doc)?)?;
+    Ok(out)
+}
+
+/// The rendered `clusterSecrets` (what the ARM deployment creates the vault's secrets from).
+fn cluster_secrets(rendered: &Path) -> Result<Vec<(String, String)>> {
+    let path = rendered.join("arm/azuredeploy.parameters.json");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let secrets = doc["parameters"]["clusterSecrets"]["value"]
+        .as_object()
+        .with_context(|| format!("{}: no clusterSecrets", path.display()))?;
+    secrets
+        .iter()
+        .map(|(name, value)| {
+            let value = value
+                .as_str()
+                .with_context(|| format!("clusterSecrets.{name} is not a string"))?;
+            Ok((name.clone(), value.to_string()))
+        })
+        .collect()
+}
+
+/// A vault-backed pool's user data (what Azure gets as custom data) carries no secret: its
+/// NodeConfig has no token and no PKI, and none of the cluster's secrets appears in the file.
+fn custom_data_holds_no_secret(rendered: &Rendered, pool: &str) -> Result<()> {
+    let config = rendered.config(pool);
+    ensure!(
+        config.bootstrap.token.is_none() && config.pki.is_none(),
+        "pool {pool}: the NodeConfig in its user data carries a token or the PKI"
+    );
+    let user_data = std::fs::read(cluster::user_data(&rendered.dir, pool))?;
+    if let Some(needle) = kubeboot_vm_e2e::secrets::find(&rendered.needles, &user_data) {
+        anyhow::bail!("pool {pool}: the user data carries {}", needle.name);
+    }
     Ok(())
 }
 
@@ -734,7 +848,7 @@ fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
         ),
         (
             "azure",
-            "azure master from IMDS, beside a node fed a corrupted artifact",
+            "azure master from IMDS and the fake vault, beside a node fed a corrupted artifact",
             azure_and_corrupt,
         ),
         (

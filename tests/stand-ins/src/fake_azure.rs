@@ -1,10 +1,10 @@
-//! Azure faked at its HTTP boundary, for the real agent binary: IMDS (instance document and
-//! identity tokens, `Metadata: true` required) on plain HTTP, Key Vault's REST API over TLS with
-//! a certificate from a test CA, and the HTTPS proxy through which the node reaches the vault
-//! (it maps the vault's host name to the fake: the test's name resolution; the agent only sees
-//! an ordinary `HTTPS_PROXY`). Faults on demand: 403 until a role is granted, 404, 429 with
-//! Retry-After, 5xx, slow answers.
-#![allow(dead_code)] // each test uses a different part
+//! Azure faked at its HTTP boundary, for the real agent binary (agent/tests/vault.rs) and the VM
+//! end-to-end test (tests/vm): IMDS (instance document and identity tokens, `Metadata: true`
+//! required) on plain HTTP, Key Vault's REST API over TLS with a certificate from a test CA, and
+//! the HTTPS proxy through which a node on the host reaches the vault (it maps the vault's host
+//! name to the fake: the test's name resolution; the agent only sees an ordinary `HTTPS_PROXY`;
+//! a VM resolves the name through its seed and reaches `vault_addr` by a port forward). Faults on
+//! demand: 403 until a role is granted, 404, 429 with Retry-After, 5xx, slow answers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -62,6 +62,7 @@ struct State {
 pub struct FakeAzure {
     state: Arc<Mutex<State>>,
     imds: SocketAddr,
+    vault: SocketAddr,
     proxy: SocketAddr,
     pub ca_pem: String,
     _runtime: tokio::runtime::Runtime,
@@ -112,6 +113,7 @@ impl FakeAzure {
         FakeAzure {
             state,
             imds,
+            vault,
             proxy,
             ca_pem,
             _runtime: runtime,
@@ -120,6 +122,11 @@ impl FakeAzure {
 
     pub fn imds_url(&self) -> String {
         format!("http://{}", self.imds)
+    }
+
+    /// The vault's TLS listener on loopback (what `https://<vault>.<VAULT_SUFFIX>` must reach).
+    pub fn vault_addr(&self) -> SocketAddr {
+        self.vault
     }
 
     /// For the node's `HTTPS_PROXY`.
@@ -263,6 +270,33 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// IMDS's answer to an identity token request (`target`: path and query): 400 without
+/// `Metadata: true`, or for another api-version or resource than the vault's; else a token the
+/// fake vault accepts.
+pub fn identity_token_answer(metadata: bool, target: &str) -> (u16, String) {
+    let resource = query_param(target, "resource").unwrap_or_default();
+    if !metadata {
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#
+                .to_string(),
+        )
+    } else if query_param(target, "api-version").as_deref() != Some("2018-02-01")
+        || resource != VAULT_RESOURCE
+    {
+        (400, r#"{"error":"invalid_resource"}"#.to_string())
+    } else {
+        (
+            200,
+            serde_json::json!({
+                "access_token": ACCESS_TOKEN, "expires_in": "86399",
+                "expires_on": "1900000000", "resource": resource, "token_type": "Bearer"
+            })
+            .to_string(),
+        )
+    }
+}
+
 async fn serve_imds(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let Some((request, headers)) = read_head(&mut stream).await else {
         return;
@@ -273,26 +307,12 @@ async fn serve_imds(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let (code, body) = match path {
         "/metadata/identity/oauth2/token" => {
             let resource = query_param(&target, "resource").unwrap_or_default();
-            state.lock().unwrap().seen.push(Seen::Token {
-                metadata,
-                resource: resource.clone(),
-            });
-            if !metadata {
-                (400, r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#.to_string())
-            } else if query_param(&target, "api-version").as_deref() != Some("2018-02-01")
-                || resource != VAULT_RESOURCE
-            {
-                (400, r#"{"error":"invalid_resource"}"#.to_string())
-            } else {
-                (
-                    200,
-                    serde_json::json!({
-                        "access_token": ACCESS_TOKEN, "expires_in": "86399",
-                        "expires_on": "1900000000", "resource": resource, "token_type": "Bearer"
-                    })
-                    .to_string(),
-                )
-            }
+            state
+                .lock()
+                .unwrap()
+                .seen
+                .push(Seen::Token { metadata, resource });
+            identity_token_answer(metadata, &target)
         }
         "/metadata/instance" => {
             state.lock().unwrap().seen.push(Seen::Instance { metadata });
