@@ -292,7 +292,8 @@ pub fn endpoint_wait_attempts(boot: &Boot) -> Result<Vec<f64>> {
     Ok(boot
         .text("journal")?
         .lines()
-        .filter(|l| l.contains("waiting for the control-plane endpoint"))
+        // The agent's wait report (`Context::report_waiting`) with the endpoint probe's reason.
+        .filter(|l| l.contains("waiting (attempt") && l.contains("does not accept connections yet"))
         .filter_map(|l| {
             l.trim_start()
                 .strip_prefix('[')?
