@@ -145,19 +145,7 @@ fn cli_bake_installs_crictl_and_cni_plugins_by_default() {
     ReleaseTree::generate(10_000).serve(&server);
     let base = server.url();
     let image = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
-        .args(["bake", "--version", release::VERSION, "--from", &base])
-        .args(["--crictl-from", &release::crictl_release(&base).base_url])
-        .args(["--cni-plugins-from", &release::cni_release(&base).base_url])
-        .arg("--root")
-        .arg(image.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cli_bake(&base, image.path(), &[]);
     assert!(image.path().join("usr/local/bin/crictl").exists());
     assert!(image.path().join("opt/cni/bin/bridge").exists());
     let manifest = BakedManifest::load(&Root::new(image.path()))
@@ -179,25 +167,19 @@ fn cli_bake_with_containerd_and_runc_records_them_and_installs_containerds_unit(
     ReleaseTree::generate(10_000).serve(&server);
     let base = server.url();
     let image = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
-        .args(["bake", "--version", release::VERSION, "--from", &base])
-        .args(["--crictl-from", &release::crictl_release(&base).base_url])
-        .args(["--cni-plugins-from", &release::cni_release(&base).base_url])
-        .args(["--containerd", release::CONTAINERD_VERSION])
-        .args([
+    cli_bake(
+        &base,
+        image.path(),
+        &[
+            "--containerd",
+            release::CONTAINERD_VERSION,
             "--containerd-from",
             &release::containerd_release(&base).base_url,
-        ])
-        .args(["--runc", release::RUNC_VERSION])
-        .args(["--runc-from", &release::runc_release(&base).base_url])
-        .arg("--root")
-        .arg(image.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+            "--runc",
+            release::RUNC_VERSION,
+            "--runc-from",
+            &release::runc_release(&base).base_url,
+        ],
     );
     let root = Root::new(image.path());
     let unit = std::fs::read_to_string(root.path(CONTAINERD_UNIT)).unwrap();
@@ -250,4 +232,23 @@ fn cli_bake_with_containerd_and_runc_records_them_and_installs_containerds_unit(
         .iter()
         .all(|a| a.source == SourceKind::Baked));
     assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+/// `kubeboot-agent bake` of the release tree at `base` into `image` (crictl and the CNI plugins
+/// from the same server), plus `extra` arguments; asserts that it succeeds.
+fn cli_bake(base: &str, image: &std::path::Path, extra: &[&str]) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["bake", "--version", release::VERSION, "--from", base])
+        .args(["--crictl-from", &release::crictl_release(base).base_url])
+        .args(["--cni-plugins-from", &release::cni_release(base).base_url])
+        .args(extra)
+        .arg("--root")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
