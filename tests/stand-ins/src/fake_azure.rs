@@ -4,8 +4,7 @@
 //! the HTTPS proxy through which a node on the host reaches the vault (it maps the vault's host
 //! name to the fake: the test's name resolution; the agent only sees an ordinary `HTTPS_PROXY`;
 //! a VM resolves the name through its seed and reaches `vault_addr` by a port forward). Faults on
-//! demand: 403 until a role is granted, 404, 429 with Retry-After, 5xx, slow answers; and a
-//! latency added to every IMDS and vault answer (`set_latency`, for agent/benches/vault.rs).
+//! demand: 403 until a role is granted, 404, 429 with Retry-After, 5xx, slow answers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -158,7 +157,8 @@ impl FakeAzure {
         queue.extend(std::iter::repeat_n(fault, times));
     }
 
-    /// Every IMDS and vault answer from now on waits `latency` first.
+    /// Every IMDS and vault answer from now on waits `latency` first: a slow link, for
+    /// agent/benches/vault.rs.
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().unwrap().latency = latency;
     }
