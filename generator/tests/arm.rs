@@ -366,23 +366,6 @@ fn vault_name(spec: &ClusterSpec) -> String {
     Names::new(&spec.metadata.name).key_vault(&azure.subscription_id, &azure.resource_group)
 }
 
-/// The Key Vault role assignment of a scale set (the one with a `scope`).
-fn vault_assignment<'a>(template: &'a mut Value, vmss: &str) -> &'a mut Value {
-    template["resources"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|r| {
-            r["type"] == "Microsoft.Authorization/roleAssignments"
-                && r.get("scope").is_some()
-                && r["properties"]["principalId"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&format!("'{vmss}')"))
-        })
-        .unwrap_or_else(|| panic!("no Key Vault role assignment for {vmss}"))
-}
-
 #[test]
 fn walker_catches_a_vault_without_rbac_soft_delete_or_purge_protection() {
     let spec = example_spec();
@@ -459,35 +442,121 @@ fn walker_catches_secrets_that_bypass_the_secure_parameter() {
     );
 }
 
+/// The Key Vault role assignment of a scale set on `scope` (relative to the vault:
+/// "" for the vault itself, "/secrets/<name>" for a secret).
+fn vault_assignment<'a>(template: &'a mut Value, vmss: &str, scope: &str) -> &'a mut Value {
+    let kv = template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Microsoft.KeyVault/vaults")
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .unwrap();
+    let scope = format!("Microsoft.KeyVault/vaults/{kv}{scope}");
+    template["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| {
+            r["type"] == "Microsoft.Authorization/roleAssignments"
+                && r["scope"] == scope.as_str()
+                && r["properties"]["principalId"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("'{vmss}')"))
+        })
+        .unwrap_or_else(|| panic!("no Key Vault role assignment for {vmss} on {scope}"))
+}
+
+fn set_role(assignment: &mut Value, from: &str, to: &str) {
+    let role = assignment["properties"]["roleDefinitionId"]
+        .as_str()
+        .unwrap()
+        .replace(from, to);
+    assignment["properties"]["roleDefinitionId"] = json!(role);
+}
+
+#[test]
+fn masters_may_write_only_the_join_token_and_workers_only_read_it() {
+    let spec = example_spec();
+    let kv = vault_name(&spec);
+    let (template, _) = render(&spec);
+    let token_scope = format!("Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token");
+    let grants: Vec<(String, String, String)> = template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("scope").is_some())
+        .map(|r| {
+            let principal = r["properties"]["principalId"].as_str().unwrap();
+            let vmss = principal.split('\'').nth(3).unwrap().to_string();
+            let role = r["properties"]["roleDefinitionId"].as_str().unwrap();
+            let role = if role.contains(arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID) {
+                "officer"
+            } else if role.contains(arm::KEY_VAULT_SECRETS_USER_ROLE_ID) {
+                "user"
+            } else {
+                panic!("unexpected role {role}")
+            };
+            (vmss, r["scope"].as_str().unwrap().to_string(), role.into())
+        })
+        .collect();
+    let mut want = vec![
+        (
+            "demo-master".to_string(),
+            format!("Microsoft.KeyVault/vaults/{kv}"),
+            "user".to_string(),
+        ),
+        ("demo-master".into(), token_scope.clone(), "officer".into()),
+    ];
+    for worker in ["demo-general", "demo-gpu"] {
+        want.push((worker.into(), token_scope.clone(), "user".into()));
+    }
+    let mut grants = grants;
+    grants.sort();
+    want.sort();
+    assert_eq!(grants, want);
+}
+
 #[test]
 fn walker_catches_workers_reading_more_than_the_join_token() {
     let spec = example_spec();
     let kv = vault_name(&spec);
     let (mut template, parameters) = render(&spec);
     // A worker granted the whole vault could read the CA keys.
-    vault_assignment(&mut template, "demo-general")["scope"] =
+    vault_assignment(&mut template, "demo-general", "/secrets/bootstrap-token")["scope"] =
         json!(format!("Microsoft.KeyVault/vaults/{kv}"));
-    // Secrets Officer may write secrets: more than a node needs.
-    let master = vault_assignment(&mut template, "demo-master");
-    let role = master["properties"]["roleDefinitionId"]
-        .as_str()
-        .unwrap()
-        .replace(
-            arm::KEY_VAULT_SECRETS_USER_ROLE_ID,
-            "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
-        );
-    master["properties"]["roleDefinitionId"] = json!(role);
+    // Secrets Officer on the whole vault would let a master overwrite the cluster's PKI.
+    set_role(
+        vault_assignment(&mut template, "demo-master", ""),
+        arm::KEY_VAULT_SECRETS_USER_ROLE_ID,
+        arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+    );
+    // A worker that may write the join token could hand every new node a token of its choice.
+    set_role(
+        vault_assignment(&mut template, "demo-gpu", "/secrets/bootstrap-token"),
+        arm::KEY_VAULT_SECRETS_USER_ROLE_ID,
+        arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+    );
     let problems = check(&template, &parameters, &spec);
     assert_caught(
         &problems,
-        &format!("Key Vault role assignment for \"demo-general\": scope \"Microsoft.KeyVault/vaults/{kv}\" must be \"Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token\""),
+        &format!("Key Vault role assignment for \"demo-general\": scope \"Microsoft.KeyVault/vaults/{kv}\" must be one of [\"Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token\"] (workers read the join token only)"),
     );
     assert_caught(
         &problems,
-        "Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets User",
+        &format!("Key Vault role assignment for \"demo-general\": none scoped to \"Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token\""),
+    );
+    assert_caught(
+        &problems,
+        &format!("Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets User ({}) on \"Microsoft.KeyVault/vaults/{kv}\"", arm::KEY_VAULT_SECRETS_USER_ROLE_ID),
+    );
+    assert_caught(
+        &problems,
+        "Key Vault role assignment for \"demo-gpu\": must grant Key Vault Secrets User",
     );
 
-    // A master without its vault assignment could never read the PKI.
+    // A master without its vault assignments could never read the PKI.
     let (mut template, parameters) = render(&spec);
     template["resources"].as_array_mut().unwrap().retain(|r| {
         !(r.get("scope").is_some()
@@ -497,6 +566,52 @@ fn walker_catches_workers_reading_more_than_the_join_token() {
     });
     assert_caught(
         &check(&template, &parameters, &spec),
-        "Key Vault role assignments: 0 for scale set \"demo-master\", want exactly one",
+        "Key Vault role assignments: 0 for scale set \"demo-master\", want exactly 2",
+    );
+}
+
+#[test]
+fn walker_catches_masters_that_cannot_write_the_join_token() {
+    let spec = example_spec();
+    let kv = vault_name(&spec);
+    let token_scope = format!("Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token");
+    // Read-only on the token: the rotated token never reaches the vault.
+    let (mut template, parameters) = render(&spec);
+    set_role(
+        vault_assignment(&mut template, "demo-master", "/secrets/bootstrap-token"),
+        arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+        arm::KEY_VAULT_SECRETS_USER_ROLE_ID,
+    );
+    assert_caught(
+        &check(&template, &parameters, &spec),
+        &format!("Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets Officer ({}) on \"{token_scope}\"", arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID),
+    );
+
+    // No write assignment at all.
+    let (mut template, parameters) = render(&spec);
+    template["resources"].as_array_mut().unwrap().retain(|r| {
+        !(r["scope"] == token_scope.as_str()
+            && r["properties"]["principalId"]
+                .as_str()
+                .is_some_and(|p| p.contains("'demo-master')")))
+    });
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        "Key Vault role assignments: 1 for scale set \"demo-master\", want exactly 2",
+    );
+    assert_caught(
+        &problems,
+        &format!("Key Vault role assignment for \"demo-master\": none scoped to \"{token_scope}\"; masters write the join token they rotate needs Key Vault Secrets Officer there"),
+    );
+
+    // Write access widened to the vault: a master could overwrite cluster-pki.
+    let (mut template, parameters) = render(&spec);
+    vault_assignment(&mut template, "demo-master", "/secrets/bootstrap-token")["scope"] =
+        json!(format!("Microsoft.KeyVault/vaults/{kv}"));
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        &format!("Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets User ({}) on \"Microsoft.KeyVault/vaults/{kv}\", grants", arm::KEY_VAULT_SECRETS_USER_ROLE_ID),
     );
 }

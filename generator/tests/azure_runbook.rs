@@ -8,8 +8,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Parser};
-use common::{gen, stdout};
+use clap::Parser;
+use common::shell::{agent_command_problems, kubeboot_command_problems, words, Shell};
+use common::stdout;
 use kubeboot_agent::cli::Cli as AgentCli;
 use kubeboot_gen::arm::{self, ArmSecrets};
 use kubeboot_gen::spec::ClusterSpec;
@@ -30,180 +31,6 @@ const FROM_AZURE: &[(&str, &str)] = &[
     ("TENANT_ID", "11111111-2222-4333-8444-555555555555"),
     ("SUBSCRIPTION_ID", "66666666-7777-4888-9999-000000000000"),
 ];
-
-/// The shell parts of a runbook: command lines (continuations joined, comments and here-document
-/// bodies left out) and here-document bodies by the file they are written to.
-#[derive(Default)]
-struct Shell {
-    lines: Vec<String>,
-    heredocs: BTreeMap<String, String>,
-}
-
-impl Shell {
-    fn parse(doc: &str) -> Self {
-        let mut shell = Shell::default();
-        let mut in_block = false;
-        let mut pending = String::new();
-        let mut heredoc: Option<(String, String, String)> = None; // (file, delimiter, body)
-        for line in doc.lines() {
-            if line.trim_start().starts_with("```") {
-                in_block = !in_block && line.trim() == "```sh";
-                continue;
-            }
-            if !in_block {
-                continue;
-            }
-            if let Some((file, delimiter, body)) = &mut heredoc {
-                if line == delimiter {
-                    shell.heredocs.insert(file.clone(), std::mem::take(body));
-                    heredoc = None;
-                } else {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-                continue;
-            }
-            if let Some(continued) = line.strip_suffix('\\') {
-                pending.push_str(continued);
-                continue;
-            }
-            pending.push_str(line);
-            let full = std::mem::take(&mut pending);
-            if full.trim().is_empty() || full.trim_start().starts_with('#') {
-                continue;
-            }
-            let w = words(&full);
-            if let Some(i) = w.iter().position(|w| w == "<<") {
-                let file = w[..i].iter().rev().find(|w| *w != ">").cloned();
-                heredoc = Some((
-                    file.expect("a here-document written to a file"),
-                    w[i + 1].clone(),
-                    String::new(),
-                ));
-            }
-            shell.lines.push(full);
-        }
-        assert!(heredoc.is_none(), "unterminated here-document");
-        shell
-    }
-
-    /// `NAME=value` lines with a literal value: the runbook's settings.
-    fn variables(&self) -> BTreeMap<String, String> {
-        let mut vars: BTreeMap<String, String> = FROM_AZURE
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for line in &self.lines {
-            if let [word] = words(line).as_slice() {
-                if let Some((name, value)) = word.split_once('=') {
-                    if name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                    {
-                        vars.insert(name.to_string(), value.to_string());
-                    }
-                }
-            }
-        }
-        vars
-    }
-
-    /// Every invocation of `program` (a word in command position, a path's last part counts):
-    /// its arguments up to the next shell operator.
-    fn invocations(&self, program: &str) -> Vec<Vec<String>> {
-        let mut found = Vec::new();
-        for line in &self.lines {
-            let w = words(line);
-            for (i, word) in w.iter().enumerate() {
-                let command_position = i == 0
-                    || is_operator(&w[i - 1])
-                    || matches!(
-                        w[i - 1].as_str(),
-                        "sudo" | "until" | "while" | "do" | "then" | "if" | "!"
-                    );
-                if command_position && word.rsplit('/').next() == Some(program) {
-                    let args = w[i + 1..]
-                        .iter()
-                        .take_while(|a| !is_operator(a))
-                        .cloned()
-                        .collect();
-                    found.push(args);
-                }
-            }
-        }
-        found
-    }
-}
-
-fn is_operator(word: &str) -> bool {
-    matches!(
-        word,
-        "|" | "||" | ";" | "&" | "&&" | "(" | "$(" | ")" | ">" | "<" | "<<"
-    )
-}
-
-/// Splits a command line into words as the shell would, without expanding anything: quotes are
-/// removed (a quoted stretch stays in its word), `|;&()<>` are words of their own.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false; // the current word has a quoted part (so "" is a word)
-    let mut chars = line.chars().peekable();
-    let flush = |word: &mut String, quoted: &mut bool, out: &mut Vec<String>| {
-        if !word.is_empty() || *quoted {
-            out.push(std::mem::take(word));
-        }
-        *quoted = false;
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                quoted = true;
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
-                    }
-                    word.push(c);
-                }
-            }
-            '"' => {
-                quoted = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
-                            word.push(chars.next().unwrap())
-                        }
-                        _ => word.push(c),
-                    }
-                }
-            }
-            '\\' => word.extend(chars.next()),
-            c if c.is_whitespace() => flush(&mut word, &mut quoted, &mut out),
-            '|' | ';' | '&' | '(' | ')' | '<' | '>' => {
-                // A doubled operator is one word, and so is `$(` (a command substitution).
-                let substitution = c == '(' && word.ends_with('$');
-                if substitution {
-                    word.pop();
-                }
-                flush(&mut word, &mut quoted, &mut out);
-                let mut op = if substitution {
-                    "$".to_string()
-                } else {
-                    String::new()
-                };
-                op.push(c);
-                if chars.peek() == Some(&c) && c != '(' && c != ')' {
-                    op.push(chars.next().unwrap());
-                }
-                out.push(op);
-            }
-            _ => word.push(c),
-        }
-    }
-    flush(&mut word, &mut quoted, &mut out);
-    out
-}
 
 /// Replaces `$NAME` and `${NAME}` by their values; panics on a name without one.
 fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
@@ -256,7 +83,7 @@ fn runbook_spec(shell: &Shell, file: &str) -> ClusterSpec {
         .heredocs
         .get(file)
         .unwrap_or_else(|| panic!("the runbook writes {file} with a here-document"));
-    let text = expand(body, &shell.variables());
+    let text = expand(body, &shell.variables(FROM_AZURE));
     match validate_text(&text) {
         Ok(valid) => valid.cluster,
         Err(errors) => panic!("the runbook's {file} is invalid: {errors:?}"),
@@ -289,67 +116,6 @@ fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
     )
 }
 
-/// Subcommands (`Commands:` section) or long options (`--x` in lines starting with `-`) of a
-/// `kubeboot-gen ... --help` text.
-fn gen_help(args: &[&str]) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.push("--help");
-    let out = gen(&full);
-    assert!(out.status.success(), "kubeboot-gen {full:?} failed");
-    let help = stdout(&out);
-    let mut commands = BTreeSet::new();
-    let mut flags = BTreeSet::new();
-    let mut section = "";
-    for line in help.lines() {
-        if !line.starts_with(' ') {
-            section = line;
-            continue;
-        }
-        let trimmed = line.trim_start();
-        if section == "Commands:" && line.starts_with("  ") && !line.starts_with("   ") {
-            commands.extend(trimmed.split_whitespace().next().map(str::to_string));
-        }
-        if section == "Options:" && trimmed.starts_with('-') {
-            for token in trimmed.split_whitespace() {
-                if let Some(flag) = token.strip_prefix("--") {
-                    flags.insert(format!("--{}", flag.trim_end_matches(',')));
-                }
-            }
-        }
-    }
-    (commands, flags)
-}
-
-/// The problems with one `kubeboot-agent` command line (subcommand and options, not values).
-fn agent_command_problems(args: &[String]) -> Vec<String> {
-    let cli = AgentCli::command();
-    let Some(sub) = args.first() else {
-        return vec!["kubeboot-agent without a subcommand".into()];
-    };
-    let Some(command) = cli.find_subcommand(sub) else {
-        return vec![format!("kubeboot-agent has no subcommand {sub:?}")];
-    };
-    let mut problems = Vec::new();
-    for arg in &args[1..] {
-        let known = if let Some(long) = arg.strip_prefix("--") {
-            let long = long.split('=').next().unwrap();
-            long == "help" || command.get_arguments().any(|a| a.get_long() == Some(long))
-        } else if let Some(short) = arg.strip_prefix('-').filter(|s| s.chars().count() == 1) {
-            let short = short.chars().next().unwrap();
-            short == 'h'
-                || command
-                    .get_arguments()
-                    .any(|a| a.get_short() == Some(short))
-        } else {
-            true // a value
-        };
-        if !known {
-            problems.push(format!("kubeboot-agent {sub} has no option {arg}"));
-        }
-    }
-    problems
-}
-
 /// The `kubeboot-agent ...` command lines of a Packer template's shell provisioners, with Packer's
 /// `{{...}}` interpolations left out (so the options between them remain).
 fn packer_agent_commands(template: &Value) -> Vec<Vec<String>> {
@@ -374,7 +140,7 @@ fn packer_agent_commands(template: &Value) -> Vec<Vec<String>> {
 #[test]
 fn packer_commands_name_variables_of_their_template() {
     let shell = Shell::parse(&runbook());
-    let vars = shell.variables();
+    let vars = shell.variables(FROM_AZURE);
     let packer = shell.invocations("packer");
     assert!(
         packer
@@ -430,27 +196,7 @@ fn kubeboot_command_lines_exist() {
         "the runbook runs kubeboot-agent"
     );
 
-    let (subcommands, _) = gen_help(&[]);
-    for args in &gen_commands {
-        let sub = args.first().expect("kubeboot-gen without a subcommand");
-        assert!(
-            subcommands.contains(sub),
-            "kubeboot-gen has no subcommand {sub:?} ({subcommands:?})"
-        );
-        let (_, flags) = gen_help(&[sub]);
-        for arg in args.iter().filter(|a| a.starts_with("--")) {
-            let flag = arg.split('=').next().unwrap();
-            assert!(
-                flags.contains(flag),
-                "kubeboot-gen {sub} has no option {flag} ({flags:?})"
-            );
-        }
-    }
-
-    let mut problems = Vec::new();
-    for args in &agent_commands {
-        problems.extend(agent_command_problems(args));
-    }
+    let mut problems = kubeboot_command_problems(&shell);
     for name in ["azure-arm.json", "qemu.json"] {
         let bakes = packer_agent_commands(&packer_template(name));
         assert!(!bakes.is_empty(), "{name} runs kubeboot-agent");
@@ -468,7 +214,7 @@ fn kubeboot_command_lines_exist() {
 #[test]
 fn deployment_matches_the_template_rendered_from_the_runbooks_spec() {
     let shell = Shell::parse(&runbook());
-    let vars = shell.variables();
+    let vars = shell.variables(FROM_AZURE);
     let renders = shell.invocations("kubeboot-gen");
     let render = renders
         .iter()

@@ -8,7 +8,7 @@
 //! Standard public IP and load balancer named like the cluster, pools and rules, one scale set
 //! per pool with its settings, role assignments, cluster tags everywhere), and the Key Vault
 //! (RBAC, soft delete, purge protection, its two secrets from the secure parameter, who may read
-//! what).
+//! and write what).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use super::{
     AUTHORIZATION_API_VERSION, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION,
-    CONTRIBUTOR_ROLE_ID, KEY_VAULT_API_VERSION, KEY_VAULT_SECRETS_USER_ROLE_ID, KUBEBOOT_TAG,
-    NETWORK_API_VERSION, OWNER_ROLE_ID, PARAMETERS_FILE, TEMPLATE_FILE,
+    CONTRIBUTOR_ROLE_ID, KEY_VAULT_API_VERSION, KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+    KEY_VAULT_SECRETS_USER_ROLE_ID, KUBEBOOT_TAG, NETWORK_API_VERSION, OWNER_ROLE_ID,
+    PARAMETERS_FILE, TEMPLATE_FILE,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
@@ -837,8 +838,7 @@ impl<'t> Walker<'t> {
 
     /// The Key Vault: RBAC authorization (no access policies), soft delete and purge protection;
     /// its two secrets filled from the secureObject parameter (which the parameters file fills);
-    /// and "Key Vault Secrets User" for each scale set's identity: on the vault for masters, on
-    /// the join-token secret only for workers.
+    /// and each scale set identity's grants on it, exactly (`vault_grants`).
     fn key_vault(&mut self, spec: &ClusterSpec, names: &Names, parameters: &Value) {
         let azure = spec.spec.azure.as_ref().expect("checked by the caller");
         let name = names.key_vault(&azure.subscription_id, &azure.resource_group);
@@ -930,58 +930,109 @@ impl<'t> Walker<'t> {
                     })
                 })
                 .collect();
-            let [assignment] = matching.as_slice() else {
+            let wanted = vault_grants(&name, pool.role == Role::Master);
+            if matching.len() != wanted.len() {
                 self.problem(format!(
-                    "Key Vault role assignments: {} for scale set {vmss:?}, want exactly one",
-                    matching.len()
+                    "Key Vault role assignments: {} for scale set {vmss:?}, want exactly {}",
+                    matching.len(),
+                    wanted.len()
                 ));
-                continue;
-            };
-            let (scope, scope_ref, what) = if pool.role == Role::Master {
-                (
-                    format!("{KEY_VAULT}/{name}"),
-                    vault_ref_args(&name, None),
-                    "the vault (masters read every secret)",
-                )
-            } else {
-                (
-                    format!("{KEY_VAULT}/{name}/secrets/{JOIN_TOKEN_SECRET}"),
-                    vault_ref_args(&name, Some(JOIN_TOKEN_SECRET)),
-                    "the join-token secret only (workers read nothing else)",
-                )
-            };
+            }
             let at = |m: &str| format!("Key Vault role assignment for {vmss:?}: {m}");
-            if assignment["scope"] != scope.as_str() {
-                self.problem(at(&format!(
-                    "scope {} must be {scope:?}, {what}",
-                    assignment["scope"]
-                )));
-            } else if self.resolve(&scope_ref).is_none() {
-                self.problem(at(&format!(
-                    "scope {scope:?} names nothing in this template"
-                )));
+            let scopes: Vec<&str> = wanted.iter().map(|g| g.scope.as_str()).collect();
+            for grant in &wanted {
+                if !matching.iter().any(|a| a["scope"] == grant.scope.as_str()) {
+                    self.problem(at(&format!(
+                        "none scoped to {:?}; {} needs {} there",
+                        grant.scope, grant.why, grant.role_name
+                    )));
+                }
             }
-            let p = &assignment["properties"];
-            let role_id = p["roleDefinitionId"].as_str().unwrap_or_default();
-            if !role_id.contains(&format!("'{KEY_VAULT_SECRETS_USER_ROLE_ID}'")) {
-                self.problem(at(&format!(
-                    "must grant Key Vault Secrets User ({KEY_VAULT_SECRETS_USER_ROLE_ID}), grants {role_id}"
-                )));
-            }
-            if p["principalType"] != "ServicePrincipal" {
-                self.problem(at("principalType must be ServicePrincipal"));
-            }
-            if !assignment["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("[guid("))
-            {
-                self.problem(at("name must be a deterministic guid(...)"));
-            }
-            let depends = assignment["dependsOn"].to_string();
-            if !depends.contains(&vmss_ref) {
-                self.problem(at("must depend on the scale set"));
+            for assignment in &matching {
+                let scope = assignment["scope"].as_str().unwrap_or_default();
+                let Some(grant) = wanted.iter().find(|g| g.scope == scope) else {
+                    self.problem(at(&format!(
+                        "scope {scope:?} must be one of {scopes:?} ({})",
+                        wanted[0].why
+                    )));
+                    continue;
+                };
+                if self.resolve(&grant.scope_ref).is_none() {
+                    self.problem(at(&format!(
+                        "scope {scope:?} names nothing in this template"
+                    )));
+                }
+                let p = &assignment["properties"];
+                let role_id = p["roleDefinitionId"].as_str().unwrap_or_default();
+                if !role_id.contains(&format!("'{}'", grant.role_id)) {
+                    self.problem(at(&format!(
+                        "must grant {} ({}) on {scope:?}, grants {role_id}",
+                        grant.role_name, grant.role_id
+                    )));
+                }
+                if p["principalType"] != "ServicePrincipal" {
+                    self.problem(at("principalType must be ServicePrincipal"));
+                }
+                if !assignment["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("[guid("))
+                {
+                    self.problem(at("name must be a deterministic guid(...)"));
+                }
+                let depends = assignment["dependsOn"].to_string();
+                if !depends.contains(&vmss_ref) {
+                    self.problem(at("must depend on the scale set"));
+                }
             }
         }
+    }
+}
+
+/// A Key Vault role assignment a scale set's identity must have, and nothing more.
+struct WantedGrant {
+    scope: String,
+    scope_ref: Vec<String>,
+    role_id: &'static str,
+    role_name: &'static str,
+    why: &'static str,
+}
+
+/// Masters: Secrets User on the vault (read every secret), Secrets Officer on `bootstrap-token`
+/// only (write the token they rotate, never the PKI). Workers: Secrets User on `bootstrap-token`.
+fn vault_grants(vault: &str, master: bool) -> Vec<WantedGrant> {
+    let on_vault = |role_id, role_name, why| WantedGrant {
+        scope: format!("{KEY_VAULT}/{vault}"),
+        scope_ref: vault_ref_args(vault, None),
+        role_id,
+        role_name,
+        why,
+    };
+    let on_token = |role_id, role_name, why| WantedGrant {
+        scope: format!("{KEY_VAULT}/{vault}/secrets/{JOIN_TOKEN_SECRET}"),
+        scope_ref: vault_ref_args(vault, Some(JOIN_TOKEN_SECRET)),
+        role_id,
+        role_name,
+        why,
+    };
+    if master {
+        vec![
+            on_vault(
+                KEY_VAULT_SECRETS_USER_ROLE_ID,
+                "Key Vault Secrets User",
+                "masters read every secret",
+            ),
+            on_token(
+                KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+                "Key Vault Secrets Officer",
+                "masters write the join token they rotate",
+            ),
+        ]
+    } else {
+        vec![on_token(
+            KEY_VAULT_SECRETS_USER_ROLE_ID,
+            "Key Vault Secrets User",
+            "workers read the join token only",
+        )]
     }
 }
 

@@ -36,6 +36,10 @@ pub const CONTRIBUTOR_ROLE_ID: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
 /// `secrets/readMetadata/action`), nothing else; RBAC-authorized vaults only. Source:
 /// MicrosoftDocs/azure-docs, articles/role-based-access-control/built-in-roles/security.md.
 pub const KEY_VAULT_SECRETS_USER_ROLE_ID: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+/// "Key Vault Secrets Officer": every data action on secrets (`vaults/secrets/*`: read, set,
+/// delete, ...), no permission management; RBAC-authorized vaults only. Same source. Masters get
+/// it on the `bootstrap-token` secret only, to write the token they rotate.
+pub const KEY_VAULT_SECRETS_OFFICER_ROLE_ID: &str = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7";
 /// The secureObject parameter carrying the Key Vault secrets' values, keyed by secret name.
 pub const CLUSTER_SECRETS_PARAMETER: &str = "clusterSecrets";
 /// Days a deleted vault (and secret) stays recoverable; with purge protection nobody can shorten
@@ -207,8 +211,72 @@ struct KeyVaultContext {
     parameter: &'static str,
     join_token_secret: &'static str,
     pki_secret: &'static str,
-    secrets_user_role: &'static str,
     soft_delete_retention_days: u32,
+}
+
+/// One Key Vault role assignment of a scale set's identity.
+#[derive(Serialize)]
+struct VaultGrant {
+    /// `Microsoft.KeyVault/vaults/<vault>[/secrets/<secret>]`, the assignment's `scope`.
+    scope: String,
+    /// The ARM expression naming the same resource (`resourceId(...)`), for `guid` and `dependsOn`.
+    scope_id: String,
+    role_id: &'static str,
+    role_name: &'static str,
+}
+
+impl VaultGrant {
+    fn new(
+        vault: &str,
+        secret: Option<&str>,
+        role_id: &'static str,
+        role_name: &'static str,
+    ) -> Self {
+        let (scope, scope_id) = match secret {
+            None => (
+                format!("Microsoft.KeyVault/vaults/{vault}"),
+                format!("resourceId('Microsoft.KeyVault/vaults', '{vault}')"),
+            ),
+            Some(secret) => (
+                format!("Microsoft.KeyVault/vaults/{vault}/secrets/{secret}"),
+                format!("resourceId('Microsoft.KeyVault/vaults/secrets', '{vault}', '{secret}')"),
+            ),
+        };
+        Self {
+            scope,
+            scope_id,
+            role_id,
+            role_name,
+        }
+    }
+
+    /// Masters read every secret and write the join token they rotate; workers read the join
+    /// token only.
+    fn for_pool(vault: &str, master: bool) -> Vec<Self> {
+        if master {
+            vec![
+                Self::new(
+                    vault,
+                    None,
+                    KEY_VAULT_SECRETS_USER_ROLE_ID,
+                    "Key Vault Secrets User",
+                ),
+                Self::new(
+                    vault,
+                    Some(JOIN_TOKEN_SECRET),
+                    KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
+                    "Key Vault Secrets Officer",
+                ),
+            ]
+        } else {
+            vec![Self::new(
+                vault,
+                Some(JOIN_TOKEN_SECRET),
+                KEY_VAULT_SECRETS_USER_ROLE_ID,
+                "Key Vault Secrets User",
+            )]
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -246,6 +314,7 @@ struct PoolContext {
     zones: Vec<String>,
     computer_name_prefix: String,
     role: RoleContext,
+    vault_grants: Vec<VaultGrant>,
 }
 
 #[derive(Serialize)]
@@ -309,6 +378,7 @@ impl TemplateContext {
                 ),
                 actions: WORKER_CUSTOM_ROLE_ACTIONS,
             });
+        let key_vault_name = names.key_vault(&azure.subscription_id, &azure.resource_group);
         let pools = spec
             .spec
             .pools
@@ -354,6 +424,7 @@ impl TemplateContext {
                     zones: pool.zones.clone(),
                     computer_name_prefix: names.computer_name_prefix(&pool.name),
                     role,
+                    vault_grants: VaultGrant::for_pool(&key_vault_name, master),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -401,11 +472,10 @@ impl TemplateContext {
             pools,
             custom_worker_role,
             key_vault: KeyVaultContext {
-                name: names.key_vault(&azure.subscription_id, &azure.resource_group),
+                name: key_vault_name,
                 parameter: CLUSTER_SECRETS_PARAMETER,
                 join_token_secret: JOIN_TOKEN_SECRET,
                 pki_secret: PKI_SECRET,
-                secrets_user_role: KEY_VAULT_SECRETS_USER_ROLE_ID,
                 soft_delete_retention_days: SOFT_DELETE_RETENTION_DAYS,
             },
         };

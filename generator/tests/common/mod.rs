@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use kubeboot_gen::secrets::ClusterSecrets;
 
+pub mod shell;
+
 pub fn gen_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kubeboot-gen")
 }

@@ -57,6 +57,8 @@ struct State {
     faults: HashMap<String, VecDeque<Fault>>,
     seen: Vec<Seen>,
     vm_name: String,
+    /// Added before every IMDS and vault answer: one round trip of a slow link per request.
+    latency: Duration,
 }
 
 pub struct FakeAzure {
@@ -153,6 +155,12 @@ impl FakeAzure {
         let mut state = self.state.lock().unwrap();
         let queue = state.faults.entry(name.into()).or_default();
         queue.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Every IMDS and vault answer from now on waits `latency` first: a slow link, for
+    /// agent/benches/vault.rs.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -301,6 +309,8 @@ async fn serve_imds(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let Some((request, headers)) = read_head(&mut stream).await else {
         return;
     };
+    let latency = state.lock().unwrap().latency;
+    tokio::time::sleep(latency).await;
     let target = request.split(' ').nth(1).unwrap_or("").to_string();
     let metadata = header(&headers, "metadata") == Some("true");
     let path = target.split('?').next().unwrap_or("");
@@ -340,6 +350,8 @@ async fn serve_vault<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     let Some((request, headers)) = read_head(&mut stream).await else {
         return;
     };
+    let latency = state.lock().unwrap().latency;
+    tokio::time::sleep(latency).await;
     let target = request.split(' ').nth(1).unwrap_or("").to_string();
     let path = target.split('?').next().unwrap_or("").to_string();
     let bearer_ok = header(&headers, "authorization") == Some(&format!("Bearer {ACCESS_TOKEN}"));
