@@ -1,5 +1,7 @@
 //! Detached JWS (HS256) over the cluster-info kubeconfig, keyed with the bootstrap token, as
-//! `k8s.io/cluster-bootstrap` computes it: the key is `<id>.<secret>`, the header names the token id as `kid`.
+//! `k8s.io/cluster-bootstrap` computes it (token/jws/jws.go ComputeDetachedSignature): the key is the token
+//! secret (zero-padded to 32 bytes there, which HMAC's own zero padding makes equivalent), the header names
+//! the token id as `kid`.
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -8,7 +10,7 @@ use ring::hmac;
 pub fn sign(content: &str, token: &BootstrapToken) -> String {
     let header = B64URL.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, token.id));
     let signing_input = format!("{header}.{}", B64URL.encode(content));
-    let key = hmac::Key::new(hmac::HMAC_SHA256, token.full().as_bytes());
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
     format!(
         "{header}..{}",
         B64URL.encode(hmac::sign(&key, signing_input.as_bytes()))
@@ -42,7 +44,7 @@ pub fn verify(detached: &str, content: &str, token: &BootstrapToken) -> Result<(
     let signature = B64URL
         .decode(signature)
         .context("JWS signature is not base64url")?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, token.full().as_bytes());
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
     let signing_input = format!("{header}.{}", B64URL.encode(content));
     hmac::verify(&key, signing_input.as_bytes(), &signature)
         .map_err(|_| anyhow::anyhow!("JWS signature does not match the token"))
@@ -96,6 +98,22 @@ mod tests {
         assert!(verify(&jws, "kubeconfig2", &t).is_err());
         assert!(
             format!("{t:?}").contains("redacted") && !format!("{t:?}").contains("0123456789abcdef")
+        );
+    }
+
+    /// The vector of cluster-bootstrap's own test (token/jws/jws_test.go, TestComputeDetachedSignature).
+    #[test]
+    fn signature_matches_upstream_test_vector() {
+        let t = BootstrapToken {
+            id: "joshua".into(),
+            secret: "my voice is my passcode".into(),
+        };
+        assert_eq!(
+            sign(
+                "Hello from the other side. I must have called a thousand times.",
+                &t
+            ),
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..VShe2taLd-YTrmWuRkcL_8QTNDHYxQIEBsAYYiIj1_8"
         );
     }
 

@@ -4,6 +4,7 @@
 pub mod flags;
 mod resources;
 pub mod state;
+pub(crate) mod tokens;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -43,10 +44,6 @@ enum Identity {
 }
 
 impl Identity {
-    fn is_admin(&self) -> bool {
-        matches!(self, Identity::User { groups, .. } if groups.iter().any(|g| g == "system:masters" || g == "kubeadm:cluster-admins"))
-    }
-
     fn node_name(&self) -> Option<&str> {
         match self {
             Identity::User { name, groups } if groups.iter().any(|g| g == "system:nodes") => {
@@ -238,11 +235,54 @@ fn failure(status: StatusCode, reason: &str, message: String) -> Reply {
 
 /// kube-apiserver's 404 for `<resource> "<name>"`.
 fn not_found(resource: &str, name: &str) -> Reply {
-    failure(
+    status_with_details(
         StatusCode::NOT_FOUND,
         "NotFound",
         format!("{resource} {name:?} not found"),
+        resource,
+        name,
     )
+}
+
+/// A `Status` failure about one object, with the `details` the real server adds (name, resource as kind).
+fn status_with_details(
+    status: StatusCode,
+    reason: &str,
+    message: String,
+    resource: &str,
+    name: &str,
+) -> Reply {
+    reply(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+               "reason": reason, "details": {"name": name, "kind": resource}, "code": status.as_u16()}),
+    )
+}
+
+/// Decodes `%XX` escapes and `+` in a query component.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A request body as JSON, or kube-apiserver's 400 naming the kind it expected.
@@ -267,7 +307,7 @@ impl Server {
             .split('&')
             .filter_map(|kv| {
                 kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (percent_decode(k), percent_decode(v)))
             })
             .collect();
         let content_type = req
@@ -320,7 +360,8 @@ impl Server {
         }
         if let Some(token) = bearer {
             let t = BootstrapToken::parse(token).map_err(|_| anyhow!("invalid bearer token"))?;
-            if self.state.tokens()?.iter().any(|k| k.full() == t.full()) {
+            let now = time::OffsetDateTime::now_utc();
+            if tokens::authenticate(&self.state.objects()?, &t, now).is_some() {
                 return Ok(Identity::Bootstrap(t.id));
             }
             anyhow::bail!("invalid bearer token");
@@ -439,11 +480,6 @@ impl Server {
                 &Method::GET,
                 ["api", "v1", "namespaces", "kube-system", "configmaps", name @ ("kubeadm-config" | "kubelet-config")],
             ) => self.kube_system_configmap(name),
-            (&Method::GET, ["api", "v1", "namespaces", "kube-system", "secrets"])
-                if id.is_admin() =>
-            {
-                self.bootstrap_token_secrets()
-            }
             (&Method::POST, ["api", "v1", "nodes"]) => self.create_node(body),
             (&Method::PATCH, ["api", "v1", "nodes", name]) => self.merge_node(name, body),
             (&Method::PUT, ["api", "v1", "nodes", name, "status"]) => {
@@ -469,7 +505,8 @@ impl Server {
         fsx::read(&self.client_ca)
     }
 
-    /// cluster-info: the cluster CA and endpoint, signed (detached JWS) with every bootstrap token.
+    /// cluster-info: the cluster CA and endpoint, signed (detached JWS) with every bootstrap token that may sign
+    /// now (the bootstrapsigner keeps one `jws-kubeconfig-<id>` per such token and drops the others).
     fn cluster_info(&self) -> Result<Reply> {
         let Some(cluster) = self.state.cluster()? else {
             return Ok(not_found("configmaps", "cluster-info"));
@@ -480,7 +517,7 @@ impl Server {
         )
         .to_yaml();
         let mut data = serde_json::Map::new();
-        for t in self.state.tokens()? {
+        for t in tokens::signing_tokens(&self.state.objects()?, time::OffsetDateTime::now_utc()) {
             data.insert(
                 format!("jws-kubeconfig-{}", t.id),
                 json!(jws::sign(&kubeconfig, &t)),
@@ -508,24 +545,6 @@ impl Server {
             ),
             None => not_found("configmaps", name),
         })
-    }
-
-    fn bootstrap_token_secrets(&self) -> Result<Reply> {
-        let items: Vec<Value> = self
-            .state
-            .tokens()?
-            .iter()
-            .map(|t| {
-                let (id, secret) = t.full().split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).expect("token has a dot");
-                json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
-                       "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
-                       "data": {"token-id": B64.encode(id), "token-secret": B64.encode(secret), "usage-bootstrap-authentication": B64.encode("true"), "usage-bootstrap-signing": B64.encode("true")}})
-            })
-            .collect();
-        Ok(reply(
-            StatusCode::OK,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": items}),
-        ))
     }
 
     /// TLS bootstrap, with approval and signing done at once (the controller-manager's job in a real cluster):
@@ -719,22 +738,40 @@ impl Server {
             });
         }
         match (method, target.name) {
-            (&Method::GET, None) => {
-                let prefix = target.key_prefix();
-                let items: Vec<&Value> = objects
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix))
-                    .map(|(_, v)| v)
-                    .collect();
-                Ok(reply(
-                    StatusCode::OK,
-                    json!({"apiVersion": target.api_version(), "kind": format!("{}List", target.resource.kind), "metadata": {}, "items": items}),
-                ))
-            }
+            (&Method::GET, None) => Ok(list_objects(&objects, &target, query)),
             (&Method::GET, Some(name)) => Ok(match objects.get(&target.key(name)) {
                 Some(o) => reply(StatusCode::OK, o.clone()),
+                // kubectl looks up the namespace when an object in it is not found.
+                None if target.resource.kind == "Namespace"
+                    && resources::namespace_exists(&objects, name) =>
+                {
+                    reply(
+                        StatusCode::OK,
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}}),
+                    )
+                }
                 None => not_found(target.resource.name, name),
             }),
+            (&Method::POST, None) => {
+                let (status, obj) = match create_object(&mut objects, &target, query, body) {
+                    Ok(created) => created,
+                    Err(refused) => return Ok(refused),
+                };
+                self.state.set_objects(&objects)?;
+                Ok(reply(status, obj))
+            }
+            (&Method::DELETE, Some(name)) => {
+                let Some(gone) = objects.remove(&target.key(name)) else {
+                    return Ok(not_found(target.resource.name, name));
+                };
+                self.state.set_objects(&objects)?;
+                // What the generic registry answers for a synchronous delete (no finalizers).
+                Ok(reply(
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                           "details": {"name": name, "kind": target.resource.name, "uid": gone["metadata"]["uid"]}}),
+                ))
+            }
             (&Method::PATCH, Some(name)) => {
                 if !content_type.starts_with("application/apply-patch+yaml") {
                     return Ok(failure(
@@ -743,15 +780,8 @@ impl Server {
                         format!("the stand-in serves only server-side apply, not {content_type:?}"),
                     ));
                 }
-                if let Some(v) = query
-                    .get("fieldValidation")
-                    .filter(|v| !["Strict", "Warn", "Ignore"].contains(&v.as_str()))
-                {
-                    return Ok(failure(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        format!("fieldValidation: {v:?} is not Strict, Warn or Ignore"),
-                    ));
+                if let Err(refused) = field_validation(query) {
+                    return Ok(refused);
                 }
                 if query.get("fieldManager").is_none_or(|m| m.is_empty()) {
                     return Ok(failure(
@@ -760,7 +790,7 @@ impl Server {
                         "fieldManager is required for apply requests".into(),
                     ));
                 }
-                let obj: Value = match serde_yaml_ng::from_slice::<Value>(body) {
+                let mut obj: Value = match serde_yaml_ng::from_slice::<Value>(body) {
                     Ok(v) => v,
                     Err(e) => {
                         return Ok(failure(
@@ -776,6 +806,11 @@ impl Server {
                 if let Some(ns) = target.namespace {
                     if !resources::namespace_exists(&objects, ns) {
                         return Ok(not_found("namespaces", ns));
+                    }
+                }
+                if target.resource.kind == "Secret" {
+                    if let Err((status, reason, message)) = resources::normalize_secret(&mut obj) {
+                        return Ok(failure(status, reason, message));
                     }
                 }
                 let key = target.key(name);
@@ -819,6 +854,133 @@ impl Server {
             )),
         }
     }
+}
+
+/// `fieldValidation`: absent, or one of the three values the server knows.
+fn field_validation(query: &BTreeMap<String, String>) -> Result<&str, Reply> {
+    match query.get("fieldValidation").map(String::as_str) {
+        None => Ok("Ignore"),
+        Some(v @ ("Strict" | "Warn" | "Ignore")) => Ok(v),
+        Some(v) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("fieldValidation: {v:?} is not Strict, Warn or Ignore"),
+        )),
+    }
+}
+
+/// A list, filtered by `labelSelector` and `fieldSelector`.
+fn list_objects(
+    objects: &BTreeMap<String, Value>,
+    target: &resources::Target,
+    query: &BTreeMap<String, String>,
+) -> Reply {
+    let selector = |name: &str, labels: bool| {
+        resources::parse_selector(query.get(name).map_or("", String::as_str), labels)
+    };
+    let (labels, fields) = match (
+        selector("labelSelector", true),
+        selector("fieldSelector", false),
+    ) {
+        (Ok(l), Ok(f)) => (l, f),
+        (Err(e), _) | (_, Err(e)) => return failure(StatusCode::BAD_REQUEST, "BadRequest", e),
+    };
+    let prefix = target.key_prefix();
+    let mut items = Vec::new();
+    for (_, o) in objects.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        match resources::fields_match(o, &fields) {
+            Ok(true) if resources::labels_match(o, &labels) => items.push(o),
+            Ok(_) => {}
+            Err(e) => return failure(StatusCode::BAD_REQUEST, "BadRequest", e),
+        }
+    }
+    reply(
+        StatusCode::OK,
+        json!({"apiVersion": target.api_version(), "kind": format!("{}List", target.resource.kind),
+               "metadata": {"resourceVersion": time::OffsetDateTime::now_utc().unix_timestamp_nanos().to_string()}, "items": items}),
+    )
+}
+
+/// POST to a collection: the object (JSON) is decoded (strictly when asked), checked against the URL,
+/// refused with AlreadyExists when its name is taken, stamped and stored.
+fn create_object(
+    objects: &mut BTreeMap<String, Value>,
+    target: &resources::Target,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Result<(StatusCode, Value), Reply> {
+    let validation = field_validation(query)?;
+    let kind = target.resource.kind;
+    let mut obj = json_body(body, kind)?;
+    let unknown = resources::unknown_fields(kind, &obj);
+    if validation == "Strict" && !unknown.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                target.resource.version,
+                list.join(", ")
+            ),
+        ));
+    }
+    for f in &unknown {
+        // Ignore/Warn drop what the decoder does not know (the warning header is not sent by the stand-in).
+        let (parent, leaf) = match f.strip_prefix("metadata.") {
+            Some(leaf) => (&mut obj["metadata"], leaf),
+            None => (&mut obj, f.as_str()),
+        };
+        parent.as_object_mut().map(|m| m.remove(leaf));
+    }
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        return Err(failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required"),
+        ));
+    }
+    if !crate::kubeadm::config::is_dns1123_subdomain(&name) {
+        return Err(failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind} {name:?} is invalid: metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+        ));
+    }
+    if let Err(e) = target.check_object(&obj, &name) {
+        return Err(failure(StatusCode::BAD_REQUEST, "BadRequest", e));
+    }
+    if let Some(ns) = target.namespace {
+        if !resources::namespace_exists(objects, ns) {
+            return Err(not_found("namespaces", ns));
+        }
+    }
+    if kind == "Secret" {
+        resources::normalize_secret(&mut obj).map_err(|(s, r, m)| failure(s, r, m))?;
+    }
+    let key = target.key(&name);
+    if objects.contains_key(&key) {
+        return Err(status_with_details(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", target.resource.name),
+            target.resource.name,
+            &name,
+        ));
+    }
+    resources::stamp(&mut obj);
+    if target.resource.namespaced {
+        obj["metadata"]["namespace"] = json!(target.namespace);
+    }
+    objects.insert(key, obj.clone());
+    Ok((StatusCode::CREATED, obj))
 }
 
 fn json_name(body: &[u8]) -> Option<String> {

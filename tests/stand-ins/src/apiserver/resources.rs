@@ -192,13 +192,18 @@ impl Target<'_> {
         }
     }
 
+    /// The state-key prefix of the objects this path lists: a namespaced resource without a namespace
+    /// lists every namespace.
     pub fn key_prefix(&self) -> String {
-        format!(
-            "{}/{}/{}/",
-            self.api_version(),
-            self.resource.kind,
-            self.namespace.unwrap_or("")
-        )
+        match (self.resource.namespaced, self.namespace) {
+            (true, None) => format!("{}/{}/", self.api_version(), self.resource.kind),
+            (_, ns) => format!(
+                "{}/{}/{}/",
+                self.api_version(),
+                self.resource.kind,
+                ns.unwrap_or("")
+            ),
+        }
     }
 
     pub fn key(&self, name: &str) -> String {
@@ -334,4 +339,197 @@ pub fn openapi_group_version(gv: &str) -> Option<Value> {
         );
     }
     (!paths.is_empty()).then(|| json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "stand-in"}, "paths": paths}))
+}
+
+/// Why a write is refused: HTTP status, `Status` reason, message.
+pub type Refusal = (hyper::StatusCode, &'static str, String);
+
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// The fields of `obj` the server's decoder does not know, as strict decoding names them (`foo`,
+/// `metadata.foo`). Only Secrets' fields (core/v1 Secret) are known to the stand-in; other kinds pass.
+pub fn unknown_fields(kind: &str, obj: &Value) -> Vec<String> {
+    let top: &[&str] = match kind {
+        "Secret" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "stringData",
+            "type",
+            "immutable",
+        ],
+        _ => return vec![],
+    };
+    let unknown_in = |v: &Value, known: &[&str], prefix: &str| -> Vec<String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .map(|(k, _)| format!("{prefix}{k}"))
+            .collect()
+    };
+    let mut out = unknown_in(obj, top, "");
+    out.extend(unknown_in(
+        &obj["metadata"],
+        OBJECT_META_FIELDS,
+        "metadata.",
+    ));
+    out
+}
+
+/// What the API server does to a Secret on write (core/v1 conversion, defaulting, ValidateSecret):
+/// `stringData` is merged into `data` (base64, stringData wins) and dropped, `type` defaults to Opaque,
+/// `data` values must be base64 and keys valid config keys.
+pub fn normalize_secret(obj: &mut Value) -> Result<(), Refusal> {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let cannot_handle = |e: String| {
+        (
+            hyper::StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Secret in version \"v1\" cannot be handled as a Secret: {e}"),
+        )
+    };
+    let mut data = match obj.get("data") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            return Err(cannot_handle(format!(
+                "data: expected an object, got {other}"
+            )))
+        }
+    };
+    for v in data.values() {
+        let text = v
+            .as_str()
+            .ok_or_else(|| cannot_handle(format!("data: expected a base64 string, got {v}")))?;
+        B64.decode(text).map_err(|e| cannot_handle(e.to_string()))?;
+    }
+    if let Some(string_data) = obj.get("stringData").filter(|v| !v.is_null()) {
+        let m = string_data.as_object().ok_or_else(|| {
+            cannot_handle(format!("stringData: expected an object, got {string_data}"))
+        })?;
+        for (k, v) in m {
+            let text = v.as_str().ok_or_else(|| {
+                cannot_handle(format!("stringData.{k}: expected a string, got {v}"))
+            })?;
+            data.insert(k.clone(), json!(B64.encode(text)));
+        }
+    }
+    static KEY: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let key_re = crate::schema::regex(&KEY, r"^[-._a-zA-Z0-9]+$");
+    for k in data.keys() {
+        if !key_re.is_match(k) {
+            return Err((hyper::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("Secret {name:?} is invalid: data[{k}]: Invalid value: {k:?}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")));
+        }
+    }
+    let m = obj.as_object_mut().expect("a decoded object");
+    m.remove("stringData");
+    m.insert("data".into(), Value::Object(data));
+    if m.get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        m.insert("type".into(), json!("Opaque"));
+    }
+    Ok(())
+}
+
+/// A `labelSelector`/`fieldSelector` requirement: key, operator, value.
+pub struct Requirement {
+    key: String,
+    op: &'static str,
+    value: String,
+}
+
+/// Parses a selector: `k=v`, `k==v`, `k!=v` and (labels only) `k`, `!k`, comma-separated. Set-based
+/// requirements (`in`, `notin`) are refused as unsupported rather than misread.
+pub fn parse_selector(text: &str, labels: bool) -> Result<Vec<Requirement>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.contains('(') || part.contains(' ') {
+            return Err(format!(
+                "stand-in: set-based selector {part:?} is not supported"
+            ));
+        }
+        let (key, op, value) = if let Some((k, v)) = part.split_once("!=") {
+            (k, "!=", v)
+        } else if let Some((k, v)) = part.split_once("==") {
+            (k, "=", v)
+        } else if let Some((k, v)) = part.split_once('=') {
+            (k, "=", v)
+        } else if !labels {
+            return Err(format!(
+                "invalid selector: '{part}'; can't understand '{part}'"
+            ));
+        } else if let Some(k) = part.strip_prefix('!') {
+            (k, "!", "")
+        } else {
+            (part, "exists", "")
+        };
+        if key.is_empty() {
+            return Err(format!("invalid selector {part:?}: empty key"));
+        }
+        out.push(Requirement {
+            key: key.into(),
+            op,
+            value: value.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `obj` satisfies every label requirement.
+pub fn labels_match(obj: &Value, reqs: &[Requirement]) -> bool {
+    reqs.iter().all(|r| {
+        let v = obj["metadata"]["labels"][&r.key].as_str();
+        match r.op {
+            "=" => v == Some(r.value.as_str()),
+            "!=" => v != Some(r.value.as_str()),
+            "!" => v.is_none(),
+            _ => v.is_some(),
+        }
+    })
+}
+
+/// Whether `obj` satisfies every field requirement (`metadata.name`, `metadata.namespace`, and a Secret's
+/// `type`, the fields kubectl selects on).
+pub fn fields_match(obj: &Value, reqs: &[Requirement]) -> Result<bool, String> {
+    let mut ok = true;
+    for r in reqs {
+        let v = match r.key.as_str() {
+            "metadata.name" => &obj["metadata"]["name"],
+            "metadata.namespace" => &obj["metadata"]["namespace"],
+            "type" if obj["kind"] == "Secret" => &obj["type"],
+            other => return Err(format!("field label not supported: {other}")),
+        };
+        let v = v.as_str().unwrap_or_default();
+        ok &= if r.op == "!=" {
+            v != r.value
+        } else {
+            v == r.value
+        };
+    }
+    Ok(ok)
 }

@@ -1,16 +1,22 @@
 //! The files the stand-in API server keeps under `<root>/var/lib/stand-ins/kube-apiserver/`: what kubeadm
-//! uploads at init (cluster facts, kubelet config, bootstrap tokens) and what the server records (nodes,
-//! applied objects) for tests to assert on.
+//! uploads at init (cluster facts, kubelet config, bootstrap-token Secrets) and what the server records
+//! (nodes, created or applied objects) for tests to assert on.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::jws::BootstrapToken;
+use serde_json::Value;
+
+use super::tokens;
+pub use super::tokens::BootstrapTokenInfo;
 use crate::{fsx, Root};
 
 pub const DIR: &str = "/var/lib/stand-ins/kube-apiserver";
+const OBJECTS: &str = "objects.json";
+const SECRETS: &str = "secrets.json";
+const SECRET_KEY_PREFIX: &str = "v1/Secret/";
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
@@ -59,22 +65,6 @@ impl State {
         self.write_json("cluster.json", &Some(c), 0o644)
     }
 
-    /// Bootstrap tokens, stored whole (0600) because the server must sign cluster-info with them.
-    pub fn tokens(&self) -> Result<Vec<BootstrapToken>> {
-        let raw: Vec<String> = self.read_json("bootstrap-tokens.json")?;
-        raw.iter().map(|t| BootstrapToken::parse(t)).collect()
-    }
-
-    pub fn add_tokens(&self, tokens: &[BootstrapToken]) -> Result<()> {
-        let mut raw: Vec<String> = self.read_json("bootstrap-tokens.json")?;
-        for t in tokens {
-            if !raw.contains(&t.full()) {
-                raw.push(t.full());
-            }
-        }
-        self.write_json("bootstrap-tokens.json", &raw, 0o600)
-    }
-
     pub fn kubelet_config(&self) -> Result<Option<String>> {
         match std::fs::read_to_string(self.path("kubelet-config.yaml")) {
             Ok(t) => Ok(Some(t)),
@@ -96,13 +86,42 @@ impl State {
         self.write_json("nodes.json", nodes, 0o644)
     }
 
-    /// Objects applied with server-side apply, keyed `group/version/kind/namespace/name` (`objects.json`).
-    pub fn objects(&self) -> Result<BTreeMap<String, serde_json::Value>> {
-        self.read_json("objects.json")
+    /// Every stored object, keyed `apiVersion/Kind/namespace/name`: Secrets from `secrets.json` (0600: they
+    /// hold bootstrap tokens), the rest from `objects.json`.
+    pub fn objects(&self) -> Result<BTreeMap<String, Value>> {
+        let mut objects: BTreeMap<String, Value> = self.read_json(OBJECTS)?;
+        objects.extend(self.read_json::<BTreeMap<String, Value>>(SECRETS)?);
+        Ok(objects)
     }
 
-    pub fn set_objects(&self, objects: &BTreeMap<String, serde_json::Value>) -> Result<()> {
-        self.write_json("objects.json", objects, 0o644)
+    /// Stores `objects` (as [`State::objects`] returned them, changed), Secrets apart and private.
+    pub fn set_objects(&self, objects: &BTreeMap<String, Value>) -> Result<()> {
+        let (secrets, others): (BTreeMap<_, _>, BTreeMap<_, _>) = objects
+            .iter()
+            .partition(|(k, _)| k.starts_with(SECRET_KEY_PREFIX));
+        self.write_json(SECRETS, &secrets, 0o600)?;
+        self.write_json(OBJECTS, &others, 0o644)
+    }
+
+    /// The bootstrap tokens the server holds (Secrets of type `bootstrap.kubernetes.io/token` named
+    /// `bootstrap-token-<id>` in kube-system), without their secrets; see [`BootstrapTokenInfo`] for each field.
+    /// Reads the state files, so it works while the API server runs. Example, for a node whose root is `dir`:
+    /// `State::new(&Root::new(dir)).bootstrap_tokens()?`.
+    pub fn bootstrap_tokens(&self) -> Result<Vec<BootstrapTokenInfo>> {
+        Ok(tokens::infos(
+            &self.objects()?,
+            time::OffsetDateTime::now_utc(),
+        ))
+    }
+
+    /// Test "time travel": sets the `expiration` of token `id` to `at` (written RFC 3339 UTC, whole seconds,
+    /// as kubeadm writes it), as an admin editing the Secret would. The running API server reads its state on
+    /// every request, so an `at` in the past makes the token stop authenticating and signing cluster-info at
+    /// once. Fails when there is no such token Secret.
+    pub fn set_token_expiration(&self, id: &str, at: time::OffsetDateTime) -> Result<()> {
+        let mut objects = self.objects()?;
+        tokens::set_expiration(&mut objects, id, at)?;
+        self.set_objects(&objects)
     }
 
     pub fn pid_file(&self) -> PathBuf {

@@ -471,6 +471,13 @@ fn check_version(
     v
 }
 
+/// k8s.io/cluster-bootstrap's ValidateBootstrapGroupName (kubeadm's config check and the API server's
+/// bootstrap-token authenticator both use it).
+pub fn is_bootstrap_group(g: &str) -> bool {
+    static GROUP: OnceLock<Regex> = OnceLock::new();
+    regex(&GROUP, r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$").is_match(g)
+}
+
 pub fn is_dns1123_subdomain(s: &str) -> bool {
     static RE: OnceLock<Regex> = OnceLock::new();
     s.len() <= 253
@@ -551,9 +558,8 @@ fn validate_init(c: &InitConfiguration, kubelet_minor: u64, errs: &mut Vec<Strin
                 "token groups cannot be specified unless usages includes \"authentication\"".into(),
             );
         }
-        static GROUP: OnceLock<Regex> = OnceLock::new();
         for g in &bt.groups {
-            if !regex(&GROUP, r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$").is_match(g) {
+            if !is_bootstrap_group(g) {
                 e(
                     errs,
                     &format!("{p}.groups"),

@@ -10,6 +10,7 @@ use super::config::{self, ClusterConfiguration, InitConfiguration, Purpose, Tain
 use super::controlplane::{self, Node};
 use super::{node_object, parse_labels, Preflight, CONTROL_PLANE_TAINT, MANIFESTS};
 use crate::apiserver::state::{ClusterState, State};
+use crate::apiserver::tokens;
 use crate::client::Client;
 use crate::flags::Parsed;
 use crate::invocation::delay;
@@ -199,13 +200,16 @@ impl Init<'_> {
             }
             "mark-control-plane" => register_control_plane_node(root, &self.init),
             "bootstrap-token" => {
-                let tokens: Vec<BootstrapToken> = self
-                    .init
-                    .bootstrap_tokens
-                    .iter()
-                    .map(|t| BootstrapToken::parse(&t.token))
-                    .collect::<Result<_>>()?;
-                state.add_tokens(&tokens)?;
+                // kubeadm creates each token's Secret, or updates it when a re-run finds it.
+                let mut objects = state.objects()?;
+                let now = time::OffsetDateTime::now_utc();
+                let mut tokens = Vec::new();
+                for spec in &self.init.bootstrap_tokens {
+                    let (key, secret) = tokens::kubeadm_secret(spec, now)?;
+                    objects.insert(key, secret);
+                    tokens.push(BootstrapToken::parse(&spec.token)?);
+                }
+                state.set_objects(&objects)?;
                 // Like kubeadm, the token is printed unless --skip-token-print.
                 let shown = if self.flags.is_true("skip-token-print") {
                     "<value withheld>".to_string()

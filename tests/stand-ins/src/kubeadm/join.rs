@@ -333,26 +333,15 @@ fn join_control_plane(
             key_pem: &admin.client_key_pem,
         },
     )?;
+    // kube-system's Secrets (bootstrap tokens among them) are part of the shared store.
     let secrets = client.get("/api/v1/namespaces/kube-system/secrets")?;
-    let tokens: Vec<BootstrapToken> = secrets["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["type"] == "bootstrap.kubernetes.io/token")
-        .filter_map(|s| {
-            let b64 = |k: &str| {
-                s["data"][k]
-                    .as_str()
-                    .and_then(|v| {
-                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).ok()
-                    })
-                    .and_then(|v| String::from_utf8(v).ok())
-            };
-            BootstrapToken::parse(&format!("{}.{}", b64("token-id")?, b64("token-secret")?)).ok()
-        })
-        .collect();
     let state = State::new(root);
-    state.add_tokens(&tokens)?;
+    let mut objects = state.objects()?;
+    for s in secrets["items"].as_array().into_iter().flatten() {
+        let name = s["metadata"]["name"].as_str().unwrap_or_default();
+        objects.insert(format!("v1/Secret/kube-system/{name}"), s.clone());
+    }
+    state.set_objects(&objects)?;
     state.set_kubelet_config(&kubelet)?;
     state.set_cluster(&ClusterState {
         git_version: version.to_string(),
