@@ -156,6 +156,11 @@ impl FakeAzure {
         self.state.lock().unwrap().granted.insert(name.into());
     }
 
+    /// Makes IMDS describe VM `name` (`<scale set>_<instance id>`) from now on: the next node.
+    pub fn set_vm(&self, name: &str) {
+        self.state.lock().unwrap().vm_name = name.into();
+    }
+
     /// Gives the VM's identity the role to write `name` (the masters' Key Vault Secrets Officer).
     pub fn grant_write(&self, name: &str) {
         self.state.lock().unwrap().writable.insert(name.into());
