@@ -294,7 +294,11 @@ pub fn rotate(ctx: &Context, now: SystemTime) -> Result<Rotation> {
         window.0,
         window.token_id(),
         if created { "created" } else { "already there" },
-        if published { "updated" } else { "already current" },
+        if published {
+            "updated"
+        } else {
+            "already current"
+        },
         rotation.deleted
     );
     Ok(rotation)
@@ -327,7 +331,10 @@ mod tests {
             .collect();
         assert_eq!(ids.len(), 24 * 366);
         for id in &ids {
-            assert!(check_token(&format!("{id}.{}", "a".repeat(16))).is_ok(), "{id}");
+            assert!(
+                check_token(&format!("{id}.{}", "a".repeat(16))).is_ok(),
+                "{id}"
+            );
         }
     }
 

@@ -213,8 +213,13 @@ fn a_first_master_keeps_the_windows_token_in_the_vault_even_when_deleted_or_race
     assert_ne!(in_vault, c.rendered_token);
     let id = id_of(&in_vault);
     assert!(current_ids(started).contains(&id), "{id}");
-    assert_eq!(kubeboot_token_ids(&c.master), [id.clone()]);
-    let token = cluster_state(&c.master).bootstrap_tokens().unwrap().into_iter().find(|t| t.id == id).unwrap();
+    assert_eq!(kubeboot_token_ids(&c.master), std::slice::from_ref(&id));
+    let token = cluster_state(&c.master)
+        .bootstrap_tokens()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .unwrap();
     assert!(token.authenticates && token.signs, "{token:?}");
     let window = Window(
         (0..)
@@ -286,19 +291,18 @@ fn a_first_master_keeps_the_windows_token_in_the_vault_even_when_deleted_or_race
         .iter()
         .filter(|o| text(o).contains(": created, vault"))
         .count();
-    assert_eq!(
-        created,
-        1,
-        "{}\n{}",
-        text(&outs[0]),
-        text(&outs[1])
-    );
+    assert_eq!(created, 1, "{}\n{}", text(&outs[0]), text(&outs[1]));
     let republished = c.fake.secret(JOIN_SECRET).unwrap();
-    assert_ne!(republished, in_vault, "the deleted token is still in the vault");
+    assert_ne!(
+        republished, in_vault,
+        "the deleted token is still in the vault"
+    );
     let ids = kubeboot_token_ids(&c.master);
     assert_eq!(ids, [id_of(&republished)]);
     assert!(current_ids(started).contains(&ids[0]));
-    let token = cluster_state(&c.master).bootstrap_tokens().unwrap()
+    let token = cluster_state(&c.master)
+        .bootstrap_tokens()
+        .unwrap()
         .into_iter()
         .find(|t| t.id == ids[0])
         .unwrap();
@@ -316,7 +320,9 @@ fn a_worker_of_a_pool_rendered_long_ago_joins_with_the_rotated_token_only() {
             time::OffsetDateTime::now_utc() - time::Duration::days(400),
         )
         .unwrap();
-    let rendered = cluster_state(&c.master).bootstrap_tokens().unwrap()
+    let rendered = cluster_state(&c.master)
+        .bootstrap_tokens()
+        .unwrap()
         .into_iter()
         .find(|t| t.id == rendered_id)
         .unwrap();

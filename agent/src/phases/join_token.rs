@@ -37,3 +37,48 @@ impl Phase for JoinToken {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{fixture, Sandbox};
+
+    #[test]
+    fn applies_only_where_a_vault_holds_the_token() {
+        let sandbox = Sandbox::new("node-1");
+        assert!(!JoinToken
+            .applies_to(&sandbox.context(fixture::first_master()))
+            .unwrap());
+        let mut config = fixture::first_master();
+        config.secrets = Some(kubeboot_nodeconfig::Secrets {
+            key_vault: kubeboot_nodeconfig::KeyVaultSecrets {
+                name: "demo-kv-1a2b3c4d".into(),
+                join_token_secret: "bootstrap-token".into(),
+                pki_secret: Some("cluster-pki".into()),
+            },
+        });
+        assert!(JoinToken.applies_to(&sandbox.context(config)).unwrap());
+    }
+
+    /// The timer the phase enables runs the rotation every 10 minutes, spread at random, and the
+    /// service runs it only on a node with a cluster admin kubeconfig.
+    #[test]
+    fn the_timer_repeats_the_rotation() {
+        let timer = include_str!("../../../units/kubeboot-join-token.timer");
+        for line in [
+            "OnBootSec=3min",
+            "OnUnitActiveSec=10min",
+            "RandomizedDelaySec=2min",
+        ] {
+            assert!(timer.lines().any(|l| l == line), "{line}");
+        }
+        let service = include_str!("../../../units/kubeboot-join-token.service");
+        for line in [
+            "Type=oneshot",
+            "ExecStart=/usr/bin/kubeboot-agent rotate-join-token",
+            "ConditionPathExists=/etc/kubernetes/admin.conf",
+        ] {
+            assert!(service.lines().any(|l| l == line), "{line}");
+        }
+    }
+}

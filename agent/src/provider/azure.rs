@@ -226,7 +226,9 @@ impl Provider for Azure {
         let vault = &config
             .secrets
             .as_ref()
-            .context("no Key Vault in the NodeConfig (secrets.keyVault) to publish the join token to")?
+            .context(
+                "no Key Vault in the NodeConfig (secrets.keyVault) to publish the join token to",
+            )?
             .key_vault;
         self.key_vault()?
             .set(&vault.name, &vault.join_token_secret, token, report)

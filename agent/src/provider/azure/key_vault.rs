@@ -66,7 +66,11 @@ impl<'a> KeyVault<'a> {
                         .send()
                         .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
                     let bundle: SecretBundle = json(
-                        check(response, &format!("Key Vault {vault}, secret {name}"), "read")?,
+                        check(
+                            response,
+                            &format!("Key Vault {vault}, secret {name}"),
+                            "read",
+                        )?,
                         &format!("secret {name}"),
                     )?;
                     parse(bundle.value).map_err(|e| {
@@ -95,7 +99,11 @@ impl<'a> KeyVault<'a> {
                         .body(body.clone())
                         .send()
                         .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
-                    check(response, &format!("Key Vault {vault}, secret {name}"), "write")?;
+                    check(
+                        response,
+                        &format!("Key Vault {vault}, secret {name}"),
+                        "write",
+                    )?;
                     Ok(())
                 },
                 report,
