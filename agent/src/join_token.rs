@@ -13,7 +13,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use base64::Engine as _;
 use kubeboot_nodeconfig::{check_token, Secret};
 use rand::Rng as _;
@@ -165,8 +165,15 @@ fn kubectl(ctx: &Context, args: &[&str]) -> Cmd {
     )
 }
 
-/// The window's token Secret in the cluster, if it is there and valid at `now`.
-fn get_window_token(ctx: &Context, name: &str, now: SystemTime) -> Result<Option<Secret>> {
+/// The window's token Secret in the cluster, as found at `now`.
+enum Found {
+    Absent,
+    Valid(Secret),
+    /// There, but not a valid token (edited by hand, or expired).
+    Invalid,
+}
+
+fn get_window_token(ctx: &Context, name: &str, now: SystemTime) -> Result<Found> {
     let json = ctx.exec(&kubectl(
         ctx,
         &[
@@ -181,10 +188,13 @@ fn get_window_token(ctx: &Context, name: &str, now: SystemTime) -> Result<Option
         ],
     ))?;
     if json.trim().is_empty() {
-        return Ok(None);
+        return Ok(Found::Absent);
     }
     let secret: TokenSecret = parse(&format!("Secret {name}"), &json)?;
-    Ok(secret.valid_token(now))
+    Ok(match secret.valid_token(now) {
+        Some(token) => Found::Valid(token),
+        None => Found::Invalid,
+    })
 }
 
 fn delete(ctx: &Context, name: &str) -> Result<()> {
@@ -205,26 +215,28 @@ fn delete(ctx: &Context, name: &str) -> Result<()> {
 /// Step (1): the window's token, created unless a master already did.
 fn window_token(ctx: &Context, window: Window, now: SystemTime) -> Result<(Secret, bool)> {
     let name = format!("bootstrap-token-{}", window.token_id());
-    if let Some(token) = get_window_token(ctx, &name, now)? {
-        return Ok((token, false));
+    match get_window_token(ctx, &name, now)? {
+        Found::Valid(token) => return Ok((token, false)),
+        // Replaced (only then: deleting on "absent" could delete what another master just made).
+        Found::Invalid => delete(ctx, &name)?,
+        Found::Absent => {}
     }
-    // A Secret of that name that is not a valid token (edited by hand): replace it.
-    delete(ctx, &name)?;
-    let create = kubectl(ctx, &["create", "--filename", "-"])
-        .with_stdin(manifest(window, &random_token_secret())?);
+    let token_secret = random_token_secret();
+    let create =
+        kubectl(ctx, &["create", "--filename", "-"]).with_stdin(manifest(window, &token_secret)?);
     match ctx.exec(&create) {
-        Ok(_) => {}
+        Ok(_) => Ok((
+            Secret::new(format!("{}.{token_secret}", window.token_id())),
+            true,
+        )),
         // Most likely AlreadyExists: another master won the race. Its token is the window's.
-        Err(create_error) => {
-            return match get_window_token(ctx, &name, now)? {
-                Some(token) => Ok((token, false)),
-                None => Err(create_error.context(format!("creating Secret {name}"))),
+        Err(create_error) => match get_window_token(ctx, &name, now)? {
+            Found::Valid(token) => Ok((token, false)),
+            Found::Absent | Found::Invalid => {
+                Err(create_error.context(format!("creating Secret {name}")))
             }
-        }
+        },
     }
-    let token = get_window_token(ctx, &name, now)?
-        .with_context(|| format!("Secret {name} is not there right after creating it"))?;
-    Ok((token, true))
 }
 
 /// Step (3): kubeboot's token Secrets whose expiration has passed at `now`.

@@ -103,6 +103,19 @@ fn finish(child: std::process::Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The machine's kubectl, with every `create` held back 2 s before the real kubectl runs.
+fn slow_creates(m: &Machine) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = m.node("/usr/local/bin/kubectl");
+    std::fs::remove_file(&path).unwrap();
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" create \"*) sleep 2 ;; esac\nexec {} \"$@\"\n",
+        kubeboot_stand_ins::test_kubectl().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// What the ARM deployment puts in the vault: the rendered `clusterSecrets`.
 fn cluster_secrets(rendered: &Rendered) -> Vec<(String, String)> {
     let path = rendered.out().join("arm/azuredeploy.parameters.json");
@@ -274,6 +287,9 @@ fn a_first_master_keeps_the_windows_token_in_the_vault_even_when_deleted_or_race
         .unwrap();
     assert!(deleted.status.success(), "{}", text(&deleted));
     assert!(kubeboot_token_ids(&c.master).is_empty());
+    // A slow API server: every create arrives 2 s late, so both racers have found no token
+    // before either creates one, and one create must lose (still the real kubectl).
+    slow_creates(&c.master);
     let racers: Vec<_> = (0..2)
         .map(|_| {
             agent(&c.master, &c.fake, &["rotate-join-token"])
