@@ -374,14 +374,14 @@ fn a_token_created_with_kubectl_joins_until_it_expires_or_is_deleted() {
             OffsetDateTime::now_utc() - time::Duration::minutes(1),
         )
         .unwrap();
-    let info = c.state().bootstrap_tokens().unwrap();
-    let t = info.iter().find(|t| t.id == "kb0001").unwrap();
-    assert!(!t.authenticates && !t.signs, "{t:?}");
     let (_, out) = c.join("worker-2", ROTATED, None);
     assert_fails(
         &out,
         "there is no JWS signed token in the cluster-info ConfigMap. This token id \"kb0001\" is invalid for this cluster",
     );
+    let info = c.state().bootstrap_tokens().unwrap();
+    let t = info.iter().find(|t| t.id == "kb0001").unwrap();
+    assert!(!t.authenticates && !t.signs, "{t:?}");
     // Discovery with the valid init token, TLS bootstrap with the expired one: the API server says 401.
     let (_, out) = c.join("worker-3", TOKEN, Some(ROTATED));
     assert_fails(&out, "TLS bootstrap: the CSR was refused: HTTP 401");
@@ -443,6 +443,21 @@ fn a_token_without_the_signing_usage_or_with_an_unparsable_expiration_does_not_s
     assert_ok(&c.kubectl(&["create", "-f", "-"], &no_signing));
     let garbled = token_secret("kb0003.fedcba9876543210", "tomorrow", "");
     assert_ok(&c.kubectl(&["create", "-f", "-"], &garbled));
+    let (_, out) = c.join("worker-1", ROTATED, None);
+    assert_fails(
+        &out,
+        "there is no JWS signed token in the cluster-info ConfigMap",
+    );
+    // The garbled expiration counts as passed: the API server refuses the bearer (401).
+    let (status, _) = c
+        .bearer_client("kb0003.fedcba9876543210")
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 401);
     let tokens = c.state().bootstrap_tokens().unwrap();
     let find = |id: &str| tokens.iter().find(|t| t.id == id).unwrap().clone();
     let t = find("kb0001");
@@ -450,9 +465,4 @@ fn a_token_without_the_signing_usage_or_with_an_unparsable_expiration_does_not_s
     assert_eq!(t.usages, ["authentication"]);
     let t = find("kb0003");
     assert!(!t.authenticates && !t.signs, "{t:?}");
-    let (_, out) = c.join("worker-1", ROTATED, None);
-    assert_fails(
-        &out,
-        "there is no JWS signed token in the cluster-info ConfigMap",
-    );
 }
