@@ -323,6 +323,51 @@ fn a_first_master_keeps_the_windows_token_in_the_vault_even_when_deleted_or_race
         .find(|t| t.id == ids[0])
         .unwrap();
     assert!(token.authenticates, "{token:?}");
+
+    // Expired tokens: kubeboot's own (by label) are deleted at the next rotation, others are not.
+    let expired = |id: &str, labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-{id}\n  namespace: kube-system\n  labels: {{{labels}}}\ntype: bootstrap.kubernetes.io/token\nstringData:\n  token-id: {id}\n  token-secret: 0123456789abcdef\n  expiration: \"2020-01-01T00:00:00Z\"\n  usage-bootstrap-authentication: \"true\"\n"
+        )
+    };
+    for manifest in [
+        expired("old001", "app.kubernetes.io/managed-by: kubeboot"),
+        expired("old002", ""),
+    ] {
+        let mut create = c
+            .master
+            .command(&kubeboot_stand_ins::test_kubectl())
+            .arg("--kubeconfig")
+            .arg(&admin_conf)
+            .args(["create", "--filename", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        create
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = finish(create);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let cleanup = agent(&c.master, &c.fake, &["rotate-join-token"])
+        .output()
+        .unwrap();
+    assert!(cleanup.status.success(), "{}", text(&cleanup));
+    let left: Vec<String> = cluster_state(&c.master)
+        .bootstrap_tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert!(!left.contains(&"old001".to_string()), "{left:?}");
+    assert!(left.contains(&"old002".to_string()), "{left:?}");
+    assert_eq!(kubeboot_token_ids(&c.master), [id_of(&republished)]);
 }
 
 #[test]
