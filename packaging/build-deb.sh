@@ -32,6 +32,10 @@ install -D -m 0755 "$binary" "$pkg/usr/bin/kubeboot-agent"
 # As dh_strip does for executables: no debug info, no symbols the loader does not need.
 strip --remove-section=.comment --remove-section=.note --strip-unneeded "$pkg/usr/bin/kubeboot-agent"
 install -D -m 0644 "$repo/units/kubeboot-agent.service" "$pkg/lib/systemd/system/kubeboot-agent.service"
+# Enabled by the agent's join-token phase on masters with a Key Vault, not by the package.
+for unit in kubeboot-join-token.service kubeboot-join-token.timer; do
+  install -D -m 0644 "$repo/units/$unit" "$pkg/lib/systemd/system/$unit"
+done
 # 0600: CIS 4.1.1 wants every kubelet service file readable by root only (the audit checks /lib too).
 install -D -m 0600 "$repo/units/kubelet.service" "$pkg/lib/systemd/system/kubelet.service"
 install -D -m 0600 "$repo/units/kubelet.service.d/10-kubeadm.conf" \

@@ -1,13 +1,17 @@
 //! The one place the agent starts other programs. Every command is logged with its phase before it
 //! runs; under `--dry-run` it is printed instead and not run. Arguments never hold secrets (those
-//! only ever go into 0600 files), so logging the whole command line is safe. Children inherit the
-//! agent's environment, which holds no secrets either.
+//! only ever go into 0600 files or a child's stdin), so logging the whole command line is safe;
+//! stdin bytes are never logged. Children inherit the agent's environment, which holds no secrets
+//! either.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use std::io::Write as _;
+
 use anyhow::{bail, Context as _, Result};
+use kubeboot_nodeconfig::Secret;
 use tracing::info;
 
 use crate::artifacts::BIN_DIR;
@@ -33,6 +37,8 @@ impl Program {
 pub struct Cmd {
     pub program: Program,
     pub args: Vec<String>,
+    /// Fed to the child's stdin (e.g. a manifest holding a token); never logged nor printed.
+    pub stdin: Option<Secret>,
 }
 
 impl Cmd {
@@ -44,6 +50,15 @@ impl Cmd {
         Self {
             program,
             args: args.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
+    }
+
+    /// The same command with `input` on its stdin.
+    pub fn with_stdin(self, input: Secret) -> Self {
+        Self {
+            stdin: Some(input),
+            ..self
         }
     }
 
@@ -95,11 +110,29 @@ impl Runner {
             return Ok(String::new());
         }
         info!(phase, "running: {cmd}");
-        let output = self
-            .command(cmd)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("starting {}", self.path_of(cmd.program).display()))?;
+        let starting = || format!("starting {}", self.path_of(cmd.program).display());
+        let output = match &cmd.stdin {
+            None => self
+                .command(cmd)
+                .stdin(Stdio::null())
+                .output()
+                .with_context(starting)?,
+            Some(input) => {
+                let mut child = self
+                    .command(cmd)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .with_context(starting)?;
+                // Dropped at the end of the block: the child sees end of input.
+                let mut pipe = child.stdin.take().context("the child's stdin")?;
+                // A child that exits without reading it all fails the write; its exit status says why.
+                let _ = pipe.write_all(input.expose().as_bytes());
+                drop(pipe);
+                child.wait_with_output().with_context(starting)?
+            }
+        };
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let lines: Vec<&str> = stderr.lines().collect();
@@ -171,6 +204,12 @@ mod tests {
         );
         assert!(runner.probe("test", &ok));
         assert!(!runner.probe("test", &fail));
+        // Stdin reaches the child; it is not part of the command as logged.
+        let cat = Cmd::new(Program::System("cat"), Vec::<String>::new())
+            .with_stdin(Secret::new("fed on stdin"));
+        assert_eq!(runner.run("test", &cat).unwrap(), "fed on stdin");
+        assert_eq!(cat.to_string(), "cat");
+        assert!(!format!("{cat:?}").contains("fed on stdin"));
         // A missing Kubernetes binary is a clear error, not a PATH lookup.
         let missing = Cmd::new(Program::Kube("kubeadm"), ["version"]);
         assert!(runner.run("test", &missing).is_err());

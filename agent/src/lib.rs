@@ -12,6 +12,7 @@ pub mod facts;
 /// The atomic-write helper lives in the contract crate so the generator shares it.
 pub use kubeboot_nodeconfig::fsx;
 pub mod hosts;
+pub mod join_token;
 pub mod kubeadm;
 pub mod logging;
 pub mod markers;

@@ -13,6 +13,7 @@ pub mod done;
 pub mod harden;
 pub mod install;
 pub mod join;
+pub mod join_token;
 pub mod kubeadm_config;
 pub mod kubelet;
 pub mod metadata;
@@ -46,6 +47,7 @@ use NodeKind::{ExtraMaster, FirstMaster, Worker};
 const EVERY_NODE: &[NodeKind] = &[FirstMaster, ExtraMaster, Worker];
 const FIRST_MASTER: &[NodeKind] = &[FirstMaster];
 const JOINING_NODES: &[NodeKind] = &[ExtraMaster, Worker];
+const MASTERS: &[NodeKind] = &[FirstMaster, ExtraMaster];
 
 #[rustfmt::skip]
 pub static STEPS: &[Step] = &[
@@ -60,6 +62,7 @@ pub static STEPS: &[Step] = &[
     Step { phase: &join::Join, runs_on: JOINING_NODES },
     Step { phase: &harden::Harden, runs_on: EVERY_NODE },
     Step { phase: &addons::Addons, runs_on: FIRST_MASTER },
+    Step { phase: &join_token::JoinToken, runs_on: MASTERS },
     Step { phase: &done::Done, runs_on: EVERY_NODE },
 ];
 

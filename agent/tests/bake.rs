@@ -94,6 +94,8 @@ fn bake_installs_records_and_cleans_first_boot_state() {
     let repo_units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units");
     for unit in [
         "kubeboot-agent.service",
+        "kubeboot-join-token.service",
+        "kubeboot-join-token.timer",
         "kubelet.service",
         "kubelet.service.d/10-kubeadm.conf",
     ] {

@@ -151,3 +151,23 @@ fn a_node_that_cannot_run_the_minor_stops_in_preflight_with_one_line() {
         assert!(!node.path("/var/lib/kubeboot/phases/metadata.done").exists());
     }
 }
+
+/// Join-token rotation is the masters' job, and only where a vault holds the token: a worker, and
+/// a master of plain VMs (the operator owns its token), are refused with one line and exit 2,
+/// before anything runs.
+#[test]
+fn rotate_join_token_is_refused_on_workers_and_without_a_vault() {
+    for (yaml, reason) in [
+        (WORKER_YAML, "runs on masters only"),
+        (MASTER_YAML, "the operator owns the join token"),
+    ] {
+        let node = Node::new("node-1", yaml);
+        let out = node.run(&["rotate-join-token"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{}", text(&out));
+        assert!(lines[0].contains(reason), "{}", text(&out));
+        assert!(!node.path("/var/lib/kubeboot").exists(), "{}", text(&out));
+    }
+}

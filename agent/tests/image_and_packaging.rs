@@ -65,7 +65,12 @@ fn verify_units(units_dir: &Path) -> Result<(), String> {
         .arg("verify")
         .arg(format!("--root={}", r.display()))
         .arg("--man=no")
-        .args(["kubeboot-agent.service", "kubelet.service"])
+        .args([
+            "kubeboot-agent.service",
+            "kubelet.service",
+            "kubeboot-join-token.service",
+            "kubeboot-join-token.timer",
+        ])
         .output()
         .expect("systemd-analyze is installed (package systemd)");
     let diagnostics = format!(
@@ -137,6 +142,14 @@ fn deb_ships_the_agent_its_units_and_a_private_config_dir() {
             "/lib/systemd/system/kubeboot-agent.service",
             "-rw-r--r-- root/root",
         ),
+        (
+            "/lib/systemd/system/kubeboot-join-token.service",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "/lib/systemd/system/kubeboot-join-token.timer",
+            "-rw-r--r-- root/root",
+        ),
         // CIS 4.1.1: kubelet service files 600 or more restrictive.
         (
             "/lib/systemd/system/kubelet.service",
@@ -168,6 +181,13 @@ fn deb_ships_the_agent_its_units_and_a_private_config_dir() {
     )
     .unwrap();
     assert!(unit.contains("\nExecStart=/usr/bin/kubeboot-agent run\n"));
+    let rotation = std::fs::read_to_string(
+        extracted
+            .path()
+            .join("lib/systemd/system/kubeboot-join-token.service"),
+    )
+    .unwrap();
+    assert!(rotation.contains("\nExecStart=/usr/bin/kubeboot-agent rotate-join-token\n"));
 }
 
 /// `KBCHECK key=value` lines the image-check user data prints on the serial console.

@@ -6,11 +6,14 @@
 //! without retrying) and that nothing is half-written.
 
 mod common;
+#[path = "support/fake_cloud.rs"]
+mod fake_cloud;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{text, Node};
+use fake_cloud::{in_fake_cloud, through_fake_proxy};
 use kubeboot_stand_ins::fake_azure::{FakeAzure, Fault, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
 use serde_json::Value;
 
@@ -23,37 +26,13 @@ const KUBEADM_YAML: &str = "/etc/kubeboot/kubeadm.yaml";
 
 /// The NodeConfig of a vault-backed pool in a custom cloud whose endpoints are the fakes.
 fn node_yaml(fake: &FakeAzure, template: &str) -> String {
-    let bundle: String = fake
-        .ca_pem
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
-    let custom = format!(
-        "    cloud: Custom\n    customCloud:\n      keyVaultDnsSuffix: {VAULT_SUFFIX}\n      keyVaultResource: {VAULT_RESOURCE}\n      imdsEndpoint: {}\n      caBundle: |\n{bundle}",
-        fake.imds_url()
-    );
-    let start = template.find("    cloud: ").unwrap();
-    let end = template.find("bootstrap:").unwrap();
-    let yaml = format!("{}{custom}{}", &template[..start], &template[end..]);
-    kubeboot_nodeconfig::parse(&yaml).expect("a valid vault-backed NodeConfig");
-    yaml
+    in_fake_cloud(template, fake)
 }
 
 /// The agent as the node runs it: HTTPS through the proxy (the fake's name resolution).
 fn agent(node: &Node, fake: &FakeAzure, args: &[&str]) -> Command {
     let mut cmd = node.agent(args);
-    for var in [
-        "https_proxy",
-        "http_proxy",
-        "all_proxy",
-        "no_proxy",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "HTTP_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("HTTPS_PROXY", fake.proxy_url());
+    through_fake_proxy(&mut cmd, fake);
     cmd
 }
 
@@ -78,30 +57,12 @@ fn spawn(node: &Node, fake: &FakeAzure, args: &[&str]) -> Child {
 }
 
 fn phase(node: &Node, name: &str) -> Value {
-    let status = node.status_json();
-    status["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap()
-        .clone()
+    fake_cloud::phase(&node.status_json(), name)
 }
 
 /// Polls `status` until `phase` is waiting for a reason containing `needle`.
 fn until_waiting(node: &Node, name: &str, needle: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let p = phase(node, name);
-        if p["state"] == "waiting" && p["waiting"]["reason"].as_str().unwrap().contains(needle) {
-            return p;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never waiting for {needle:?}: {p:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    fake_cloud::until_waiting(|| node.status_json(), name, needle)
 }
 
 fn finish(child: Child) -> std::process::Output {

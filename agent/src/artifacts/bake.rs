@@ -28,10 +28,18 @@ const AGENT_STATE: &str = "/var/lib/kubeboot";
 /// Where packaged units live (the .deb installs the same files there).
 const UNIT_DIR: &str = "/lib/systemd/system";
 /// The repository's units, by path under `UNIT_DIR`.
-const UNITS: [(&str, &str); 3] = [
+const UNITS: [(&str, &str); 5] = [
     (
         "kubeboot-agent.service",
         include_str!("../../../units/kubeboot-agent.service"),
+    ),
+    (
+        "kubeboot-join-token.service",
+        include_str!("../../../units/kubeboot-join-token.service"),
+    ),
+    (
+        "kubeboot-join-token.timer",
+        include_str!("../../../units/kubeboot-join-token.timer"),
     ),
     (
         "kubelet.service",

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bake;
 pub mod install;
 pub mod plan;
+pub mod rotate_join_token;
 pub mod run;
 pub mod status;
 
@@ -43,6 +44,9 @@ pub enum Command {
     Bake(bake::Args),
     /// Check this node against the CIS Kubernetes Benchmark items the agent controls (exit 1 on a failure).
     Audit(audit::Args),
+    /// Masters with a Key Vault: make sure this hour's join token exists in the cluster and in the
+    /// vault, and delete expired ones (the kubeboot-join-token timer runs it every 10 min).
+    RotateJoinToken(rotate_join_token::Args),
 }
 
 /// Options every subcommand shares.
@@ -110,5 +114,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Install(args) => install::run(args),
         Command::Bake(args) => bake::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::RotateJoinToken(args) => rotate_join_token::run(args),
     }
 }

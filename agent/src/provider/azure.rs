@@ -16,9 +16,11 @@ use serde::Deserialize;
 use tracing::info;
 
 pub use environment::Environment;
-use key_vault::{not_json, KeyVault};
+use key_vault::KeyVault;
 
-use super::{inline_pki, inline_token, AzureInstance, InstanceMetadata, Provider, Report};
+use super::{
+    inline_pki, inline_token, not_json, AzureInstance, InstanceMetadata, Provider, Report,
+};
 use crate::retry::{Backoff, Failure};
 
 const INSTANCE_API_VERSION: &str = "2021-02-01";
@@ -213,6 +215,23 @@ impl Provider for Azure {
             },
             report,
         )
+    }
+
+    fn publish_join_token(
+        &self,
+        config: &NodeConfig,
+        token: &Secret,
+        report: Report,
+    ) -> Result<()> {
+        let vault = &config
+            .secrets
+            .as_ref()
+            .context(
+                "no Key Vault in the NodeConfig (secrets.keyVault) to publish the join token to",
+            )?
+            .key_vault;
+        self.key_vault()?
+            .set(&vault.name, &vault.join_token_secret, token, report)
     }
 
     fn shared_pki(&self, config: &NodeConfig, report: Report) -> Result<SharedPki> {

@@ -1,11 +1,11 @@
 //! The cloud behind one trait: what the machine is, and where the cluster secrets come from.
-//! Providers only fetch; the metadata phase decides what the machine means (node name, labels,
+//! Providers fetch, and publish the rotated join token; the metadata phase decides what the machine means (node name, labels,
 //! first master) and the phases decide where secrets go. `none` reads the secrets inline from the
 //! NodeConfig; `azure` reads them from the Key Vault the NodeConfig names (or inline without one).
 
 use std::net::IpAddr;
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use kubeboot_nodeconfig::{NodeConfig, ProviderName, Secret, SharedPki};
 
 use crate::retry::Waiting;
@@ -50,6 +50,10 @@ pub trait Provider {
     fn join_token(&self, config: &NodeConfig, report: Report) -> Result<Secret>;
     /// The cluster PKI every master shares, with the Secrets encryption key (masters only).
     fn shared_pki(&self, config: &NodeConfig, report: Report) -> Result<SharedPki>;
+    /// Makes `token` the join token the others read (masters rotating it); waits as long as the
+    /// platform needs.
+    fn publish_join_token(&self, config: &NodeConfig, token: &Secret, report: Report)
+        -> Result<()>;
 }
 
 /// The provider the NodeConfig names.
@@ -78,4 +82,15 @@ fn inline_pki(config: &NodeConfig) -> Result<SharedPki> {
         .pki
         .clone()
         .context("pki: required on a master, and no vault holds it")
+}
+
+/// Where and how JSON failed to parse, without serde's message (it may quote the value, which is
+/// a secret).
+pub fn not_json(what: &str, e: &serde_json::Error) -> anyhow::Error {
+    anyhow!(
+        "the {what} is not the expected JSON ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
 }

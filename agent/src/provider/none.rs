@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use kubeboot_nodeconfig::{NodeConfig, Secret, SharedPki};
 
 use super::{inline_pki, inline_token, InstanceMetadata, Provider, Report};
@@ -26,6 +26,10 @@ impl Provider for NoCloud {
 
     fn shared_pki(&self, config: &NodeConfig, _: Report) -> Result<SharedPki> {
         inline_pki(config)
+    }
+
+    fn publish_join_token(&self, _: &NodeConfig, _: &Secret, _: Report) -> Result<()> {
+        bail!("provider none has no vault to publish the join token to: the operator owns it")
     }
 
     fn fetch(&self, _: Report) -> Result<InstanceMetadata> {

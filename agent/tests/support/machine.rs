@@ -149,16 +149,21 @@ impl Rendered {
 
     /// The NodeConfig cloud-init would write from a pool's user data.
     pub fn node_yaml(&self, pool: &str) -> String {
-        let path = self.out().join(format!("pools/{pool}/user-data.yaml"));
+        self.user_data_file(pool, "/etc/kubeboot/node.yaml")
+    }
+
+    /// The file at `path` that cloud-init would write from a pool's user data.
+    pub fn user_data_file(&self, pool: &str, path: &str) -> String {
+        let user_data = self.out().join(format!("pools/{pool}/user-data.yaml"));
         let user_data: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            serde_yaml_ng::from_str(&std::fs::read_to_string(user_data).unwrap()).unwrap();
         user_data["write_files"]
             .as_sequence()
             .unwrap()
             .iter()
-            .find(|f| f["path"] == "/etc/kubeboot/node.yaml")
+            .find(|f| f["path"] == path)
             .and_then(|f| f["content"].as_str())
-            .unwrap()
+            .unwrap_or_else(|| panic!("pool {pool}: no {path} in the user data"))
             .to_string()
     }
 }

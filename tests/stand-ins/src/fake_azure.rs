@@ -4,7 +4,8 @@
 //! the HTTPS proxy through which a node on the host reaches the vault (it maps the vault's host
 //! name to the fake: the test's name resolution; the agent only sees an ordinary `HTTPS_PROXY`;
 //! a VM resolves the name through its seed and reaches `vault_addr` by a port forward). Faults on
-//! demand: 403 until a role is granted, 404, 429 with Retry-After, 5xx, slow answers.
+//! demand: 403 until a role is granted, 404, 429 with Retry-After, 5xx, slow answers. Set Secret
+//! (`PUT /secrets/<name>` with `{"value": ...}`) needs a write role of its own (`grant_write`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -45,6 +46,11 @@ pub enum Seen {
         path: String,
         bearer_ok: bool,
     },
+    /// Key Vault Set Secret (`PUT`): the path, and whether the bearer token was the identity's.
+    SetSecret {
+        path: String,
+        bearer_ok: bool,
+    },
     /// The proxy was asked to CONNECT to this authority.
     Connect(String),
 }
@@ -54,6 +60,8 @@ struct State {
     secrets: HashMap<String, String>,
     /// Secrets the VM's identity has a role on.
     granted: HashSet<String>,
+    /// Secrets the VM's identity may write (Key Vault Secrets Officer).
+    writable: HashSet<String>,
     faults: HashMap<String, VecDeque<Fault>>,
     seen: Vec<Seen>,
     vm_name: String,
@@ -148,6 +156,30 @@ impl FakeAzure {
     /// Gives the VM's identity the role to read `name` (what the ARM role assignment does).
     pub fn grant(&self, name: &str) {
         self.state.lock().unwrap().granted.insert(name.into());
+    }
+
+    /// Makes IMDS describe VM `name` (`<scale set>_<instance id>`) from now on: the next node.
+    pub fn set_vm(&self, name: &str) {
+        self.state.lock().unwrap().vm_name = name.into();
+    }
+
+    /// Gives the VM's identity the role to write `name` (the masters' Key Vault Secrets Officer).
+    pub fn grant_write(&self, name: &str) {
+        self.state.lock().unwrap().writable.insert(name.into());
+    }
+
+    /// The value of secret `name` now, as the vault holds it.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.state.lock().unwrap().secrets.get(name).cloned()
+    }
+
+    /// Set Secret requests for `name` so far.
+    pub fn secret_writes(&self, name: &str) -> usize {
+        let path = format!("/secrets/{name}");
+        self.seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::SetSecret { path: p, .. } if *p == path))
+            .count()
     }
 
     /// The next `times` requests for `name` get `fault`.
@@ -356,24 +388,59 @@ async fn serve_vault<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     let path = target.split('?').next().unwrap_or("").to_string();
     let bearer_ok = header(&headers, "authorization") == Some(&format!("Bearer {ACCESS_TOKEN}"));
     let name = path.strip_prefix("/secrets/").unwrap_or("").to_string();
+    let write = request.starts_with("PUT ");
+    // Set Secret's body: `{"value": ...}` (Content-Length bytes after the head).
+    let value = match write {
+        false => None,
+        true => {
+            let length = header(&headers, "content-length")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(64 * 1024);
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["value"].as_str().map(str::to_string))
+        }
+    };
     let (fault, answer) = {
         let mut s = state.lock().unwrap();
-        s.seen.push(Seen::Secret {
-            path: path.clone(),
-            bearer_ok,
+        s.seen.push(match write {
+            false => Seen::Secret {
+                path: path.clone(),
+                bearer_ok,
+            },
+            true => Seen::SetSecret {
+                path: path.clone(),
+                bearer_ok,
+            },
         });
         let fault = s.faults.get_mut(&name).and_then(VecDeque::pop_front);
+        let allowed = match write {
+            false => s.granted.contains(&name),
+            true => s.writable.contains(&name),
+        };
         let answer = if query_param(&target, "api-version").as_deref() != Some("7.4") {
             (400, r#"{"error":{"code":"BadParameter"}}"#.to_string())
         } else if !bearer_ok {
             (401, r#"{"error":{"code":"Unauthorized"}}"#.to_string())
-        } else if !s.granted.contains(&name) {
+        } else if !allowed {
             (
                 403,
                 r#"{"error":{"code":"Forbidden","innererror":{"code":"ForbiddenByRbac"}}}"#
                     .to_string(),
             )
+        } else if write && value.is_none() {
+            (400, r#"{"error":{"code":"BadParameter"}}"#.to_string())
         } else {
+            // A write answered with a fault status is not applied.
+            let refused = matches!(fault, Some(Fault::Status(_) | Fault::Throttle(_)));
+            if let (false, Some(value)) = (refused, &value) {
+                s.secrets.insert(name.clone(), value.clone());
+            }
             match s.secrets.get(&name) {
                 None => (404, r#"{"error":{"code":"SecretNotFound"}}"#.to_string()),
                 Some(value) => (

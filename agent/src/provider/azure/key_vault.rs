@@ -1,6 +1,7 @@
-//! Reading a Key Vault secret as this VM: an access token for the system-assigned identity from
-//! IMDS (`/metadata/identity/oauth2/token`, `Metadata: true`), then `GET /secrets/<name>` over
-//! HTTPS with it. Every answer the cloud can change its mind about (no token yet, 401/403 while a
+//! Reading and writing a Key Vault secret as this VM: an access token for the system-assigned
+//! identity from IMDS (`/metadata/identity/oauth2/token`, `Metadata: true`), then
+//! `GET /secrets/<name>` or `PUT /secrets/<name>` with `{"value": ...}` (Set Secret:
+//! learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret) over HTTPS with it. Every answer the cloud can change its mind about (no token yet, 401/403 while a
 //! role assignment propagates, 404 before the secret is written, 429, 5xx, timeouts) is retried
 //! until it works, reporting why; an answer that can never parse is not.
 
@@ -12,7 +13,7 @@ use reqwest::blocking::{Client, Response};
 use serde::Deserialize;
 
 use super::environment::Environment;
-use crate::provider::Report;
+use crate::provider::{not_json, Report};
 use crate::retry::{retry_after_seconds, Backoff, Failure};
 
 const IDENTITY_API_VERSION: &str = "2018-02-01";
@@ -53,10 +54,7 @@ impl<'a> KeyVault<'a> {
         parse: impl Fn(Secret) -> Result<T>,
         report: Report,
     ) -> Result<T> {
-        let url = format!(
-            "{}/secrets/{name}?api-version={KEY_VAULT_API_VERSION}",
-            self.env.vault_url(vault)
-        );
+        let url = self.secret_url(vault, name);
         self.backoff
             .retry_reporting(
                 |_| -> Result<T, Failure> {
@@ -68,7 +66,11 @@ impl<'a> KeyVault<'a> {
                         .send()
                         .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
                     let bundle: SecretBundle = json(
-                        check(response, &format!("Key Vault {vault}, secret {name}"))?,
+                        check(
+                            response,
+                            &format!("Key Vault {vault}, secret {name}"),
+                            "read",
+                        )?,
                         &format!("secret {name}"),
                     )?;
                     parse(bundle.value).map_err(|e| {
@@ -78,6 +80,42 @@ impl<'a> KeyVault<'a> {
                 report,
             )
             .with_context(|| format!("reading secret {name} from Key Vault {vault}"))
+    }
+
+    /// Writes `value` as the new version of secret `name` in `vault`; waits as long as it takes
+    /// (a 403 too: the role assignment may still be propagating).
+    pub fn set(&self, vault: &str, name: &str, value: &Secret, report: Report) -> Result<()> {
+        let url = self.secret_url(vault, name);
+        let body = serde_json::json!({ "value": value.expose() }).to_string();
+        self.backoff
+            .retry_reporting(
+                |_| -> Result<(), Failure> {
+                    let token = self.identity_token()?;
+                    let response = self
+                        .https
+                        .put(&url)
+                        .bearer_auth(token.expose())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                        .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
+                    check(
+                        response,
+                        &format!("Key Vault {vault}, secret {name}"),
+                        "write",
+                    )?;
+                    Ok(())
+                },
+                report,
+            )
+            .with_context(|| format!("writing secret {name} to Key Vault {vault}"))
+    }
+
+    fn secret_url(&self, vault: &str, name: &str) -> String {
+        format!(
+            "{}/secrets/{name}?api-version={KEY_VAULT_API_VERSION}",
+            self.env.vault_url(vault)
+        )
     }
 
     /// An access token for Key Vault as this VM's system-assigned identity.
@@ -96,6 +134,7 @@ impl<'a> KeyVault<'a> {
             check(
                 response,
                 "IMDS identity endpoint (is a system-assigned identity enabled?)",
+                "use",
             )?,
             "identity token",
         )?;
@@ -106,8 +145,8 @@ impl<'a> KeyVault<'a> {
 /// A success passes; any other status is worth retrying (the cloud can still change: identities
 /// get assigned, role assignments propagate, secrets get written), honouring `Retry-After`.
 /// Except 400 (IMDS or Key Vault): a request the server calls malformed stays malformed (the
-/// unit's restart still tries again later).
-fn check(response: Response, what: &str) -> Result<Response, Failure> {
+/// unit's restart still tries again later). `access` (read, write) words the 403.
+fn check(response: Response, what: &str, access: &str) -> Result<Response, Failure> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -119,11 +158,11 @@ fn check(response: Response, what: &str) -> Result<Response, Failure> {
             .and_then(|v| v.to_str().ok()),
     );
     let hint = match status.as_u16() {
-        401 => ": the token was not accepted",
-        403 => ": this VM's identity lacks the role to read it (role assignments can take minutes to apply)",
-        404 => ": not found (not written yet?)",
-        429 => ": throttled",
-        _ => "",
+        401 => ": the token was not accepted".to_string(),
+        403 => format!(": this VM's identity lacks the role to {access} it (role assignments can take minutes to apply)"),
+        404 => ": not found (not written yet?)".to_string(),
+        429 => ": throttled".to_string(),
+        _ => String::new(),
     };
     let error = anyhow!("{what} answered {status}{hint}");
     match status.as_u16() {
@@ -138,15 +177,4 @@ fn json<T: serde::de::DeserializeOwned>(response: Response, what: &str) -> Resul
         .bytes()
         .map_err(|e| anyhow!("reading the {what}: {e}"))?;
     serde_json::from_slice(&body).map_err(|e| Failure::permanent(not_json(what, &e)))
-}
-
-/// Where and how JSON failed to parse, without serde's message (it may quote the value, which is
-/// a secret).
-pub fn not_json(what: &str, e: &serde_json::Error) -> anyhow::Error {
-    anyhow!(
-        "the {what} is not the expected JSON ({:?} error at line {}, column {})",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
 }
