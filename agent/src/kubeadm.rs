@@ -21,6 +21,8 @@ use crate::phases::kubelet::{kubelet_configuration, kubelet_extra_args, CRI_SOCK
 
 pub const CONFIG_FILE: &str = "/etc/kubeboot/kubeadm.yaml";
 /// The group kubeadm's node bootstrap tokens belong to (its RBAC rules are bound to it).
+/// kubeadm's token discovery gives up after this (a Go duration, JoinConfiguration.timeouts).
+const JOIN_DISCOVERY_TIMEOUT: &str = "2m0s";
 const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
 fn args(pairs: &[(String, String)]) -> Value {
@@ -144,6 +146,11 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                     },
                 },
                 "nodeRegistration": node_registration(facts)?,
+                // The join phase has waited for the endpoint already, so kubeadm's own retries
+                // (5 minutes by default) only repeat a token the cluster refuses (expired, revoked,
+                // reset by a re-deployment). Failing sooner lets the unit's restart read the
+                // vault's current token sooner.
+                "timeouts": {"discovery": JOIN_DISCOVERY_TIMEOUT},
             });
             if facts.kind == NodeKind::ExtraMaster {
                 join["controlPlane"] =
@@ -232,6 +239,7 @@ mod tests {
         let docs = documents(&worker, &facts(NodeKind::Worker, &worker)).unwrap();
         let join = &docs[0];
         assert!(join.get("controlPlane").is_none());
+        assert_eq!(join["timeouts"]["discovery"], JOIN_DISCOVERY_TIMEOUT);
         assert_eq!(
             join["discovery"]["bootstrapToken"]["apiServerEndpoint"],
             "api.demo.example:6443"
