@@ -576,11 +576,19 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         .clone()
         .context("the azure master's NodeConfig names no PKI secret")?;
     custom_data_holds_no_secret(&rendered, "master")?;
-    // What the ARM deployment puts in the vault, and the master identity's role on all of it.
-    for (name, value) in cluster_secrets(&rendered.dir)? {
-        vault.put_secret(&name, &value);
-        vault.grant(&name);
+    // What the ARM deployment puts in the vault, the master identity's role to read all of it and
+    // to write the join token (Key Vault Secrets Officer on that secret only).
+    let secrets = cluster_secrets(&rendered.dir)?;
+    for (name, value) in &secrets {
+        vault.put_secret(name, value);
+        vault.grant(name);
     }
+    vault.grant_write(&key_vault.join_token_secret);
+    let rendered_token = secrets
+        .iter()
+        .find(|(name, _)| *name == key_vault.join_token_secret)
+        .map(|(_, value)| value.clone())
+        .context("the rendered clusterSecrets hold no join token")?;
     let instance = imds::Instance {
         subscription_id: azure.subscription_id.clone(),
         resource_group: azure.resource_group.clone(),
@@ -656,6 +664,33 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         "{node_name}: the vault did not see an authorised read of {pki_secret}: {secret_reads:?}"
     );
     println!("azure: the vault served {secret_reads:?}");
+    // The join-token phase put this hour's token into the vault in place of the rendered one.
+    let token_path = format!("/secrets/{}", key_vault.join_token_secret);
+    let writes: Vec<bool> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::SetSecret { path, bearer_ok } if *path == token_path => Some(*bearer_ok),
+            _ => None,
+        })
+        .collect();
+    let rotated = vault
+        .secret(&key_vault.join_token_secret)
+        .context("the vault lost the join token")?;
+    ensure!(
+        !writes.is_empty() && writes.iter().all(|ok| *ok) && rotated != rendered_token,
+        "{node_name}: the join token was not rotated into the vault (writes with a valid bearer: {writes:?}; the vault holds the rendered token: {})",
+        rotated == rendered_token
+    );
+    println!("azure: the master wrote the vault's join token {} time(s)", writes.len());
+    let mut needles = rendered.needles.clone();
+    needles.push(kubeboot_vm_e2e::secrets::Needle {
+        name: "the rotated join token".into(),
+        patterns: rotated
+            .split_once('.')
+            .map(|(_, secret)| secret.to_string())
+            .into_iter()
+            .collect(),
+    });
 
     let nodes = checks::registered_nodes(&boot)?;
     checks::node_registered(&nodes, &node_name, config, Some(&instance.provider_id()))?;
@@ -675,7 +710,7 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     }
     checks::endpoint_mapped_locally(&boot, config, &instance.private_ip)?;
     checks::cloud_provider_applied(&boot)?;
-    checks::no_secret_leaks(&node_name, &boot, &rendered.needles)?;
+    checks::no_secret_leaks(&node_name, &boot, &needles)?;
     timings.push(timing("kubeboot-azure", &node_name, &boot)?);
     master.vm.stop();
     Ok(())
