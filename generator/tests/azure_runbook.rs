@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use common::shell::{agent_command_problems, kubeboot_command_problems, words, Shell};
-use common::stdout;
+use common::{render_arm, stdout};
 use kubeboot_agent::cli::Cli as AgentCli;
-use kubeboot_gen::arm::{self, ArmSecrets};
+use kubeboot_gen::arm;
 use kubeboot_gen::spec::ClusterSpec;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_nodeconfig::KubernetesVersion;
@@ -88,32 +88,6 @@ fn runbook_spec(shell: &Shell, file: &str) -> ClusterSpec {
         Ok(valid) => valid.cluster,
         Err(errors) => panic!("the runbook's {file} is invalid: {errors:?}"),
     }
-}
-
-/// The ARM template and parameters file rendered in-process from `spec` (custom data stood in:
-/// only the parameter names matter here; the vault's secrets are the tests' shared ones).
-fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
-    let custom_data: BTreeMap<String, String> = spec
-        .spec
-        .pools
-        .iter()
-        .map(|p| (p.name.clone(), "H4sIAAAAAAAA/".to_string()))
-        .collect();
-    let secrets = common::secrets();
-    let files = arm::render(
-        spec,
-        &ArmSecrets {
-            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ runbook@kubeboot",
-            custom_data: &custom_data,
-            join_token: &secrets.bootstrap_token,
-            pki: &secrets.shared_pki(),
-        },
-    )
-    .unwrap();
-    (
-        serde_json::from_str(&files.template).unwrap(),
-        serde_json::from_str(&files.parameters).unwrap(),
-    )
 }
 
 /// The `kubeboot-agent ...` command lines of a Packer template's shell provisioners, with Packer's

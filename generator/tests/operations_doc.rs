@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::shell::{kubeboot_command_problems, Shell};
 use common::{gen, stderr, stdout};
-use kubeboot_gen::arm::{self, ArmSecrets};
+use kubeboot_gen::arm;
 use kubeboot_gen::names::Names;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use serde_json::Value;
@@ -78,25 +77,7 @@ fn the_command_check_fails_on_unknown_subcommands_and_options() {
 
 /// The example's template, rendered in-process.
 fn example_template() -> Value {
-    let spec = validate_text(EXAMPLE_SPEC).unwrap().cluster;
-    let custom_data: BTreeMap<String, String> = spec
-        .spec
-        .pools
-        .iter()
-        .map(|p| (p.name.clone(), "H4sIAAAAAAAA/".to_string()))
-        .collect();
-    let secrets = common::secrets();
-    let files = arm::render(
-        &spec,
-        &ArmSecrets {
-            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ ops@kubeboot",
-            custom_data: &custom_data,
-            join_token: &secrets.bootstrap_token,
-            pki: &secrets.shared_pki(),
-        },
-    )
-    .unwrap();
-    serde_json::from_str(&files.template).unwrap()
+    common::render_arm(&validate_text(EXAMPLE_SPEC).unwrap().cluster).0
 }
 
 fn resource<'a>(template: &'a Value, kind: &str) -> &'a Value {

@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
+use std::collections::BTreeMap;
+
+use kubeboot_gen::arm::{self, ArmSecrets};
 use kubeboot_gen::secrets::ClusterSecrets;
+use kubeboot_gen::spec::ClusterSpec;
+use serde_json::Value;
 
 pub mod shell;
 
@@ -51,4 +56,30 @@ pub fn upstream_schemas() -> PathBuf {
 pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let tree = kubeboot_gen::tree::Tree::read(dir).expect("readable");
     tree.files.into_iter().map(|(p, f)| (p, f.bytes)).collect()
+}
+
+/// The ARM template and parameters file rendered in-process from `spec` (custom data stood in:
+/// only the parameter names matter here; the vault's secrets are the tests' shared ones).
+pub fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
+    let custom_data: BTreeMap<String, String> = spec
+        .spec
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), "H4sIAAAAAAAA/".to_string()))
+        .collect();
+    let secrets = secrets();
+    let files = arm::render(
+        spec,
+        &ArmSecrets {
+            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ tests@kubeboot",
+            custom_data: &custom_data,
+            join_token: &secrets.bootstrap_token,
+            pki: &secrets.shared_pki(),
+        },
+    )
+    .unwrap();
+    (
+        serde_json::from_str(&files.template).unwrap(),
+        serde_json::from_str(&files.parameters).unwrap(),
+    )
 }
