@@ -681,7 +681,10 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         "{node_name}: the join token was not rotated into the vault (writes with a valid bearer: {writes:?}; the vault holds the rendered token: {})",
         rotated == rendered_token
     );
-    println!("azure: the master wrote the vault's join token {} time(s)", writes.len());
+    println!(
+        "azure: the master wrote the vault's join token {} time(s)",
+        writes.len()
+    );
     let mut needles = rendered.needles.clone();
     needles.push(kubeboot_vm_e2e::secrets::Needle {
         name: "the rotated join token".into(),
