@@ -777,15 +777,7 @@ impl<'t> Walker<'t> {
         for pool in &spec.spec.pools {
             let vmss = names.scale_set(&pool.name);
             let vmss_ref = format!("resourceId('{SCALE_SET}', '{vmss}')");
-            let matching: Vec<&Value> = assignments
-                .iter()
-                .copied()
-                .filter(|a| {
-                    a["properties"]["principalId"].as_str().is_some_and(|p| {
-                        p.contains(&vmss_ref) && p.contains(".identity.principalId")
-                    })
-                })
-                .collect();
+            let matching = granted_to(&assignments, &vmss_ref);
             let [assignment] = matching.as_slice() else {
                 self.problem(format!(
                     "role assignments: {} on the resource group for scale set {vmss:?}, want exactly one",
@@ -921,15 +913,7 @@ impl<'t> Walker<'t> {
         for pool in &spec.spec.pools {
             let vmss = names.scale_set(&pool.name);
             let vmss_ref = format!("resourceId('{SCALE_SET}', '{vmss}')");
-            let matching: Vec<&Value> = vault_assignments
-                .iter()
-                .copied()
-                .filter(|a| {
-                    a["properties"]["principalId"].as_str().is_some_and(|p| {
-                        p.contains(&vmss_ref) && p.contains(".identity.principalId")
-                    })
-                })
-                .collect();
+            let matching = granted_to(&vault_assignments, &vmss_ref);
             let wanted = vault_grants(&name, pool.role == Role::Master);
             if matching.len() != wanted.len() {
                 self.problem(format!(
@@ -1231,6 +1215,20 @@ fn arguments(text: &str) -> Vec<Option<String>> {
                 .and_then(|s| s.strip_suffix('\''))
                 .filter(|s| !s.contains('\''))
                 .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The role assignments whose principal is the system-assigned identity of the scale set that
+/// `vmss_ref` (`resourceId(...)`) names.
+fn granted_to<'t>(assignments: &[&'t Value], vmss_ref: &str) -> Vec<&'t Value> {
+    assignments
+        .iter()
+        .copied()
+        .filter(|a| {
+            a["properties"]["principalId"]
+                .as_str()
+                .is_some_and(|p| p.contains(vmss_ref) && p.contains(".identity.principalId"))
         })
         .collect()
 }
