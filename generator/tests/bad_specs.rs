@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gen, stderr};
+use common::{gen, gen_render, stderr};
 
 const EXAMPLE: &str = include_str!("../examples/cluster.yaml");
 const PLAIN: &str = include_str!("../examples/plain-vms.yaml");
@@ -98,13 +98,7 @@ fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
         let spec = dir.path().join(format!("spec-{i}.yaml"));
         std::fs::write(&spec, base.replacen(from, to, 1)).unwrap();
         let out = dir.path().join(format!("out-{i}"));
-        let o = gen(&[
-            "render",
-            "--spec",
-            spec.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = gen_render(&spec, &out);
         let err = stderr(&o);
         let found = err.lines().any(|l| {
             l.strip_prefix("error: ")

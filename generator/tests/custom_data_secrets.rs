@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use base64::Engine;
-use common::{gen, secrets, seed_secrets, stderr, stdout};
+use common::{gen, gen_render, secrets, seed_secrets, stderr, stdout};
 use kubeboot_gen::validate::EXAMPLE_SPEC;
 use kubeboot_nodeconfig::{AzureCloud, NodeConfig, Role};
 
@@ -91,13 +91,7 @@ fn render_spec(dir: &Path, name: &str, spec: &str) {
     fs::write(&spec_file, spec).unwrap();
     let out = dir.join(name);
     seed_secrets(&out);
-    let o = gen(&[
-        "render",
-        "--spec",
-        spec_file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = gen_render(&spec_file, &out);
     assert!(o.status.success(), "{name}: {}{}", stdout(&o), stderr(&o));
 }
 

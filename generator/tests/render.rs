@@ -9,7 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{files_under, gen, secrets, seed_secrets, stderr, stdout, upstream_schemas};
+use common::{
+    files_under, gen, gen_render, secrets, seed_secrets, stderr, stdout, upstream_schemas,
+};
 use kubeboot_gen::render::render;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_nodeconfig::{ProviderName, Role};
@@ -358,13 +360,7 @@ fn over_the_custom_data_limit_is_refused_and_nothing_is_written() {
     let spec_file = dir.path().join("big.yaml");
     fs::write(&spec_file, &spec_text).unwrap();
     let out = dir.path().join("out");
-    let o = gen(&[
-        "render",
-        "--spec",
-        spec_file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = gen_render(&spec_file, &out);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("error: spec.pools[1]: custom data is "),

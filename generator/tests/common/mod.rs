@@ -26,6 +26,17 @@ pub fn gen(args: &[&str]) -> Output {
         .expect("kubeboot-gen runs")
 }
 
+/// `kubeboot-gen render --spec SPEC --out OUT`.
+pub fn gen_render(spec: &Path, out: &Path) -> Output {
+    gen(&[
+        "render",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
