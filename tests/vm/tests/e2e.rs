@@ -7,7 +7,8 @@
 //!
 //! One test, so the VM runs never overlap (two cores): master and worker with a reboot; an Azure
 //! master that learns who it is from the fake IMDS and reads the cluster's secrets from a fake Key
-//! Vault over TLS; then the timings table. Evidence (consoles, what
+//! Vault over TLS, then an Azure worker that joins with the token the master rotated into it; then
+//! the timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
 use std::collections::BTreeMap;
@@ -545,13 +546,14 @@ fn imds_packets_only_to_the_forward(node: &Node) -> Result<usize> {
     Ok(packets.len())
 }
 
-/// The Azure flavour: one master of `specs/azure.yaml`, scale-set instance 0 (so the first
+/// The Azure flavour: the master of `specs/azure.yaml`, scale-set instance 0 (so the first
 /// master) in zone 2, whose only source of identity is the fake IMDS. Its private address
-/// (what IMDS reports) is on a second NIC, as the subnet's address of an Azure NIC is.
+/// (what IMDS reports) is on a second NIC, as the subnet's address of an Azure NIC is. Once it
+/// is done, the worker pool's first instance joins it (`azure_worker`).
 fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     let vault = FakeAzure::start();
     let spec_path = with_ca_bundle(env, "azure.yaml", &vault.ca_pem)?;
-    let rendered = Rendered::render(env, "azure", &spec_path, &["master"])?;
+    let rendered = Rendered::render(env, "azure", &spec_path, &["master", AZURE_WORKER_POOL])?;
     let config = rendered.config("master");
     let azure = config
         .provider
@@ -589,17 +591,19 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         .find(|(name, _)| *name == key_vault.join_token_secret)
         .map(|(_, value)| value.clone())
         .context("the rendered clusterSecrets hold no join token")?;
-    let instance = imds::Instance {
+    // Instance 0 of a pool's scale set in zone 2, with an address of the pool's subnet.
+    let instance_of = |pool: &str, private_ip: &str| imds::Instance {
         subscription_id: azure.subscription_id.clone(),
         resource_group: azure.resource_group.clone(),
         location: azure.location.clone(),
         // The generator's names: scale set `<cluster>-<pool>`, computer names `<cluster>-<pool>-`.
-        vm_scale_set: format!("{}-master", config.cluster.name),
-        computer_name_prefix: format!("{}-master-", config.cluster.name),
+        vm_scale_set: format!("{}-{pool}", config.cluster.name),
+        computer_name_prefix: format!("{}-{pool}-", config.cluster.name),
         ordinal: 0,
         zone: "2".into(),
-        private_ip: "10.240.0.4".into(),
+        private_ip: private_ip.into(),
     };
+    let instance = instance_of("master", "10.240.0.4");
     let node_name = instance.computer_name();
     let mut spec = env.node_spec(&node_name, "master", 3, true);
     spec.imds = Some(instance.clone());
@@ -611,9 +615,13 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         vault_ip.into(),
         format!("{}.{VAULT_SUFFIX}", key_vault.name),
     ));
-    // A NIC on the master subnet with the address IMDS reports; nothing on the other end.
-    let (local, unused) = cluster::udp_port_pair()?;
-    spec.link = Some((format!("{}/24", instance.private_ip), local, unused));
+    // A NIC with the address IMDS reports, linked to the worker's (the VNet: one /16).
+    let (master_port, worker_port) = cluster::udp_port_pair()?;
+    spec.link = Some((
+        format!("{}/16", instance.private_ip),
+        master_port,
+        worker_port,
+    ));
     spec.instrumentation
         .extra_files
         .push(checks::OBJECTS_JSON.into());
@@ -715,7 +723,105 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
     checks::cloud_provider_applied(&boot)?;
     checks::no_secret_leaks(&node_name, &boot, &needles)?;
     timings.push(timing("kubeboot-azure", &node_name, &boot)?);
+
+    let worker = AzureWorker {
+        instance: instance_of(AZURE_WORKER_POOL, "10.240.1.4"),
+        link: (worker_port, master_port),
+        master_ip: instance.private_ip.clone(),
+    };
+    azure_worker(env, &rendered, &vault, worker, &needles, timings)?;
     master.vm.stop();
+    Ok(())
+}
+
+const AZURE_WORKER_POOL: &str = "general";
+
+/// Who the Azure worker is and how it reaches the master.
+struct AzureWorker {
+    instance: imds::Instance,
+    /// Its end of the link to the master (local, remote UDP ports).
+    link: (u16, u16),
+    /// Where the endpoint's name leads (the load balancer's frontend on Azure).
+    master_ip: String,
+}
+
+/// A worker created once the master has replaced the rendered join token in the vault: it
+/// learns who it is from its own fake IMDS, reads the vault's current token (its NodeConfig
+/// carries none) and joins the master through the endpoint's name.
+fn azure_worker(
+    env: &Env,
+    rendered: &Rendered,
+    vault: &FakeAzure,
+    worker: AzureWorker,
+    needles: &[Needle],
+    timings: &mut Vec<Timing>,
+) -> Result<()> {
+    let config = rendered.config(AZURE_WORKER_POOL);
+    custom_data_holds_no_secret(rendered, AZURE_WORKER_POOL)?;
+    let key_vault = &config
+        .secrets
+        .as_ref()
+        .context("the azure worker reads its join token from a Key Vault")?
+        .key_vault;
+    ensure!(
+        key_vault.pki_secret.is_none(),
+        "the azure worker's NodeConfig names the PKI secret"
+    );
+    let node_name = worker.instance.computer_name();
+    let mut spec = env.node_spec(&node_name, AZURE_WORKER_POOL, 4, false);
+    spec.imds = Some(worker.instance.clone());
+    spec.forwards
+        .push((qemu::VAULT_ADDR.into(), vault.vault_addr().port()));
+    let vault_ip = qemu::VAULT_ADDR.split(':').next().unwrap_or_default();
+    let endpoint = &config.cluster.control_plane_endpoint;
+    let endpoint_host = endpoint
+        .rsplit_once(':')
+        .map_or(endpoint.as_str(), |(h, _)| h);
+    spec.instrumentation.hosts.extend([
+        (
+            vault_ip.to_string(),
+            format!("{}.{VAULT_SUFFIX}", key_vault.name),
+        ),
+        (worker.master_ip.clone(), endpoint_host.to_string()),
+    ]);
+    spec.link = Some((
+        format!("{}/16", worker.instance.private_ip),
+        worker.link.0,
+        worker.link.1,
+    ));
+    let seen_before = vault.seen().len();
+    let mut node = env.start(rendered, spec)?;
+    seeded_exactly(&node, rendered)?;
+    let boot = node.wait_dumped(1, BOOT_WAIT)?;
+    println!(
+        "azure: worker settled {:.0?} after start",
+        node.vm.started.elapsed()
+    );
+    done(&node_name, &boot)?;
+    ensure!(
+        node.imds
+            .hits()
+            .iter()
+            .any(|h| h.url.starts_with("/metadata/identity/oauth2/token?")),
+        "{node_name}: the worker never asked IMDS for an identity token"
+    );
+    // Since the worker started, the vault was only asked for the join token (by the worker, and
+    // by the master's timer), never for the PKI, and only with the IMDS-issued bearer.
+    let token_path = format!("/secrets/{}", key_vault.join_token_secret);
+    let reads: Vec<(String, bool)> = vault.seen()[seen_before..]
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Secret { path, bearer_ok } => Some((path.clone(), *bearer_ok)),
+            _ => None,
+        })
+        .collect();
+    ensure!(
+        !reads.is_empty() && reads.iter().all(|(path, ok)| *path == token_path && *ok),
+        "{node_name}: vault reads since the worker started: {reads:?}"
+    );
+    checks::no_secret_leaks(&node_name, &boot, needles)?;
+    timings.push(timing("kubeboot-azure", &node_name, &boot)?);
+    node.vm.stop();
     Ok(())
 }
 
