@@ -3,7 +3,7 @@
 //! - `kubeboot-agent audit` passes every CIS check on what they wrote;
 //! - no secret (bootstrap token, CA/SA/etcd/front-proxy keys, SSH key, encryption key) appears in any
 //!   log, in any child's recorded argv or environment, or in any file others may read;
-//! and a table of bad NodeConfigs is refused with a one-line error, exit 2, and nothing changed.
+//! - a table of bad NodeConfigs is refused with a one-line error, exit 2, and nothing changed.
 
 mod support {
     pub mod leaks;
