@@ -657,13 +657,7 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         "{node_name}: the agent never asked IMDS for an identity token"
     );
     let seen = vault.seen();
-    let secret_reads: Vec<_> = seen
-        .iter()
-        .filter_map(|s| match s {
-            Seen::Secret { path, bearer_ok } => Some((path.clone(), *bearer_ok)),
-            _ => None,
-        })
-        .collect();
+    let secret_reads = secret_reads(&seen);
     ensure!(
         secret_reads.iter().all(|(_, bearer_ok)| *bearer_ok)
             && secret_reads
@@ -735,6 +729,16 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
 }
 
 const AZURE_WORKER_POOL: &str = "general";
+
+/// The vault's Get Secret requests among `seen`: path, and whether the bearer was IMDS's.
+fn secret_reads(seen: &[Seen]) -> Vec<(String, bool)> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Secret { path, bearer_ok } => Some((path.clone(), *bearer_ok)),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Who the Azure worker is and how it reaches the master.
 struct AzureWorker {
@@ -808,13 +812,7 @@ fn azure_worker(
     // Since the worker started, the vault was only asked for the join token (by the worker, and
     // by the master's timer), never for the PKI, and only with the IMDS-issued bearer.
     let token_path = format!("/secrets/{}", key_vault.join_token_secret);
-    let reads: Vec<(String, bool)> = vault.seen()[seen_before..]
-        .iter()
-        .filter_map(|s| match s {
-            Seen::Secret { path, bearer_ok } => Some((path.clone(), *bearer_ok)),
-            _ => None,
-        })
-        .collect();
+    let reads = secret_reads(&vault.seen()[seen_before..]);
     ensure!(
         !reads.is_empty() && reads.iter().all(|(path, ok)| *path == token_path && *ok),
         "{node_name}: vault reads since the worker started: {reads:?}"
