@@ -25,11 +25,7 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
-    let pki = SharedPki::generate();
-    let port = free_port();
-    let master = Node::with_pki(&pki);
-    let cfg = master.config(&init_config(port));
-    assert_ok(&master.run("kubeadm", &["init", "--config", &cfg]));
+    let (pki, port, master) = initialised_master();
     Cluster { pki, port, master }
 }
 
@@ -85,6 +81,19 @@ impl Cluster {
         )
         .unwrap()
     }
+}
+
+/// What the API server answers `client` asking for the kubelet-config ConfigMap, which any
+/// authenticated bootstrap token may read (401: the token does not authenticate).
+fn kubelet_config_status(client: &Client) -> u16 {
+    client
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
+            None,
+        )
+        .unwrap()
+        .0
 }
 
 /// The Secret of the brief's format (labels, stringData), expiring at `expiration`.
@@ -385,14 +394,7 @@ fn a_token_created_with_kubectl_joins_until_it_expires_or_is_deleted() {
     // Discovery with the valid init token, TLS bootstrap with the expired one: the API server says 401.
     let (_, out) = c.join("worker-3", TOKEN, Some(ROTATED));
     assert_fails(&out, "TLS bootstrap: the CSR was refused: HTTP 401");
-    let (status, _) = bearer
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
-            None,
-        )
-        .unwrap();
-    assert_eq!(status, 401);
+    assert_eq!(kubelet_config_status(&bearer), 401);
 
     // Back to the future, then deleted: deletion alone stops it.
     c.state()
@@ -401,14 +403,11 @@ fn a_token_created_with_kubectl_joins_until_it_expires_or_is_deleted() {
             OffsetDateTime::now_utc() + time::Duration::hours(1),
         )
         .unwrap();
-    let (status, _) = bearer
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
-            None,
-        )
-        .unwrap();
-    assert_eq!(status, 200, "valid again after the expiration moved ahead");
+    assert_eq!(
+        kubelet_config_status(&bearer),
+        200,
+        "valid again after the expiration moved ahead"
+    );
     let out = c.kubectl(
         &[
             "delete",
@@ -425,14 +424,7 @@ fn a_token_created_with_kubectl_joins_until_it_expires_or_is_deleted() {
         &out,
         "there is no JWS signed token in the cluster-info ConfigMap",
     );
-    let (status, _) = bearer
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
-            None,
-        )
-        .unwrap();
-    assert_eq!(status, 401);
+    assert_eq!(kubelet_config_status(&bearer), 401);
 }
 
 #[test]
@@ -449,15 +441,10 @@ fn a_token_without_the_signing_usage_or_with_an_unparsable_expiration_does_not_s
         "there is no JWS signed token in the cluster-info ConfigMap",
     );
     // The garbled expiration counts as passed: the API server refuses the bearer (401).
-    let (status, _) = c
-        .bearer_client("kb0003.fedcba9876543210")
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
-            None,
-        )
-        .unwrap();
-    assert_eq!(status, 401);
+    assert_eq!(
+        kubelet_config_status(&c.bearer_client("kb0003.fedcba9876543210")),
+        401
+    );
     let tokens = c.state().bootstrap_tokens().unwrap();
     let find = |id: &str| tokens.iter().find(|t| t.id == id).unwrap().clone();
     let t = find("kb0001");

@@ -100,11 +100,7 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
-    let pki = SharedPki::generate();
-    let port = free_port();
-    let master = Node::with_pki(&pki);
-    let cfg = master.config(&init_config(port));
-    assert_ok(&master.run("kubeadm", &["init", "--config", &cfg]));
+    let (_, _, master) = initialised_master();
     Cluster { master }
 }
 

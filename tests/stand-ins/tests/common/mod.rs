@@ -249,6 +249,16 @@ authorization:
     )
 }
 
+/// A first master after `kubeadm init` with a fresh PKI, its API server on a free port.
+pub fn initialised_master() -> (SharedPki, u16, Node) {
+    let pki = SharedPki::generate();
+    let port = free_port();
+    let master = Node::with_pki(&pki);
+    let cfg = master.config(&init_config(port));
+    assert_ok(&master.run("kubeadm", &["init", "--config", &cfg]));
+    (pki, port, master)
+}
+
 pub fn join_config(port: u16, name: &str, pin: &str) -> String {
     format!(
         r#"apiVersion: kubeadm.k8s.io/v1beta4
