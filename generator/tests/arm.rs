@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::{gen, stderr};
 use kubeboot_gen::arm::{self, check::check, ArmSecrets};
 use kubeboot_gen::names::Names;
@@ -17,33 +15,6 @@ const SNAPSHOT: &str = "tests/snapshots/azuredeploy.json";
 /// The built-in example spec as validation leaves it (DNS label derived).
 fn example_spec() -> ClusterSpec {
     validate_text(EXAMPLE_SPEC).unwrap().cluster
-}
-
-fn custom_data(spec: &ClusterSpec) -> BTreeMap<String, String> {
-    spec.spec
-        .pools
-        .iter()
-        .map(|p| (p.name.clone(), format!("H4sIAAAAAAAA/{}-user-data", p.name)))
-        .collect()
-}
-
-fn render(spec: &ClusterSpec) -> (Value, Value) {
-    let data = custom_data(spec);
-    let secrets = common::secrets();
-    let files = arm::render(
-        spec,
-        &ArmSecrets {
-            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test@kubeboot",
-            custom_data: &data,
-            join_token: &secrets.bootstrap_token,
-            pki: &secrets.shared_pki(),
-        },
-    )
-    .unwrap();
-    (
-        serde_json::from_str(&files.template).unwrap(),
-        serde_json::from_str(&files.parameters).unwrap(),
-    )
 }
 
 fn resource_mut<'a>(template: &'a mut Value, kind: &str, name: &str) -> &'a mut Value {
@@ -65,11 +36,11 @@ fn assert_caught(problems: &[String], needle: &str) {
 #[test]
 fn example_template_passes_the_walker_in_both_role_models() {
     let mut spec = example_spec();
-    let (template, parameters) = render(&spec);
+    let (template, parameters) = common::render_arm(&spec);
     assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
 
     spec.spec.azure.as_mut().unwrap().identity_roles = IdentityRoles::ContributorPlusCustom;
-    let (template, parameters) = render(&spec);
+    let (template, parameters) = common::render_arm(&spec);
     assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
     let kinds: Vec<&str> = template["resources"]
         .as_array()
@@ -83,7 +54,7 @@ fn example_template_passes_the_walker_in_both_role_models() {
 #[test]
 fn template_matches_the_reviewed_snapshot() {
     let spec = example_spec();
-    let data = custom_data(&spec);
+    let data = common::custom_data(&spec);
     let secrets = common::secrets();
     let files = arm::render(
         &spec,
@@ -123,7 +94,7 @@ fn template_matches_the_reviewed_snapshot() {
 #[test]
 fn walker_catches_a_missing_parameter_declaration() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["parameters"]
         .as_object_mut()
         .unwrap()
@@ -136,7 +107,7 @@ fn walker_catches_a_missing_parameter_declaration() {
 #[test]
 fn walker_catches_an_undeclared_variable() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["variables"] = json!({});
     let problems = check(&template, &parameters, &spec);
     assert_caught(&problems, "variables('clusterTags') is not declared");
@@ -146,7 +117,7 @@ fn walker_catches_an_undeclared_variable() {
 #[test]
 fn walker_catches_a_dangling_depends_on() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     let lb = resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo");
     lb["dependsOn"] =
         json!(["[resourceId('Microsoft.Network/publicIPAddresses', 'demo-api-pip-typo')]"]);
@@ -157,7 +128,7 @@ fn walker_catches_a_dangling_depends_on() {
 #[test]
 fn walker_catches_a_reference_to_a_missing_child() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     let vmss = resource_mut(
         &mut template,
         "Microsoft.Compute/virtualMachineScaleSets",
@@ -177,7 +148,7 @@ fn walker_catches_a_reference_to_a_missing_child() {
 #[test]
 fn walker_catches_a_basic_load_balancer_and_a_renamed_one() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo")["sku"]["name"] =
         json!("Basic");
     assert_caught(
@@ -185,7 +156,7 @@ fn walker_catches_a_basic_load_balancer_and_a_renamed_one() {
         "load balancer: sku \"Basic\" must be Standard",
     );
 
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo")["name"] =
         json!("demo-lb");
     let problems = check(&template, &parameters, &spec);
@@ -198,7 +169,7 @@ fn walker_catches_a_basic_load_balancer_and_a_renamed_one() {
 #[test]
 fn walker_catches_scale_set_settings() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     let master = resource_mut(
         &mut template,
         "Microsoft.Compute/virtualMachineScaleSets",
@@ -238,7 +209,7 @@ fn walker_catches_scale_set_settings() {
 #[test]
 fn walker_catches_wrong_roles_and_missing_nsg_rules() {
     let spec = example_spec();
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     for r in template["resources"].as_array_mut().unwrap() {
         if r["type"] == "Microsoft.Authorization/roleAssignments" {
             let text = r["properties"]["roleDefinitionId"]
@@ -268,7 +239,7 @@ fn walker_catches_wrong_roles_and_missing_nsg_rules() {
 #[test]
 fn walker_catches_missing_custom_data_and_restricted_sources_mismatch() {
     let mut spec = example_spec();
-    let (template, mut parameters) = render(&spec);
+    let (template, mut parameters) = common::render_arm(&spec);
     parameters["parameters"]["customData"]["value"]
         .as_object_mut()
         .unwrap()
@@ -280,9 +251,9 @@ fn walker_catches_missing_custom_data_and_restricted_sources_mismatch() {
 
     // The spec now restricts SSH, the template was rendered for `*`.
     spec.spec.azure.as_mut().unwrap().ssh_allowed_sources = vec!["203.0.113.0/24".into()];
-    let (_, parameters) = render(&spec);
+    let (_, parameters) = common::render_arm(&spec);
     assert_caught(&check(&template, &parameters, &spec), "port 22");
-    let (template, parameters) = render(&spec);
+    let (template, parameters) = common::render_arm(&spec);
     assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
 }
 
@@ -349,7 +320,7 @@ fn cluster_name_is_the_same_in_node_configs_load_balancer_and_tags() {
         let config = kubeboot_gen::render::node_config(&valid, secrets, &hash, pool);
         assert_eq!(config.cluster.name, "demo");
     }
-    let (template, _) = render(&valid.cluster);
+    let (template, _) = common::render_arm(&valid.cluster);
     assert_eq!(
         template["variables"]["clusterTags"][arm::CLUSTER_TAG],
         "demo"
@@ -370,7 +341,7 @@ fn vault_name(spec: &ClusterSpec) -> String {
 fn walker_catches_a_vault_without_rbac_soft_delete_or_purge_protection() {
     let spec = example_spec();
     let kv = vault_name(&spec);
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     let vault = resource_mut(&mut template, "Microsoft.KeyVault/vaults", &kv);
     vault["properties"]["enableRbacAuthorization"] = json!(false);
     vault["properties"]
@@ -392,7 +363,7 @@ fn walker_catches_a_vault_without_rbac_soft_delete_or_purge_protection() {
     }
     assert_caught(&problems, "access policies are ignored under RBAC");
 
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["resources"]
         .as_array_mut()
         .unwrap()
@@ -407,7 +378,7 @@ fn walker_catches_a_vault_without_rbac_soft_delete_or_purge_protection() {
 fn walker_catches_secrets_that_bypass_the_secure_parameter() {
     let spec = example_spec();
     let kv = vault_name(&spec);
-    let (mut template, mut parameters) = render(&spec);
+    let (mut template, mut parameters) = common::render_arm(&spec);
     let token = resource_mut(
         &mut template,
         "Microsoft.KeyVault/vaults/secrets",
@@ -430,7 +401,7 @@ fn walker_catches_secrets_that_bypass_the_secure_parameter() {
         "parameters file: no clusterSecrets value for secret \"cluster-pki\"",
     );
 
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["resources"]
         .as_array_mut()
         .unwrap()
@@ -480,7 +451,7 @@ fn set_role(assignment: &mut Value, from: &str, to: &str) {
 fn masters_may_write_only_the_join_token_and_workers_only_read_it() {
     let spec = example_spec();
     let kv = vault_name(&spec);
-    let (template, _) = render(&spec);
+    let (template, _) = common::render_arm(&spec);
     let token_scope = format!("Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token");
     let grants: Vec<(String, String, String)> = template["resources"]
         .as_array()
@@ -522,7 +493,7 @@ fn masters_may_write_only_the_join_token_and_workers_only_read_it() {
 fn walker_catches_workers_reading_more_than_the_join_token() {
     let spec = example_spec();
     let kv = vault_name(&spec);
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     // A worker granted the whole vault could read the CA keys.
     vault_assignment(&mut template, "demo-general", "/secrets/bootstrap-token")["scope"] =
         json!(format!("Microsoft.KeyVault/vaults/{kv}"));
@@ -557,7 +528,7 @@ fn walker_catches_workers_reading_more_than_the_join_token() {
     );
 
     // A master without its vault assignments could never read the PKI.
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["resources"].as_array_mut().unwrap().retain(|r| {
         !(r.get("scope").is_some()
             && r["properties"]["principalId"]
@@ -576,7 +547,7 @@ fn walker_catches_masters_that_cannot_write_the_join_token() {
     let kv = vault_name(&spec);
     let token_scope = format!("Microsoft.KeyVault/vaults/{kv}/secrets/bootstrap-token");
     // Read-only on the token: the rotated token never reaches the vault.
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     set_role(
         vault_assignment(&mut template, "demo-master", "/secrets/bootstrap-token"),
         arm::KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
@@ -588,7 +559,7 @@ fn walker_catches_masters_that_cannot_write_the_join_token() {
     );
 
     // No write assignment at all.
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     template["resources"].as_array_mut().unwrap().retain(|r| {
         !(r["scope"] == token_scope.as_str()
             && r["properties"]["principalId"]
@@ -606,7 +577,7 @@ fn walker_catches_masters_that_cannot_write_the_join_token() {
     );
 
     // Write access widened to the vault: a master could overwrite cluster-pki.
-    let (mut template, parameters) = render(&spec);
+    let (mut template, parameters) = common::render_arm(&spec);
     vault_assignment(&mut template, "demo-master", "/secrets/bootstrap-token")["scope"] =
         json!(format!("Microsoft.KeyVault/vaults/{kv}"));
     let problems = check(&template, &parameters, &spec);

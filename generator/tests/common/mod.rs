@@ -69,20 +69,24 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     tree.files.into_iter().map(|(p, f)| (p, f.bytes)).collect()
 }
 
+/// Stand-in custom data per pool, distinct so a test can tell which scale set got which.
+pub fn custom_data(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    spec.spec
+        .pools
+        .iter()
+        .map(|p| (p.name.clone(), format!("H4sIAAAAAAAA/{}-user-data", p.name)))
+        .collect()
+}
+
 /// The ARM template and parameters file rendered in-process from `spec` (custom data stood in:
 /// only the parameter names matter here; the vault's secrets are the tests' shared ones).
 pub fn render_arm(spec: &ClusterSpec) -> (Value, Value) {
-    let custom_data: BTreeMap<String, String> = spec
-        .spec
-        .pools
-        .iter()
-        .map(|p| (p.name.clone(), "H4sIAAAAAAAA/".to_string()))
-        .collect();
+    let custom_data = custom_data(spec);
     let secrets = secrets();
     let files = arm::render(
         spec,
         &ArmSecrets {
-            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ tests@kubeboot",
+            ssh_public_key: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ test@kubeboot",
             custom_data: &custom_data,
             join_token: &secrets.bootstrap_token,
             pki: &secrets.shared_pki(),
