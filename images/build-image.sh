@@ -7,7 +7,7 @@
 #   --bake ARGS  also run `kubeboot-agent bake ARGS` inside the image root (as Packer's provisioner does);
 #                the VM tests leave it out, because their host serves the Kubernetes binaries at first boot.
 #
-# Outputs in DIR (see the README): vmlinuz, initrd.img, root.img (raw ext4 for
+# Outputs in DIR (see docs/images.md): vmlinuz, initrd.img, root.img (raw ext4 for
 # /dev/vda, boot it with snapshot=on to keep it pristine) and image.env with their absolute paths.
 #
 # Cache: the Debian root filesystem is the expensive part (~1 min, network); it is kept under

@@ -1,6 +1,6 @@
 //! Failures that map to a documented exit code other than "a phase failed".
 
-/// Process exit codes of `kubeboot-agent` (documented in the README).
+/// Process exit codes of `kubeboot-agent` (documented in docs/agent.md).
 pub mod exit {
     /// The command did what it was asked (for `run`: every applicable phase is done).
     pub const OK: u8 = 0;

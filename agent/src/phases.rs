@@ -80,3 +80,24 @@ pub fn find(name: &str) -> Option<&'static Step> {
 pub fn names() -> Vec<&'static str> {
     STEPS.iter().map(|s| s.phase.name()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The phase table of docs/agent.md: one row per phase, in the order of `STEPS`, so the
+    /// document cannot drift from the code.
+    #[test]
+    fn the_documented_phase_table_is_the_phase_list() {
+        let doc = include_str!("../../docs/agent.md");
+        let table = doc
+            .split_once("| phase | runs on | what it does |")
+            .expect("docs/agent.md has the phase table")
+            .1;
+        let documented: Vec<&str> = table
+            .lines()
+            .skip(2) // the rest of the header line and the separator
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| line.split('`').nth(1))
+            .collect();
+        assert_eq!(documented, super::names());
+    }
+}

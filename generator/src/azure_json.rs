@@ -94,7 +94,7 @@ impl AzureCloudConfig {
 
 /// cloud-provider-azure's `cloud` value for an environment. A custom environment is what it calls
 /// `AzureStackCloud`, whose ARM endpoints it reads from an environment file that kubeboot does not
-/// render yet (see README).
+/// render yet (see the README's status).
 fn cloud_name(cloud: AzureCloud) -> &'static str {
     match cloud {
         AzureCloud::AzurePublicCloud => "AzurePublicCloud",

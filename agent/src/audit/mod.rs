@@ -3,7 +3,7 @@
 //! static pod manifests, the kubelet configuration — each a named check with its evidence.
 //!
 //! Items are numbered as in CIS Kubernetes Benchmark v1.11 (the one for Kubernetes 1.32+); the
-//! ones that cannot be checked on the node, or cannot pass with kubeadm, are listed in the README.
+//! ones that cannot be checked on the node, or cannot pass with kubeadm, are listed in docs/agent.md.
 
 mod control_plane;
 mod files;

@@ -1,5 +1,5 @@
 //! `kubeboot-agent status`: per-phase state from the markers. `--output json` is a stable schema
-//! (documented in the README) that the end-to-end tests parse.
+//! (documented in docs/agent.md) that the end-to-end tests parse.
 
 use std::process::ExitCode;
 

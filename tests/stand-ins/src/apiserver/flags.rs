@@ -1,4 +1,4 @@
-//! kube-apiserver's flag set (1.34's; see the README for the flags added since) and the checks the real server makes at start-up, for the
+//! kube-apiserver's flag set (1.34's) and the checks the real server makes at start-up, for the
 //! release the stand-in plays (feature gates removed by then are unrecognized, per `releases.json`).
 use std::path::Path;
 
