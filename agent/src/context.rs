@@ -13,7 +13,7 @@ use crate::exec::{Cmd, Runner};
 use crate::facts::{NodeFacts, NodeKind};
 use crate::markers::{self, Markers, FACTS_FILE};
 use crate::provider::{self, Provider, Report};
-use crate::retry::{Backoff, Failure, Waiting};
+use crate::retry::Waiting;
 use crate::root::Root;
 
 pub struct Context {
@@ -80,16 +80,6 @@ impl Context {
                 warn!(phase = self.phase(), "cannot record the wait: {e:#}");
             }
         }
-    }
-
-    /// Retries `op` with `backoff` for the current phase, reporting each wait; the record goes
-    /// once the wait is over, whichever way it ends.
-    pub fn wait_for<T, E: Into<Failure>>(
-        &self,
-        backoff: &Backoff,
-        op: impl FnMut(u32) -> Result<T, E>,
-    ) -> Result<T> {
-        self.waiting_on(|report| backoff.retry_reporting(op, report))
     }
 
     /// Runs `f`, which may wait (a provider call), with a reporter for the current phase; the

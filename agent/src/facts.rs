@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use kubeboot_nodeconfig::Taint;
 use serde::{Deserialize, Serialize};
 
 use crate::provider::AzureInstance;
@@ -47,9 +48,9 @@ pub struct NodeFacts {
     pub address: Option<IpAddr>,
     /// Every label the kubelet registers the node with: pool, zone and the NodeConfig's labels.
     pub labels: BTreeMap<String, String>,
-    /// Taints in `key=value:Effect` form.
+    /// Stored in `key=value:Effect` form.
     #[serde(default)]
-    pub taints: Vec<String>,
+    pub taints: Vec<Taint>,
     /// Where the VM is in Azure, as IMDS told it (kept so re-runs do not ask again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureInstance>,

@@ -15,13 +15,6 @@ const BEGIN: &str =
     "# BEGIN kubeboot: control-plane endpoint on this master (Azure LBs do not hairpin)";
 const END: &str = "# END kubeboot";
 
-/// The host part of `host:port` when it is a name (an IP endpoint needs no mapping).
-pub fn endpoint_name(endpoint: &str) -> Option<&str> {
-    let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<IpAddr>().is_err().then_some(host)
-}
-
 /// `text` with the managed block set to `address name` (replacing any earlier block).
 pub fn with_mapping(text: &str, name: &str, address: IpAddr) -> String {
     let mut out = String::new();
@@ -60,7 +53,7 @@ pub fn map_endpoint(root: &Root, name: &str, address: IpAddr) -> Result<bool> {
 pub fn map_endpoint_to_this_master(ctx: &Context) -> Result<()> {
     let facts = ctx.facts()?;
     match (
-        endpoint_name(&ctx.config.cluster.control_plane_endpoint),
+        ctx.config.cluster.control_plane_endpoint.name(),
         facts.address,
     ) {
         (Some(name), Some(address)) => {
@@ -86,16 +79,6 @@ pub fn map_endpoint_to_this_master(ctx: &Context) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_names() {
-        assert_eq!(
-            endpoint_name("demo.westeurope.cloudapp.azure.com:6443"),
-            Some("demo.westeurope.cloudapp.azure.com")
-        );
-        assert_eq!(endpoint_name("10.0.0.4:6443"), None);
-        assert_eq!(endpoint_name("[fd00::1]:6443"), None);
-    }
 
     #[test]
     fn block_is_replaced_not_repeated() {

@@ -9,10 +9,8 @@
 //! kubeadm v1beta4 writes component flags (`extraArgs`, `kubeletExtraArgs`) as a list of
 //! `{name, value}`, in the order given.
 
-use std::str::FromStr;
-
 use anyhow::{Context as _, Result};
-use kubeboot_nodeconfig::{NodeConfig, ProviderName, Taint};
+use kubeboot_nodeconfig::{NodeConfig, ProviderName};
 use serde_json::{json, Value};
 
 use crate::apiserver;
@@ -43,31 +41,30 @@ pub fn controller_manager_args(config: &NodeConfig) -> Vec<(String, String)> {
     out
 }
 
-fn taints(facts: &NodeFacts) -> Result<Value> {
+/// Taints as the Kubernetes API writes them (`{key, value, effect}`).
+fn taints(facts: &NodeFacts) -> Value {
     facts
         .taints
         .iter()
         .map(|t| {
-            let t = Taint::from_str(t).map_err(anyhow::Error::msg)?;
             let mut v = json!({"key": t.key, "effect": t.effect.as_str()});
-            if let Some(value) = t.value {
+            if let Some(value) = &t.value {
                 v["value"] = json!(value);
             }
-            Ok(v)
+            v
         })
-        .collect::<Result<Vec<_>>>()
-        .map(Value::Array)
+        .collect()
 }
 
-fn node_registration(facts: &NodeFacts) -> Result<Value> {
-    Ok(json!({
+fn node_registration(facts: &NodeFacts) -> Value {
+    json!({
         "name": facts.node_name,
         "criSocket": CRI_SOCKET,
         "kubeletExtraArgs": args(&kubelet_extra_args(facts)),
         // An explicit list, so kubeadm adds nothing of its own (masters carry the control-plane
         // taint in it already).
-        "taints": taints(facts)?,
-    }))
+        "taints": taints(facts),
+    })
 }
 
 fn local_api_endpoint(config: &NodeConfig, facts: &NodeFacts) -> Value {
@@ -113,7 +110,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                         "groups": [BOOTSTRAP_GROUP],
                         "usages": ["signing", "authentication"],
                     }],
-                    "nodeRegistration": node_registration(facts)?,
+                    "nodeRegistration": node_registration(facts),
                     "localAPIEndpoint": local_api_endpoint(config, facts),
                 }),
                 json!({
@@ -145,7 +142,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                         "caCertHashes": boot.ca_cert_hashes,
                     },
                 },
-                "nodeRegistration": node_registration(facts)?,
+                "nodeRegistration": node_registration(facts),
                 // The join phase has waited for the endpoint already, so kubeadm's own retries
                 // (5 minutes by default) only repeat a token the cluster refuses (expired, revoked,
                 // reset by a re-deployment). Failing sooner lets the unit's restart read the

@@ -1,14 +1,17 @@
 //! THE retry engine, shared by every wait-and-retry loop (IMDS, Key Vault, the control-plane
-//! endpoint, the API server probe). Capped exponential backoff with full jitter (each gap is drawn
-//! from zero to the capped exponential) and a random first delay, so a thousand nodes booted
-//! together neither arrive together nor come back in waves. An answer the server says when to
-//! retry (`Retry-After`) is retried no earlier. A failure marked permanent (an answer that can
+//! endpoint, the API server probe, containerd's socket, artifact downloads): one `Backoff`, run by
+//! `retry`/`retry_reporting` (blocking) or `retry_async` (tokio). Capped exponential backoff with
+//! full jitter (each gap is drawn from zero to the capped exponential) and a random first delay,
+//! so a thousand nodes booted together neither arrive together nor come back in waves. An answer
+//! the server says when to retry (`Retry-After`) is retried no earlier. Whether a failure is worth
+//! another attempt is the caller's call (`Failure`): one marked permanent (an answer that can
 //! never parse, a request the server will never accept) is not retried. Without a deadline the
-//! loop runs until the operation works, reporting each reason it waits for.
+//! loop runs until the operation works, reporting each reason it waits for; with one, it is a
+//! bounded poll.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
 use rand::Rng;
 
 /// The longest `Retry-After` honoured as given; a longer one is cut to this, so a gap stays
@@ -49,12 +52,6 @@ impl Failure {
     pub fn permanent(error: anyhow::Error) -> Self {
         Self::Permanent(error)
     }
-
-    fn error(&self) -> &anyhow::Error {
-        match self {
-            Self::Transient { error, .. } | Self::Permanent(error) => error,
-        }
-    }
 }
 
 /// A plain error is worth retrying (a refused connection, a timeout).
@@ -72,6 +69,30 @@ pub struct Waiting<'a> {
     pub next_in: Duration,
 }
 
+/// Why a retry loop ended without a success: the last attempt's error, and how far it got.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Stopped {
+    pub error: anyhow::Error,
+    /// The attempt that failed last (counting from 1).
+    pub attempt: u32,
+    pub elapsed: Duration,
+    /// The failure was permanent; otherwise the attempts or the deadline ran out.
+    pub permanent: bool,
+}
+
+impl Stopped {
+    fn describe(&self) -> String {
+        match self.permanent {
+            true => format!("{:#} (not retried: no retry can change this)", self.error),
+            false => format!(
+                "gave up after {} attempts in {:.1?}: {:#}",
+                self.attempt, self.elapsed, self.error
+            ),
+        }
+    }
+}
+
 impl Backoff {
     /// The cap of the gap after attempt `attempt` (counting from 1).
     pub fn cap(&self, attempt: u32) -> Duration {
@@ -87,47 +108,99 @@ impl Backoff {
     }
 
     /// `retry_reporting` without a reporter.
-    pub fn retry<T, E: Into<Failure>>(&self, op: impl FnMut(u32) -> Result<T, E>) -> Result<T> {
+    pub fn retry<T, E: Into<Failure>>(
+        &self,
+        op: impl FnMut(u32) -> Result<T, E>,
+    ) -> Result<T, Stopped> {
         self.retry_reporting(op, |_| {})
     }
 
     /// Calls `op(attempt)` until it succeeds, fails permanently, or the attempts or the deadline
-    /// run out; before each gap `report` learns why. The last error is returned with the count of
-    /// attempts.
+    /// run out; before each gap `report` learns why. Blocks the thread while it waits.
     pub fn retry_reporting<T, E: Into<Failure>>(
         &self,
         mut op: impl FnMut(u32) -> Result<T, E>,
         mut report: impl FnMut(&Waiting),
-    ) -> Result<T> {
-        let start = Instant::now();
-        std::thread::sleep(random_below(self.first_delay));
-        let mut attempt = 1;
+    ) -> Result<T, Stopped> {
+        let mut attempts = Attempts::start(self);
+        std::thread::sleep(attempts.first_delay());
         loop {
-            let failure = match op(attempt) {
+            match op(attempts.attempt) {
                 Ok(v) => return Ok(v),
-                Err(e) => e.into(),
-            };
-            let gap = match &failure {
-                Failure::Permanent(error) => {
-                    return Err(anyhow!("{error:#} (not retried: no retry can change this)"))
-                }
-                Failure::Transient { after, .. } => self.gap(attempt, *after),
-            };
-            let out_of_time = self.deadline.is_some_and(|d| start.elapsed() + gap > d);
-            if attempt >= self.max_attempts || out_of_time {
-                return Err(anyhow!(
-                    "gave up after {attempt} attempts in {:.1?}: {:#}",
-                    start.elapsed(),
-                    failure.error()
-                ));
+                Err(e) => std::thread::sleep(attempts.failed(e.into(), &mut report)?),
             }
-            report(&Waiting {
-                attempt,
-                reason: failure.error(),
-                next_in: gap,
-            });
-            std::thread::sleep(gap);
-            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// `retry_reporting` for async operations: waits on the tokio timer, not the thread.
+    pub async fn retry_async<T, E: Into<Failure>, F: Future<Output = Result<T, E>>>(
+        &self,
+        mut op: impl FnMut(u32) -> F,
+        mut report: impl FnMut(&Waiting),
+    ) -> Result<T, Stopped> {
+        let mut attempts = Attempts::start(self);
+        tokio::time::sleep(attempts.first_delay()).await;
+        loop {
+            match op(attempts.attempt).await {
+                Ok(v) => return Ok(v),
+                Err(e) => tokio::time::sleep(attempts.failed(e.into(), &mut report)?).await,
+            }
+        }
+    }
+}
+
+/// The bookkeeping of one retry loop, whichever way it sleeps.
+struct Attempts<'a> {
+    backoff: &'a Backoff,
+    start: Instant,
+    /// The attempt running now (counting from 1).
+    attempt: u32,
+}
+
+impl<'a> Attempts<'a> {
+    fn start(backoff: &'a Backoff) -> Self {
+        Self {
+            backoff,
+            start: Instant::now(),
+            attempt: 1,
+        }
+    }
+
+    fn first_delay(&self) -> Duration {
+        random_below(self.backoff.first_delay)
+    }
+
+    /// After the current attempt failed: the gap to wait before the next (reported first), or
+    /// why the loop stops.
+    fn failed(
+        &mut self,
+        failure: Failure,
+        report: &mut impl FnMut(&Waiting),
+    ) -> Result<Duration, Stopped> {
+        let (error, after) = match failure {
+            Failure::Permanent(error) => return Err(self.stop(error, true)),
+            Failure::Transient { error, after } => (error, after),
+        };
+        let gap = self.backoff.gap(self.attempt, after);
+        let out_of_time = (self.backoff.deadline).is_some_and(|d| self.start.elapsed() + gap > d);
+        if self.attempt >= self.backoff.max_attempts || out_of_time {
+            return Err(self.stop(error, false));
+        }
+        report(&Waiting {
+            attempt: self.attempt,
+            reason: &error,
+            next_in: gap,
+        });
+        self.attempt = self.attempt.saturating_add(1);
+        Ok(gap)
+    }
+
+    fn stop(&self, error: anyhow::Error, permanent: bool) -> Stopped {
+        Stopped {
+            error,
+            attempt: self.attempt,
+            elapsed: self.start.elapsed(),
+            permanent,
         }
     }
 }
@@ -148,6 +221,7 @@ pub fn retry_after_seconds(value: Option<&str>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::{anyhow, Result};
 
     fn quick(max_attempts: u32) -> Backoff {
         Backoff {
@@ -212,6 +286,36 @@ mod tests {
             err.to_string().contains("gave up after 2 attempts"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_async_entry_point_retries_like_the_blocking_one() {
+        let mut calls = 0;
+        let v = quick(5)
+            .retry_async(
+                |n| {
+                    calls += 1;
+                    async move {
+                        if n < 3 {
+                            Err(anyhow!("not yet"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!((v, calls), (3, 3));
+        let stop = quick(5)
+            .retry_async(
+                |_| async { Err::<(), _>(Failure::permanent(anyhow!("not JSON"))) },
+                |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!((stop.attempt, stop.permanent), (1, true));
     }
 
     #[test]

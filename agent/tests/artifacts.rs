@@ -13,6 +13,7 @@ use kubeboot_agent::artifacts::{
     install_with, ArtifactSet, BakedManifest, InstallOptions, InstallReport, SourceKind, BIN_DIR,
     CNI_BIN_DIR, CONTAINERD_UNIT,
 };
+use kubeboot_agent::retry::Backoff;
 use kubeboot_agent::root::Root;
 use release::server::{Fault, ReleaseServer};
 use release::{binary_path, ReleaseTree, CNI_PLUGINS};
@@ -23,9 +24,12 @@ fn options() -> InstallOptions {
     InstallOptions {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_millis(400),
-        attempts: 3,
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(40),
+        retry: Backoff {
+            initial: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            max_attempts: 3,
+            ..InstallOptions::default().retry
+        },
         ..InstallOptions::default()
     }
 }

@@ -145,7 +145,7 @@ pub fn node_config(
 ) -> NodeConfig {
     let s = &spec.cluster.spec;
     let mut api_server = s.api_server.clone();
-    let host = spec.endpoint_host().to_string();
+    let host = spec.control_plane_endpoint.host().to_string();
     if !api_server.cert_sans.contains(&host) {
         api_server.cert_sans.insert(0, host);
     }

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use kubeboot_nodeconfig::labels::{check_label_value, check_qualified_name, is_dns_subdomain};
 use kubeboot_nodeconfig::releases::{supported_minors, Support};
 use kubeboot_nodeconfig::{
-    check_host_port, parse_versioned, FieldError, KubernetesVersion, Role, API_VERSION,
+    parse_versioned, ControlPlaneEndpoint, FieldError, KubernetesVersion, Role, API_VERSION,
 };
 use time::Date;
 
@@ -38,8 +38,8 @@ const CLOUD_PROVIDER_DEFAULT_CLUSTER_NAME: &str = "kubernetes";
 pub struct ValidSpec {
     /// The spec with every default applied (including the derived DNS label on Azure).
     pub cluster: ClusterSpec,
-    /// `host:port` of the API server, as every NodeConfig carries it.
-    pub control_plane_endpoint: String,
+    /// The API server's endpoint, as every NodeConfig carries it.
+    pub control_plane_endpoint: ControlPlaneEndpoint,
     /// Problems that do not stop rendering.
     pub warnings: Vec<FieldError>,
 }
@@ -51,15 +51,6 @@ impl ValidSpec {
 
     pub fn names(&self) -> Names<'_> {
         Names::new(&self.cluster.metadata.name)
-    }
-
-    /// The host part of the endpoint (for the API server certificate SANs).
-    pub fn endpoint_host(&self) -> &str {
-        let (host, _port) = self
-            .control_plane_endpoint
-            .rsplit_once(':')
-            .expect("validated endpoints have a port");
-        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// The effective spec as YAML, with the derived endpoint as a leading comment (it is not a
@@ -124,7 +115,9 @@ pub fn validate(
             .control_plane_endpoint
             .clone()
             .expect("checked: required without spec.azure"),
-    };
+    }
+    .parse()
+    .expect("checked: a given endpoint, or a DNS label and a location");
     Ok(ValidSpec {
         cluster,
         control_plane_endpoint,
@@ -295,7 +288,10 @@ impl Validator {
                 "spec.controlPlaneEndpoint",
                 "is required without spec.azure (host:port of the API server)",
             ),
-            Some(endpoint) => self.check("spec.controlPlaneEndpoint", check_host_port(endpoint)),
+            Some(endpoint) => self.check(
+                "spec.controlPlaneEndpoint",
+                endpoint.parse::<ControlPlaneEndpoint>().map(drop),
+            ),
         }
         match &spec.init_node {
             None => self.error(
@@ -712,11 +708,11 @@ mod tests {
         let spec = validate_text(EXAMPLE_SPEC).unwrap();
         let label = Names::new("demo").default_dns_label("demo-rg");
         assert_eq!(
-            spec.control_plane_endpoint,
+            spec.control_plane_endpoint.to_string(),
             format!("{label}.westeurope.cloudapp.azure.com:6443")
         );
         assert_eq!(
-            spec.endpoint_host(),
+            spec.control_plane_endpoint.host().to_string(),
             format!("{label}.westeurope.cloudapp.azure.com")
         );
         assert!(spec.warnings.is_empty());

@@ -161,7 +161,7 @@ fn workers_never_get_the_pki_and_masters_do() {
         assert!(reparsed
             .api_server
             .cert_sans
-            .contains(&spec.endpoint_host().to_string()));
+            .contains(&spec.control_plane_endpoint.host().to_string()));
         assert_eq!(reparsed.bootstrap.ca_cert_hashes, vec![hash.clone()]);
     }
 }
@@ -182,7 +182,10 @@ fn plain_vms_render_without_azure_and_their_node_configs_parse() {
         let node_yaml = doc["write_files"][0]["content"].as_str().unwrap();
         let config = kubeboot_nodeconfig::parse(node_yaml).unwrap();
         assert_eq!(config.provider.name, ProviderName::None);
-        assert_eq!(config.cluster.control_plane_endpoint, "192.168.122.10:6443");
+        assert_eq!(
+            config.cluster.control_plane_endpoint.to_string(),
+            "192.168.122.10:6443"
+        );
         assert_eq!(config.cluster.init_node.as_deref(), Some("local-master-0"));
     }
 }

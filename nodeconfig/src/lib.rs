@@ -5,6 +5,7 @@
 //! agent baked into an image never half-understands a newer generator's output.
 
 mod apiserver;
+mod endpoint;
 pub mod fsx;
 pub mod labels;
 pub mod releases;
@@ -14,6 +15,7 @@ mod types;
 mod version;
 
 pub use apiserver::*;
+pub use endpoint::{ControlPlaneEndpoint, Host};
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::releases::ComponentVersion;
-use crate::{ApiServer, FieldError, KubernetesVersion, Secret, Taint};
+use crate::{ApiServer, ControlPlaneEndpoint, FieldError, KubernetesVersion, Secret, Taint};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -40,7 +40,7 @@ pub struct ClusterInfo {
     pub name: String,
     pub kubernetes_version: KubernetesVersion,
     /// `host:port` every node uses to reach the API server.
-    pub control_plane_endpoint: String,
+    pub control_plane_endpoint: ControlPlaneEndpoint,
     #[serde(rename = "podCIDR")]
     pub pod_cidr: IpNet,
     #[serde(rename = "serviceCIDR")]
@@ -347,8 +347,6 @@ impl NodeConfig {
                 ),
             ));
         }
-        check_host_port(&c.control_plane_endpoint)
-            .map_err(|m| FieldError::new("cluster.controlPlaneEndpoint", m))?;
         if c.api_server_bind_port == 0 {
             return Err(FieldError::new(
                 "cluster.apiServerBindPort",
@@ -619,24 +617,6 @@ pub fn check_ca_pin(pin: &str) -> Result<(), String> {
             Ok(())
         }
         _ => Err(format!("{pin:?} is not sha256:<64 lowercase hex digits>")),
-    }
-}
-
-/// `host:port` or `[v6]:port` with a port in 1..=65535.
-pub fn check_host_port(endpoint: &str) -> Result<(), String> {
-    let (host, port) = endpoint
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{endpoint:?} needs a port (host:port)"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-        return Err(format!("{endpoint:?} has no valid host"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("{endpoint:?} has an invalid port")),
     }
 }
 

@@ -1,16 +1,14 @@
 //! Downloads from a release mirror (https, http, file://): hashed while streaming into a staging
-//! file, retried with bounded exponential backoff and jitter, resumed with `Range` where the server
-//! allows it. Proxies come from the standard environment variables (reqwest's default).
+//! file, retried by the agent's retry engine (`crate::retry`, `InstallOptions::retry`), resumed with
+//! `Range` where the server allows it. Proxies come from the standard environment variables (reqwest's default).
 //!
 //! Redirects are followed only to the same origin, or to an https host named in
 //! `InstallOptions::redirect_hosts` (where dl.k8s.io and GitHub releases send their downloads): the
 //! checksum file comes from the same mirror as the file, so a redirect elsewhere could swap both.
 
 use std::io::{self, Read, SeekFrom};
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use rand::Rng;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{redirect, StatusCode, Url};
 use sha2::{Digest, Sha256};
@@ -19,6 +17,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use super::progress::{ArtifactProgress, Progress};
 use super::{Artifact, HashingWriter, InstallOptions};
+use crate::retry::{Failure, Stopped, Waiting};
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
@@ -100,47 +99,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Counts attempts and sleeps between them.
-struct Retry<'a> {
-    options: &'a InstallOptions,
-    attempt: u32,
-}
-
-impl<'a> Retry<'a> {
-    fn new(options: &'a InstallOptions) -> Retry<'a> {
-        Retry {
-            options,
-            attempt: 1,
+/// The retry engine's predicate: what another attempt can help with.
+impl From<FetchError> for Failure {
+    fn from(error: FetchError) -> Failure {
+        match error.retryable() {
+            true => Failure::transient(error.into()),
+            false => Failure::permanent(error.into()),
         }
-    }
-
-    /// Waits before the next attempt, or turns `error` into the final one (naming `what`).
-    async fn after(&mut self, error: FetchError, what: &str) -> Result<()> {
-        let attempts = self.options.attempts.max(1);
-        if !error.retryable() || self.attempt >= attempts {
-            return Err(anyhow!(
-                "{what}: {error} (attempt {} of {attempts})",
-                self.attempt
-            ));
-        }
-        let delay = self.backoff();
-        log::warn!(
-            "{what}: {error}; retrying in {:.1} s (attempt {} of {attempts})",
-            delay.as_secs_f64(),
-            self.attempt
-        );
-        tokio::time::sleep(delay).await;
-        self.attempt += 1;
-        Ok(())
-    }
-
-    fn backoff(&self) -> Duration {
-        let exponential = self
-            .options
-            .backoff_base
-            .saturating_mul(1 << (self.attempt - 1).min(16))
-            .min(self.options.backoff_max);
-        exponential.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.5))
     }
 }
 
@@ -176,15 +141,12 @@ impl Fetcher {
                     .with_context(|| what.clone())?;
                 text
             }
-            None => {
-                let mut retry = Retry::new(&self.options);
-                loop {
-                    match self.get_small(&url).await {
-                        Ok(text) => break text,
-                        Err(e) => retry.after(e, &what).await?,
-                    }
-                }
-            }
+            None => self
+                .options
+                .retry
+                .retry_async(|_| self.get_small(&url), self.log_waits(&what))
+                .await
+                .map_err(|stop| self.final_error(stop, &what))?,
         };
         parse_checksum(&text, artifact.checksum_entry.as_deref())
             .map_err(|e| anyhow!("{what}: {e}"))
@@ -205,25 +167,44 @@ impl Fetcher {
             Some(path) => copy_local(&path, expected, file)
                 .await
                 .map_err(|e| anyhow!("{what}: {e}")),
-            None => {
-                let mut retry = Retry::new(&self.options);
-                loop {
-                    match self.try_download(&url, expected, file, &bar).await {
-                        Ok(size) => break Ok(size),
-                        Err(e) => {
-                            if let Err(last) = retry.after(e, &what).await {
-                                break Err(last);
-                            }
-                        }
-                    }
-                }
-            }
+            None => self
+                .options
+                .retry
+                .retry_async(
+                    |_| self.try_download(&url, expected, file, &bar),
+                    self.log_waits(&what),
+                )
+                .await
+                .map_err(|stop| self.final_error(stop, &what)),
         };
         match &result {
             Ok(size) => bar.verified(*size),
             Err(_) => bar.failed(),
         }
         result
+    }
+
+    /// Logs each retry of `what`, counting the attempts.
+    fn log_waits<'a>(&self, what: &'a str) -> impl FnMut(&Waiting) + 'a {
+        let attempts = self.options.retry.max_attempts;
+        move |waiting: &Waiting| {
+            log::warn!(
+                "{what}: {}; retrying in {:.1} s (attempt {} of {attempts})",
+                waiting.reason,
+                waiting.next_in.as_secs_f64(),
+                waiting.attempt
+            )
+        }
+    }
+
+    /// The error of the last attempt at `what`, counted like the retries.
+    fn final_error(&self, stop: Stopped, what: &str) -> anyhow::Error {
+        anyhow!(
+            "{what}: {} (attempt {} of {})",
+            stop.error,
+            stop.attempt,
+            self.options.retry.max_attempts
+        )
     }
 
     async fn get_small(&self, url: &Url) -> Result<String, FetchError> {
@@ -249,7 +230,7 @@ impl Fetcher {
         &self,
         url: &Url,
         expected: &str,
-        file: &mut NamedTempFile,
+        file: &NamedTempFile,
         bar: &ArtifactProgress,
     ) -> Result<u64, FetchError> {
         let held = file.as_file().metadata()?.len();

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::fsx;
+use crate::retry::Backoff;
 use crate::root::Root;
 
 pub use bake::{bake, install_units, prepare_first_boot};
@@ -342,18 +343,26 @@ pub fn host_arch() -> String {
     }
 }
 
+/// A failed download is tried again soon (mirrors hiccup), but not for ever: a missing or wrong
+/// file fails the phase, which the unit restarts. Gaps are drawn below 2 s doubling to 30 s.
+const DOWNLOAD_RETRY: Backoff = Backoff {
+    first_delay: Duration::ZERO,
+    initial: Duration::from_secs(2),
+    max_delay: Duration::from_secs(30),
+    factor: 2.0,
+    max_attempts: 5,
+    deadline: None,
+};
+
 /// Timeouts, retries and parallelism of an install. Production uses `Default`; tests shrink them.
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
     pub connect_timeout: Duration,
     /// A download that receives nothing for this long is abandoned (and retried).
     pub read_timeout: Duration,
-    /// Tries per file, the first included.
-    pub attempts: u32,
-    /// Backoff before retry n is `backoff_base * 2^(n-1)`, capped at `backoff_max`, plus up to
-    /// 50 % random jitter so that a scale set's nodes do not retry in lockstep.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
+    /// Retries of each download (`max_attempts`: tries per file, the first included); its full
+    /// jitter keeps a scale set's nodes from retrying in lockstep.
+    pub retry: Backoff,
     /// Artifacts downloaded at the same time.
     pub parallel: usize,
     /// Hosts a download may be redirected to besides its own (always https). The defaults are
@@ -366,9 +375,7 @@ impl Default for InstallOptions {
         Self {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(30),
-            attempts: 5,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(30),
+            retry: DOWNLOAD_RETRY,
             parallel: 8,
             redirect_hosts: [
                 "cdn.dl.k8s.io",

@@ -16,9 +16,9 @@
 //! when the unit changed.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Context as _, Result};
 use kubeboot_nodeconfig::KubernetesVersion;
 use tracing::info;
 
@@ -27,6 +27,7 @@ use crate::context::Context;
 use crate::exec::Cmd;
 use crate::fsx;
 use crate::phases::{install::install_set, Phase};
+use crate::retry::Backoff;
 
 pub struct ContainerRuntime;
 
@@ -34,6 +35,15 @@ pub const CONFIG_FILE: &str = "/etc/containerd/config.toml";
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 /// How long containerd may take to open its socket after a restart.
 const SOCKET_DEADLINE: Duration = Duration::from_secs(60);
+/// Polling a local file: short gaps, no first delay.
+const FILE_POLL: Backoff = Backoff {
+    first_delay: Duration::ZERO,
+    initial: Duration::from_millis(50),
+    max_delay: Duration::from_millis(50),
+    factor: 1.0,
+    max_attempts: u32::MAX,
+    deadline: None,
+};
 
 pub fn render_config(version: &KubernetesVersion) -> Result<String> {
     let release = version.release().map_err(anyhow::Error::msg)?;
@@ -49,14 +59,15 @@ pub fn render_config(version: &KubernetesVersion) -> Result<String> {
 
 /// Polls until `path` exists (containerd creates its socket once it serves).
 pub fn wait_for_file(path: &Path, deadline: Duration) -> Result<()> {
-    let start = Instant::now();
-    while !path.exists() {
-        if start.elapsed() > deadline {
-            bail!("{} did not appear within {deadline:?}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    let poll = Backoff {
+        deadline: Some(deadline),
+        ..FILE_POLL
+    };
+    poll.retry(|_| -> Result<()> {
+        ensure!(path.exists(), "not there yet");
+        Ok(())
+    })
+    .with_context(|| format!("{} did not appear within {deadline:?}", path.display()))
 }
 
 impl Phase for ContainerRuntime {

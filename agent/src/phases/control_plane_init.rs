@@ -40,8 +40,16 @@ pub const ETCD_MEMBER_DIR: &str = "/var/lib/etcd/member";
 pub const API_SERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 
-/// How long a restarted control plane may take to answer before init is considered dead.
-const API_DEADLINE: Duration = Duration::from_secs(180);
+/// Probing the API server: a restarted control plane may take up to 3 minutes to answer before
+/// init is considered dead.
+const API_WAIT: Backoff = Backoff {
+    first_delay: Duration::ZERO,
+    initial: Duration::from_secs(1),
+    max_delay: Duration::from_secs(10),
+    factor: 2.0,
+    max_attempts: u32::MAX,
+    deadline: Some(Duration::from_secs(180)),
+};
 
 /// The init phases that may not have run when the control plane is up; each is safe to run
 /// again. kubelet-start is among them: kubeadm may start the control plane before it.
@@ -110,15 +118,7 @@ fn api_answers(ctx: &Context) -> bool {
             "/readyz",
         ],
     );
-    let backoff = Backoff {
-        first_delay: Duration::ZERO,
-        initial: Duration::from_secs(1),
-        max_delay: Duration::from_secs(10),
-        factor: 2.0,
-        max_attempts: u32::MAX,
-        deadline: Some(API_DEADLINE),
-    };
-    backoff
+    API_WAIT
         .retry(|attempt| {
             info!(
                 phase = ctx.phase(),

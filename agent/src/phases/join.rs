@@ -18,6 +18,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use kubeboot_nodeconfig::ControlPlaneEndpoint;
 use tracing::info;
 
 use crate::context::Context;
@@ -49,12 +50,16 @@ pub const ENDPOINT_WAIT: Backoff = Backoff {
 };
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Polls `host:port` with TCP connects until one succeeds, reporting each wait to `report`.
-pub fn wait_for_endpoint(endpoint: &str, backoff: &Backoff, report: Report) -> Result<()> {
+/// Polls `endpoint` with TCP connects until one succeeds, reporting each wait to `report`.
+pub fn wait_for_endpoint(
+    endpoint: &ControlPlaneEndpoint,
+    backoff: &Backoff,
+    report: Report,
+) -> Result<()> {
     backoff
         .retry_reporting(
             |_| {
-                let addrs: Vec<_> = endpoint
+                let addrs: Vec<_> = (endpoint.host().to_string(), endpoint.port())
                     .to_socket_addrs()
                     .with_context(|| format!("resolving {endpoint}"))?
                     .collect();
@@ -162,7 +167,7 @@ mod tests {
     #[test]
     fn waits_until_the_endpoint_listens_and_says_why_meanwhile() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
+        let endpoint = listener.local_addr().unwrap().to_string().parse().unwrap();
         wait_for_endpoint(&endpoint, &quick(3), &|_| panic!("no wait")).unwrap();
         drop(listener);
         let reasons = std::cell::RefCell::new(Vec::new());

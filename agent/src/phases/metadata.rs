@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use kubeboot_nodeconfig::{NodeConfig, ProviderName};
+use kubeboot_nodeconfig::{NodeConfig, ProviderName, Taint, TaintEffect};
 
 use crate::context::Context;
 use crate::error::Stop;
@@ -26,7 +26,15 @@ pub struct Metadata;
 pub const POOL_LABEL: &str = "kubeboot.io/pool";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
-pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane:NoSchedule";
+
+/// The taint kubeadm gives control-plane nodes (`node-role.kubernetes.io/control-plane:NoSchedule`).
+pub fn control_plane_taint() -> Taint {
+    Taint {
+        key: "node-role.kubernetes.io/control-plane".into(),
+        value: None,
+        effect: TaintEffect::NoSchedule,
+    }
+}
 
 /// Derives the node facts from the NodeConfig and what the provider reported.
 pub fn derive(config: &NodeConfig, md: &InstanceMetadata) -> Result<NodeFacts, Stop> {
@@ -82,11 +90,11 @@ pub fn derive(config: &NodeConfig, md: &InstanceMetadata) -> Result<NodeFacts, S
                     .into(),
             )),
         };
-    let mut taints: Vec<String> = Vec::new();
+    let mut taints = Vec::new();
     if config.is_master() {
-        taints.push(CONTROL_PLANE_TAINT.into());
+        taints.push(control_plane_taint());
     }
-    taints.extend(config.node.taints.iter().map(ToString::to_string));
+    taints.extend(config.node.taints.iter().cloned());
     Ok(NodeFacts {
         provider_id: azure.as_ref().map(|az| {
             format!(
@@ -190,8 +198,8 @@ mod tests {
         assert_eq!(
             f.taints,
             vec![
-                CONTROL_PLANE_TAINT.to_string(),
-                "dedicated=infra:NoSchedule".into()
+                control_plane_taint(),
+                "dedicated=infra:NoSchedule".parse().unwrap()
             ]
         );
         assert_eq!(
@@ -242,6 +250,6 @@ mod tests {
         let ctx = worker.context(fixture::worker());
         Metadata.run(&ctx).unwrap();
         assert_eq!(ctx.facts().unwrap().kind, NodeKind::Worker);
-        assert!(ctx.facts().unwrap().taints == vec!["dedicated=infra:NoSchedule".to_string()]);
+        assert!(ctx.facts().unwrap().taints == vec!["dedicated=infra:NoSchedule".parse().unwrap()]);
     }
 }

@@ -52,7 +52,7 @@ impl Sandbox {
             provider_id: None,
             address: Some("10.0.0.4".parse().unwrap()),
             labels: BTreeMap::from([("kubeboot.io/pool".to_string(), config.node.pool.clone())]),
-            taints: config.node.taints.iter().map(ToString::to_string).collect(),
+            taints: config.node.taints.clone(),
             azure: None,
         };
         crate::markers::write_json(&self.root().path(crate::markers::FACTS_FILE), &facts).unwrap();

@@ -62,7 +62,10 @@ pub fn write_user_data(
         ),
         ("NODE_NAME", node_name.to_string()),
         ("ADVERTISE_ADDRESS", advertise_address.to_string()),
-        ("ENDPOINT", config.cluster.control_plane_endpoint.clone()),
+        (
+            "ENDPOINT",
+            config.cluster.control_plane_endpoint.to_string(),
+        ),
         ("MIRROR", config.artifacts.release_base_url.clone()),
         (
             "KUBERNETES_VERSION",

@@ -235,10 +235,7 @@ pub fn cpu_seconds(boot: &Boot) -> Result<(f64, f64)> {
 /// On a master the control-plane endpoint's name resolves, through /etc/hosts, to the master's
 /// own address (Azure load balancers do not hairpin).
 pub fn endpoint_mapped_locally(boot: &Boot, config: &NodeConfig, address: &str) -> Result<()> {
-    let endpoint = &config.cluster.control_plane_endpoint;
-    let name = endpoint
-        .rsplit_once(':')
-        .map_or(endpoint.as_str(), |(h, _)| h);
+    let name = config.cluster.control_plane_endpoint.host().to_string();
     let files = boot.files("changed-files")?;
     let hosts = file(&files, "/etc/hosts").ok_or_else(|| anyhow!("/etc/hosts was not written"))?;
     let text = String::from_utf8_lossy(&hosts.contents);

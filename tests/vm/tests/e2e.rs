@@ -777,10 +777,7 @@ fn azure_worker(
     spec.forwards
         .push((qemu::VAULT_ADDR.into(), vault.vault_addr().port()));
     let vault_ip = qemu::VAULT_ADDR.split(':').next().unwrap_or_default();
-    let endpoint = &config.cluster.control_plane_endpoint;
-    let endpoint_host = endpoint
-        .rsplit_once(':')
-        .map_or(endpoint.as_str(), |(h, _)| h);
+    let endpoint_host = config.cluster.control_plane_endpoint.host();
     spec.instrumentation.hosts.extend([
         (
             vault_ip.to_string(),
