@@ -17,10 +17,10 @@ use kubeboot_nodeconfig::Role;
 use serde_json::Value;
 
 use super::{
-    AUTHORIZATION_API_VERSION, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION,
-    CONTRIBUTOR_ROLE_ID, KEY_VAULT_API_VERSION, KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
-    KEY_VAULT_SECRETS_USER_ROLE_ID, KUBEBOOT_TAG, NETWORK_API_VERSION, OWNER_ROLE_ID,
-    PARAMETERS_FILE, TEMPLATE_FILE,
+    api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, CONTRIBUTOR_ROLE_ID, KEY_VAULT,
+    KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
+    KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, PUBLIC_IP, ROLE_ASSIGNMENT,
+    ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, TEMPLATE_FILE, VNET,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
@@ -28,17 +28,6 @@ use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
 use crate::tree::Tree;
 use crate::validate::{validate_text_with, Lifecycle};
-
-const NSG: &str = "Microsoft.Network/networkSecurityGroups";
-const VNET: &str = "Microsoft.Network/virtualNetworks";
-const ROUTE_TABLE: &str = "Microsoft.Network/routeTables";
-const PUBLIC_IP: &str = "Microsoft.Network/publicIPAddresses";
-const LOAD_BALANCER: &str = "Microsoft.Network/loadBalancers";
-const SCALE_SET: &str = "Microsoft.Compute/virtualMachineScaleSets";
-const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
-const ROLE_DEFINITION: &str = "Microsoft.Authorization/roleDefinitions";
-const KEY_VAULT: &str = "Microsoft.KeyVault/vaults";
-const KEY_VAULT_SECRET: &str = "Microsoft.KeyVault/vaults/secrets";
 
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
@@ -175,15 +164,9 @@ impl<'t> Walker<'t> {
         }
         for (i, resource) in self.resources.clone().into_iter().enumerate() {
             let kind = resource["type"].as_str().unwrap_or_default();
-            let want = match kind.split('/').next().unwrap_or_default() {
-                "Microsoft.Network" => NETWORK_API_VERSION,
-                "Microsoft.Compute" => COMPUTE_API_VERSION,
-                "Microsoft.Authorization" => AUTHORIZATION_API_VERSION,
-                "Microsoft.KeyVault" => KEY_VAULT_API_VERSION,
-                _ => {
-                    self.problem(format!("resources[{i}]: unexpected type {kind:?}"));
-                    continue;
-                }
+            let Some(want) = api_version(kind) else {
+                self.problem(format!("resources[{i}]: unexpected type {kind:?}"));
+                continue;
             };
             if resource["apiVersion"].as_str() != Some(want) {
                 self.problem(format!(
