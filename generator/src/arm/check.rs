@@ -10,7 +10,7 @@
 //! (RBAC, soft delete, purge protection, its two secrets from the secure parameter, who may read
 //! and write what).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use kubeboot_nodeconfig::Role;
@@ -94,12 +94,26 @@ pub fn check_tree(tree: &Tree) -> Vec<String> {
 
 /// Walks a template and its parameters document; returns one line per problem (empty: all good).
 pub fn check(template: &Value, parameters: &Value, spec: &ClusterSpec) -> Vec<String> {
+    let resources: Vec<&Value> = template["resources"]
+        .as_array()
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    // First of each (type, name), as ARM resolves `resourceId`: a map, because every reference
+    // in the template is resolved and a linear search made the walk quadratic in the pools.
+    let mut by_type_and_name: HashMap<String, HashMap<&str, &Value>> = HashMap::new();
+    for resource in &resources {
+        if let (Some(kind), Some(name)) = (resource["type"].as_str(), resource["name"].as_str()) {
+            by_type_and_name
+                .entry(kind.to_ascii_lowercase())
+                .or_default()
+                .entry(name)
+                .or_insert(*resource);
+        }
+    }
     let mut walker = Walker {
         template,
-        resources: template["resources"]
-            .as_array()
-            .map(|r| r.iter().collect())
-            .unwrap_or_default(),
+        resources,
+        by_type_and_name,
         problems: Vec::new(),
     };
     if walker.resources.is_empty() {
@@ -114,6 +128,8 @@ pub fn check(template: &Value, parameters: &Value, spec: &ClusterSpec) -> Vec<St
 struct Walker<'t> {
     template: &'t Value,
     resources: Vec<&'t Value>,
+    /// Resources by type in lower case (ARM types are case-insensitive), then by name.
+    by_type_and_name: HashMap<String, HashMap<&'t str, &'t Value>>,
     problems: Vec<String>,
 }
 
@@ -248,12 +264,10 @@ impl<'t> Walker<'t> {
     }
 
     fn find(&self, kind: &str, name: &str) -> Option<&'t Value> {
-        self.resources.iter().copied().find(|r| {
-            r["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-                && r["name"].as_str() == Some(name)
-        })
+        self.by_type_and_name
+            .get(&kind.to_ascii_lowercase())?
+            .get(name)
+            .copied()
     }
 
     fn of_type(&self, kind: &str) -> Vec<&'t Value> {
@@ -1099,9 +1113,9 @@ fn keys(object: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn collect_strings(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+fn collect_strings<'v>(value: &'v Value, path: &str, out: &mut Vec<(String, &'v str)>) {
     match value {
-        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::String(s) => out.push((path.to_string(), s)),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 collect_strings(item, &format!("{path}[{i}]"), out);
