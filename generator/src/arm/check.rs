@@ -10,17 +10,17 @@
 //! (RBAC, soft delete, purge protection, its two secrets from the secure parameter, who may read
 //! and write what).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use kubeboot_nodeconfig::Role;
 use serde_json::Value;
 
 use super::{
-    AUTHORIZATION_API_VERSION, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION,
-    CONTRIBUTOR_ROLE_ID, KEY_VAULT_API_VERSION, KEY_VAULT_SECRETS_OFFICER_ROLE_ID,
-    KEY_VAULT_SECRETS_USER_ROLE_ID, KUBEBOOT_TAG, NETWORK_API_VERSION, OWNER_ROLE_ID,
-    PARAMETERS_FILE, TEMPLATE_FILE,
+    api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, CONTRIBUTOR_ROLE_ID, KEY_VAULT,
+    KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
+    KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, PUBLIC_IP, ROLE_ASSIGNMENT,
+    ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, TEMPLATE_FILE, VNET,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
@@ -28,17 +28,6 @@ use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
 use crate::tree::Tree;
 use crate::validate::{validate_text_with, Lifecycle};
-
-const NSG: &str = "Microsoft.Network/networkSecurityGroups";
-const VNET: &str = "Microsoft.Network/virtualNetworks";
-const ROUTE_TABLE: &str = "Microsoft.Network/routeTables";
-const PUBLIC_IP: &str = "Microsoft.Network/publicIPAddresses";
-const LOAD_BALANCER: &str = "Microsoft.Network/loadBalancers";
-const SCALE_SET: &str = "Microsoft.Compute/virtualMachineScaleSets";
-const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
-const ROLE_DEFINITION: &str = "Microsoft.Authorization/roleDefinitions";
-const KEY_VAULT: &str = "Microsoft.KeyVault/vaults";
-const KEY_VAULT_SECRET: &str = "Microsoft.KeyVault/vaults/secrets";
 
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
@@ -105,12 +94,26 @@ pub fn check_tree(tree: &Tree) -> Vec<String> {
 
 /// Walks a template and its parameters document; returns one line per problem (empty: all good).
 pub fn check(template: &Value, parameters: &Value, spec: &ClusterSpec) -> Vec<String> {
+    let resources: Vec<&Value> = template["resources"]
+        .as_array()
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    // First of each (type, name), as ARM resolves `resourceId`: a map, because every reference
+    // in the template is resolved and a linear search made the walk quadratic in the pools.
+    let mut by_type_and_name: HashMap<String, HashMap<&str, &Value>> = HashMap::new();
+    for resource in &resources {
+        if let (Some(kind), Some(name)) = (resource["type"].as_str(), resource["name"].as_str()) {
+            by_type_and_name
+                .entry(kind.to_ascii_lowercase())
+                .or_default()
+                .entry(name)
+                .or_insert(*resource);
+        }
+    }
     let mut walker = Walker {
         template,
-        resources: template["resources"]
-            .as_array()
-            .map(|r| r.iter().collect())
-            .unwrap_or_default(),
+        resources,
+        by_type_and_name,
         problems: Vec::new(),
     };
     if walker.resources.is_empty() {
@@ -125,6 +128,8 @@ pub fn check(template: &Value, parameters: &Value, spec: &ClusterSpec) -> Vec<St
 struct Walker<'t> {
     template: &'t Value,
     resources: Vec<&'t Value>,
+    /// Resources by type in lower case (ARM types are case-insensitive), then by name.
+    by_type_and_name: HashMap<String, HashMap<&'t str, &'t Value>>,
     problems: Vec<String>,
 }
 
@@ -175,15 +180,9 @@ impl<'t> Walker<'t> {
         }
         for (i, resource) in self.resources.clone().into_iter().enumerate() {
             let kind = resource["type"].as_str().unwrap_or_default();
-            let want = match kind.split('/').next().unwrap_or_default() {
-                "Microsoft.Network" => NETWORK_API_VERSION,
-                "Microsoft.Compute" => COMPUTE_API_VERSION,
-                "Microsoft.Authorization" => AUTHORIZATION_API_VERSION,
-                "Microsoft.KeyVault" => KEY_VAULT_API_VERSION,
-                _ => {
-                    self.problem(format!("resources[{i}]: unexpected type {kind:?}"));
-                    continue;
-                }
+            let Some(want) = api_version(kind) else {
+                self.problem(format!("resources[{i}]: unexpected type {kind:?}"));
+                continue;
             };
             if resource["apiVersion"].as_str() != Some(want) {
                 self.problem(format!(
@@ -265,12 +264,10 @@ impl<'t> Walker<'t> {
     }
 
     fn find(&self, kind: &str, name: &str) -> Option<&'t Value> {
-        self.resources.iter().copied().find(|r| {
-            r["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-                && r["name"].as_str() == Some(name)
-        })
+        self.by_type_and_name
+            .get(&kind.to_ascii_lowercase())?
+            .get(name)
+            .copied()
     }
 
     fn of_type(&self, kind: &str) -> Vec<&'t Value> {
@@ -1116,9 +1113,9 @@ fn keys(object: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn collect_strings(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+fn collect_strings<'v>(value: &'v Value, path: &str, out: &mut Vec<(String, &'v str)>) {
     match value {
-        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::String(s) => out.push((path.to_string(), s)),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 collect_strings(item, &format!("{path}[{i}]"), out);
