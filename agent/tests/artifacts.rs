@@ -14,6 +14,7 @@ use kubeboot_agent::artifacts::{
     CNI_BIN_DIR, CONTAINERD_UNIT,
 };
 use kubeboot_agent::root::Root;
+use kubeboot_test_kit::output::text;
 use release::server::{Fault, ReleaseServer};
 use release::{binary_path, ReleaseTree, CNI_PLUGINS};
 
@@ -484,11 +485,7 @@ fn downloads_go_through_the_proxy_from_the_environment() {
         .env_remove("NO_PROXY")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", text(&output));
     let seen = proxy.seen();
     assert_eq!(seen.len(), 6, "3 binaries and their checksums: {seen:?}");
     assert!(seen

@@ -12,6 +12,7 @@ use kubeboot_agent::artifacts::{
 };
 use kubeboot_agent::root::Root;
 use kubeboot_nodeconfig::ToolRelease;
+use kubeboot_test_kit::output::text;
 use release::server::ReleaseServer;
 use release::ReleaseTree;
 
@@ -248,9 +249,5 @@ fn cli_bake(base: &str, image: &std::path::Path, extra: &[&str]) {
         .arg(image)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", text(&output));
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{text, Node, MASTER_YAML, WORKER_YAML};
+use common::{Node, MASTER_YAML, WORKER_YAML};
+use kubeboot_test_kit::output::text;
 
 #[test]
 fn dry_run_for_each_node_kind() {

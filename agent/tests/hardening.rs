@@ -8,17 +8,16 @@
 mod support {
     pub mod leaks;
     pub mod machine;
-    pub mod output;
-    pub mod snapshot;
 }
 
 use std::path::Path;
 use std::process::Command;
 
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::snapshot;
 use serde_yaml_ng::Value;
 use support::leaks::{self, Needle};
-use support::machine::{text, Machine, Rendered};
-use support::snapshot;
+use support::machine::{Machine, Rendered};
 
 const SPEC: &str = "\
 apiVersion: kubeboot.io/v1alpha1

@@ -19,8 +19,6 @@ mod release;
 
 mod support {
     pub mod machine;
-    pub mod output;
-    pub mod snapshot;
 }
 
 use std::collections::BTreeMap;
@@ -29,10 +27,12 @@ use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::port::free_port;
+use kubeboot_test_kit::snapshot::{self, Entry, Snapshot};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use support::machine::{free_port, loopback_spec, text, with_endpoint_port, Machine, Rendered};
-use support::snapshot::{self, Entry, Snapshot};
+use support::machine::{loopback_spec, with_endpoint_port, Machine, Rendered};
 
 /// How long every stand-in call (and kubeadm between its phases) sleeps in a run that is going to
 /// be killed: long enough that a kill decided on seeing a call or a file lands before the next one.

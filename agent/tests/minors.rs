@@ -12,15 +12,15 @@
 
 mod support {
     pub mod machine;
-    pub mod output;
 }
 
 use std::process::Output;
 
 use kubeboot_nodeconfig::releases::{supported_minors, RELEASES};
-use support::machine::{
-    binaries, free_port, loopback_spec, text, with_bind_port, Machine, Rendered,
-};
+use kubeboot_test_kit::binaries::binaries;
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::port::free_port;
+use support::machine::{loopback_spec, with_bind_port, Machine, Rendered};
 
 const KUBEADM_CONFIG: &str = "/etc/kubeboot/kubeadm.yaml";
 const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";

@@ -6,11 +6,12 @@
 
 mod support {
     pub mod machine;
-    pub mod output;
 }
 
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::port::free_port;
 use serde_json::Value;
-use support::machine::{free_port, loopback_spec, text, with_bind_port, Machine, Rendered};
+use support::machine::{loopback_spec, with_bind_port, Machine, Rendered};
 
 const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
 

@@ -7,7 +7,6 @@
 mod support {
     pub mod fake_cloud;
     pub mod machine;
-    pub mod output;
 }
 
 use std::process::{Command, Output, Stdio};
@@ -17,9 +16,11 @@ use kubeboot_agent::join_token::Window;
 use kubeboot_stand_ins::apiserver::state::State;
 use kubeboot_stand_ins::fake_azure::FakeAzure;
 use kubeboot_stand_ins::Root;
+use kubeboot_test_kit::output::{text, with_stdin};
+use kubeboot_test_kit::port::free_port;
 use serde_json::Value;
 use support::fake_cloud::{in_fake_cloud, phase, through_fake_proxy, until_waiting};
-use support::machine::{free_port, text, with_endpoint_port, Machine, Rendered};
+use support::machine::{with_endpoint_port, Machine, Rendered};
 
 const JOIN_SECRET: &str = "bootstrap-token";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -334,25 +335,14 @@ fn a_first_master_keeps_the_windows_token_in_the_vault_even_when_deleted_or_race
         expired("old001", "app.kubernetes.io/managed-by: kubeboot"),
         expired("old002", ""),
     ] {
-        let mut create = c
-            .master
-            .command(&kubeboot_stand_ins::test_kubectl())
-            .arg("--kubeconfig")
-            .arg(&admin_conf)
-            .args(["create", "--filename", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        create
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        let out = finish(create);
+        let out = with_stdin(
+            c.master
+                .command(&kubeboot_stand_ins::test_kubectl())
+                .arg("--kubeconfig")
+                .arg(&admin_conf)
+                .args(["create", "--filename", "-"]),
+            &manifest,
+        );
         assert!(out.status.success(), "{}", text(&out));
     }
     let cleanup = agent(&c.master, &c.fake, &["rotate-join-token"])

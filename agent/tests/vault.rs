@@ -12,9 +12,10 @@ mod fake_cloud;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Node};
+use common::Node;
 use fake_cloud::{in_fake_cloud, through_fake_proxy};
 use kubeboot_stand_ins::fake_azure::{FakeAzure, Fault, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
+use kubeboot_test_kit::output::text;
 use serde_json::Value;
 
 const WORKER: &str = include_str!("../../nodeconfig/tests/corpus/azure-vault-worker.yaml");

@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{gen, stderr};
+use common::gen;
 use kubeboot_gen::arm::{self, check::check, ArmSecrets};
 use kubeboot_gen::names::Names;
 use kubeboot_gen::spec::{ClusterSpec, IdentityRoles};
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
+use kubeboot_test_kit::output::stderr;
 use serde_json::{json, Value};
 
 const SNAPSHOT: &str = "tests/snapshots/azuredeploy.json";

@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use common::render_arm;
 use common::shell::{agent_command_problems, kubeboot_command_problems, words, Shell};
-use common::{render_arm, stdout};
 use kubeboot_agent::cli::Cli as AgentCli;
 use kubeboot_gen::arm;
 use kubeboot_gen::spec::ClusterSpec;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_nodeconfig::KubernetesVersion;
+use kubeboot_test_kit::output::{stderr, stdout};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -451,7 +452,7 @@ fn packer_bake_argv(
         out.status.success(),
         "packer build of the bake line failed: {}{}",
         stdout(&out),
-        common::stderr(&out)
+        stderr(&out)
     );
     let argv = std::fs::read(&argv_file).expect("the bake line ran kubeboot-agent");
     // Every argument ends in a NUL; an empty argument stays one.

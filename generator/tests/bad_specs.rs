@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{gen, gen_render, stderr};
+use common::{gen, gen_render};
+use kubeboot_test_kit::output::stderr;
 
 const EXAMPLE: &str = include_str!("../examples/cluster.yaml");
 const PLAIN: &str = include_str!("../examples/plain-vms.yaml");

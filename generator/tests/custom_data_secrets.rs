@@ -10,9 +10,10 @@ use std::io::Read;
 use std::path::Path;
 
 use base64::Engine;
-use common::{gen, gen_render, secrets, seed_secrets, stderr, stdout};
+use common::{gen, gen_render, secrets, seed_secrets};
 use kubeboot_gen::validate::EXAMPLE_SPEC;
 use kubeboot_nodeconfig::{AzureCloud, NodeConfig, Role};
+use kubeboot_test_kit::output::{stderr, stdout};
 
 const PLAIN: &str = include_str!("../examples/plain-vms.yaml");
 

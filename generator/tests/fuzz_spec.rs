@@ -2,11 +2,8 @@
 //! spec or one-line field errors, never panics; an accepted spec's effective form is accepted
 //! again. Bounded for CI (fixed seed and case count); failures are persisted next to this file.
 
-#[path = "../../nodeconfig/tests/support/mutate.rs"]
-#[macro_use]
-mod mutate;
-
 use kubeboot_gen::validate::validate_text;
+use kubeboot_test_kit::fuzz_properties;
 use proptest::prelude::*;
 
 const CORPUS: &[&str] = &[

@@ -7,11 +7,12 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use common::gen;
 use common::shell::{kubeboot_command_problems, Shell};
-use common::{gen, stderr, stdout};
 use kubeboot_gen::arm;
 use kubeboot_gen::names::Names;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
+use kubeboot_test_kit::output::{stderr, stdout};
 use serde_json::Value;
 
 fn repo() -> PathBuf {

@@ -9,12 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{
-    files_under, gen, gen_render, secrets, seed_secrets, stderr, stdout, upstream_schemas,
-};
+use common::{files_under, gen, gen_render, secrets, seed_secrets, upstream_schemas};
 use kubeboot_gen::render::render;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_nodeconfig::{ProviderName, Role};
+use kubeboot_test_kit::output::{stderr, stdout};
 
 const PLAIN: &str = include_str!("../examples/plain-vms.yaml");
 

@@ -4,27 +4,20 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files_under, secrets, stderr};
+use common::{files_under, secrets};
 use kubeboot_gen::secrets::SecretStore;
 use kubeboot_gen::vault::VaultStore;
 use kubeboot_nodeconfig::Secret;
+use kubeboot_test_kit::output::stderr;
+use kubeboot_test_kit::port::free_port;
 use serde_json::{json, Value};
 
 const ROOT_TOKEN: &str = "kubeboot-test-root";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `bao server -dev`; killed on drop.
 struct Bao {

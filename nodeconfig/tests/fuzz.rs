@@ -2,14 +2,11 @@
 //! data): whatever the input, `parse` returns a value or a one-line field error, never panics; and
 //! whatever it accepts survives a serialise/parse round trip unchanged.
 //!
-//! Bounded for CI: a fixed seed and case count (see `support/mutate.rs`); failures found are
+//! Bounded for CI: a fixed seed and case count (see `kubeboot_test_kit::mutate`); failures found are
 //! persisted under `proptest-regressions/` and replayed first.
 
-#[path = "support/mutate.rs"]
-#[macro_use]
-mod mutate;
-
 use kubeboot_nodeconfig::{parse, FieldError};
+use kubeboot_test_kit::fuzz_properties;
 use proptest::prelude::*;
 
 const CORPUS: &[&str] = &[

@@ -4,53 +4,39 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../support/image.rs"]
-mod image;
-#[path = "../support/output.rs"]
-mod output;
-pub use output::text;
+use kubeboot_test_kit::fake_root::FakeRoot;
 
 pub const MASTER_YAML: &str = include_str!("../fixtures/master.yaml");
 pub const WORKER_YAML: &str = include_str!("../fixtures/worker.yaml");
 
 /// A node's filesystem root in a temporary directory, with the files a fresh VM has.
 pub struct Node {
-    pub dir: tempfile::TempDir,
+    fs: FakeRoot,
     pub config: PathBuf,
 }
 
 impl Node {
     pub fn new(hostname: &str, node_yaml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let fs = FakeRoot::booted_vm(hostname);
         let node = Self {
-            config: dir.path().join("etc/kubeboot/node.yaml"),
-            dir,
+            config: fs.path("/etc/kubeboot/node.yaml"),
+            fs,
         };
-        node.write("/proc/sys/kernel/hostname", &format!("{hostname}\n"));
-        node.write("/proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
+        // A swap entry, for the phase that turns swap off.
         node.write(
             "/etc/fstab",
             "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n",
         );
-        node.write("/etc/hosts", "127.0.0.1 localhost\n");
-        for (path, contents, mode) in image::PREFLIGHT_FILES {
-            node.write(path, contents);
-            std::fs::set_permissions(
-                node.path(path),
-                std::os::unix::fs::PermissionsExt::from_mode(mode),
-            )
-            .unwrap();
-        }
         node.write("/etc/kubeboot/node.yaml", node_yaml);
         node
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.fs.root()
     }
 
     pub fn path(&self, node_path: &str) -> PathBuf {
-        self.root().join(node_path.trim_start_matches('/'))
+        self.fs.path(node_path)
     }
 
     pub fn write(&self, node_path: &str, text: &str) {
@@ -60,8 +46,7 @@ impl Node {
     }
 
     pub fn read(&self, node_path: &str) -> String {
-        std::fs::read_to_string(self.path(node_path))
-            .unwrap_or_else(|e| panic!("reading {node_path}: {e}"))
+        self.fs.read(node_path)
     }
 
     /// The agent with `--root` set (and `--config` for the subcommands that take it).

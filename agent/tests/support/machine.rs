@@ -4,79 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 
+use kubeboot_test_kit::binaries::binaries;
+use kubeboot_test_kit::fake_root::FakeRoot;
+use kubeboot_test_kit::output::text;
 use serde_yaml_ng::Value;
-
-pub use super::output::text;
-
-#[path = "image.rs"]
-mod image;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// What cargo sets for the running test (its package's name, manifest dir, ...): build scripts
-/// such as ring's rerun when these change, so a nested cargo that inherits them rebuilds half the
-/// dependency tree, and the next outer build rebuilds it back.
-const CARGO_TEST_ENV: &[&str] = &[
-    "CARGO_PKG_",
-    "CARGO_MANIFEST_",
-    "CARGO_CRATE_",
-    "CARGO_BIN_",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-];
-
-/// target/debug with the generator and the stand-ins. Built with the package set of
-/// `cargo build --workspace` so that, after `cargo test --workspace`, this finds everything
-/// up to date (a narrower `-p` set would rebuild dependencies with other features: minutes).
-pub fn binaries() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(workspace_root())
-            .args(["build", "--locked", "--workspace", "--bins"]);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if CARGO_TEST_ENV.iter().any(|p| name.starts_with(p)) {
-                build.env_remove(&*name);
-            }
-        }
-        let out = build.output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"))
-            .join("debug")
-    })
-}
-
-/// A port for an API server: free now, never handed out twice in this process, and below the
-/// kernel's ephemeral range (32768+), from which bind(0) and every client's local port come, so
-/// that nothing else takes it before the API server binds it (tests run side by side).
-pub fn free_port() -> u16 {
-    const FIRST: u32 = 20000;
-    const COUNT: u32 = 12000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Test binaries of other worktrees may run at the same time: start at a per-process offset.
-    let offset = std::process::id() * 389;
-    loop {
-        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A plain-VM cluster (provider none) whose endpoint is the first master on loopback:
 /// `masters` masters (the first is the init node) and one worker, in pools `master`/`workers`.
@@ -172,7 +104,7 @@ impl Rendered {
 /// included), the kubelet/kubeadm the
 /// image bakes (the stand-ins, hard-linked), and the NodeConfig cloud-init wrote (0600).
 pub struct Machine {
-    dir: tempfile::TempDir,
+    fs: FakeRoot,
     path: tempfile::TempDir,
 }
 
@@ -180,24 +112,13 @@ impl Machine {
     pub fn new(hostname: &str, node_yaml: &str) -> Self {
         let bin = binaries();
         let m = Self {
-            dir: tempfile::tempdir().unwrap(),
+            fs: FakeRoot::booted_vm(hostname),
             path: tempfile::tempdir().unwrap(),
         };
-        m.write("/proc/sys/kernel/hostname", &format!("{hostname}\n"), 0o644);
-        m.write(
-            "/proc/swaps",
-            "Filename\tType\tSize\tUsed\tPriority\n",
-            0o644,
-        );
-        m.write("/etc/fstab", "UUID=1 / ext4 defaults 0 1\n", 0o644);
-        m.write("/etc/hosts", "127.0.0.1 localhost\n", 0o644);
         for unit in ["swap.target", "containerd.service"] {
-            m.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n", 0o644);
+            m.fs.write(&format!("/lib/systemd/system/{unit}"), "[Unit]\n", 0o644);
         }
-        for (path, contents, mode) in image::PREFLIGHT_FILES {
-            m.write(path, contents, mode);
-        }
-        m.write("/etc/kubeboot/node.yaml", node_yaml, 0o600);
+        m.fs.write("/etc/kubeboot/node.yaml", node_yaml, 0o600);
         for tool in [
             "kubeadm",
             "kubelet",
@@ -222,7 +143,7 @@ impl Machine {
             let digest = sha256(&std::fs::read(&dest).unwrap());
             baked.push(serde_json::json!({"name": tool, "version": version, "path": format!("/usr/local/bin/{tool}"), "sha256": digest}));
         }
-        m.write(
+        m.fs.write(
             "/etc/kubeboot/baked.json",
             &serde_json::json!({"files": baked}).to_string(),
             0o644,
@@ -237,19 +158,11 @@ impl Machine {
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.fs.root()
     }
 
     pub fn node(&self, node_path: &str) -> PathBuf {
-        self.root().join(node_path.trim_start_matches('/'))
-    }
-
-    fn write(&self, node_path: &str, contents: &str, mode: u32) {
-        use std::os::unix::fs::PermissionsExt;
-        let p = self.node(node_path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, contents).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        self.fs.path(node_path)
     }
 
     /// `program` as it runs on this machine: stand-ins rooted here, first on PATH, and a HOME of

@@ -37,14 +37,6 @@ pub fn gen_render(spec: &Path, out: &Path) -> Output {
     ])
 }
 
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// One set of secrets per test binary: RSA key generation is slow.
 pub fn secrets() -> &'static ClusterSecrets {
     static SECRETS: OnceLock<ClusterSecrets> = OnceLock::new();

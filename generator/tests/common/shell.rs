@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use clap::CommandFactory;
 use kubeboot_agent::cli::Cli as AgentCli;
 
-use super::{gen, stdout};
+use super::gen;
+use kubeboot_test_kit::output::stdout;
 
 /// The shell parts of a runbook: command lines (continuations joined, comments and here-document
 /// bodies left out) and here-document bodies by the file they are written to.

@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -12,6 +12,8 @@ use common::*;
 use kubeboot_stand_ins::apiserver::state::State;
 use kubeboot_stand_ins::client::{Auth, Client, Trust};
 use kubeboot_stand_ins::Root;
+use kubeboot_test_kit::output::{stdout, with_stdin};
+use kubeboot_test_kit::port::free_port;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -31,30 +33,20 @@ fn cluster() -> Cluster {
 
 impl Cluster {
     fn state(&self) -> State {
-        State::new(&Root::new(self.master.dir.path()))
+        State::new(&Root::new(self.master.root()))
     }
 
     /// Real kubectl with the admin certificate; `stdin` is the manifest for `create -f -`.
     fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
         let admin = self.master.path("/etc/kubernetes/admin.conf");
-        let mut child = Command::new(kubeboot_stand_ins::test_kubectl())
-            .arg("--kubeconfig")
-            .arg(admin)
-            .args(args)
-            .env("HOME", self.master.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        with_stdin(
+            Command::new(kubeboot_stand_ins::test_kubectl())
+                .arg("--kubeconfig")
+                .arg(admin)
+                .args(args)
+                .env("HOME", self.master.root()),
+            stdin,
+        )
     }
 
     /// Joins a fresh worker with `token` for discovery and TLS bootstrap (`tls_token` if given).
@@ -313,7 +305,7 @@ fn kubeadm_init_stores_its_token_as_kubeadm_does() {
         );
     let cfg = master.config(&text);
     assert_ok(&master.run("kubeadm", &["init", "--config", &cfg]));
-    let tokens = State::new(&Root::new(master.dir.path()))
+    let tokens = State::new(&Root::new(master.root()))
         .bootstrap_tokens()
         .unwrap();
     assert_eq!(tokens[0].expiration, None);

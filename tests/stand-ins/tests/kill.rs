@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kubeboot_test_kit::port::free_port;
 
 fn wait_for(node: &Node, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

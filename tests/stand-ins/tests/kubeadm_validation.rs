@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use kubeboot_test_kit::output::stdout;
+use kubeboot_test_kit::port::free_port;
 
 const PIN: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

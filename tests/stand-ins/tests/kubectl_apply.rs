@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use kubeboot_test_kit::output::{stderr, stdout};
 
 const ADDONS: &str = r#"apiVersion: v1
 kind: Namespace
@@ -117,7 +118,7 @@ fn apply(c: &Cluster, kubeconfig: &str, dir: &std::path::Path) -> std::process::
             "-f",
         ])
         .arg(dir)
-        .env("HOME", c.master.dir.path())
+        .env("HOME", c.master.root())
         .output()
         .unwrap()
 }

@@ -2,6 +2,7 @@
 mod common;
 
 use common::*;
+use kubeboot_test_kit::output::{stderr, stdout};
 
 const KUBELET_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nreadOnlyPort: 0\n";
 

@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kubeboot_test_kit::output::{stderr, stdout};
+use kubeboot_test_kit::port::free_port;
 
 #[test]
 fn init_then_join_registers_both_nodes_with_their_labels_taints_and_provider_ids() {

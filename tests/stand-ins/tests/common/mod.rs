@@ -2,16 +2,18 @@
 //! shape the agent produces (v1beta4), and helpers to run the stand-in binaries under that root.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kubeboot_stand_ins::{fsx, pki};
+use kubeboot_stand_ins::pki;
+use kubeboot_test_kit::fake_root::FakeRoot;
+use kubeboot_test_kit::output::{stderr, stdout};
+use kubeboot_test_kit::port::free_port;
 
 pub const TOKEN: &str = "abcdef.0123456789abcdef";
 
 pub struct Node {
-    pub dir: tempfile::TempDir,
+    fs: FakeRoot,
 }
 
 pub fn bin(name: &str) -> PathBuf {
@@ -23,14 +25,6 @@ pub fn bin(name: &str) -> PathBuf {
         "modprobe" => PathBuf::from(env!("CARGO_BIN_EXE_modprobe")),
         other => panic!("no binary {other}"),
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shared CAs, as kubeboot's generator renders them (self-signed, keys 0600).
@@ -65,7 +59,7 @@ impl SharedPki {
 impl Node {
     pub fn new() -> Node {
         let node = Node {
-            dir: tempfile::tempdir().unwrap(),
+            fs: FakeRoot::new(),
         };
         for unit in ["kubelet.service", "containerd.service"] {
             node.write(
@@ -85,17 +79,20 @@ impl Node {
         node
     }
 
+    pub fn root(&self) -> &Path {
+        self.fs.root()
+    }
+
     pub fn path(&self, node_path: &str) -> PathBuf {
-        self.dir.path().join(node_path.trim_start_matches('/'))
+        self.fs.path(node_path)
     }
 
     pub fn write(&self, node_path: &str, content: &str, mode: u32) {
-        fsx::write(&self.path(node_path), content, mode).unwrap();
+        self.fs.write(node_path, content, mode);
     }
 
     pub fn chmod(&self, node_path: &str, mode: u32) {
-        std::fs::set_permissions(self.path(node_path), std::fs::Permissions::from_mode(mode))
-            .unwrap();
+        self.fs.chmod(node_path, mode);
     }
 
     pub fn command(&self, name: &str) -> Command {
@@ -105,7 +102,7 @@ impl Node {
             &std::env::var_os("PATH").unwrap_or_default(),
         )))
         .unwrap();
-        c.env("STANDIN_ROOT", self.dir.path())
+        c.env("STANDIN_ROOT", self.root())
             .env("PATH", path)
             .env_remove("STANDIN_KUBERNETES_VERSION")
             .env_remove("STANDIN_LOG")
@@ -148,14 +145,6 @@ impl Drop for Node {
             let _ = self.run("kubeadm", &["reset", "-f"]);
         }
     }
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[track_caller]

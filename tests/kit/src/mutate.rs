@@ -1,6 +1,5 @@
 //! Fuzzing strategies shared by the NodeConfig and cluster spec harnesses: arbitrary YAML-ish
 //! text, byte-level edits of valid documents, and structured mutations of their YAML trees.
-//! (Included with `#[path]` by both crates' tests; it is test code only.)
 
 use proptest::prelude::*;
 use serde_yaml_ng::{Mapping, Value};
@@ -186,29 +185,30 @@ pub fn config(cases: u32) -> ProptestConfig {
 
 /// The three fuzz properties both harnesses share: arbitrary text, structured mutations and text
 /// mutations of a corpus of valid documents must all satisfy `$check` (a fn(&str) -> Result<(),
-/// TestCaseError>).
+/// TestCaseError>). The caller needs `proptest` and `serde_yaml_ng` among its dependencies.
+#[macro_export]
 macro_rules! fuzz_properties {
     ($corpus:expr, $check:path, $cases:expr) => {
-        proptest! {
-            #![proptest_config(mutate::config($cases))]
+        ::proptest::proptest! {
+            #![proptest_config($crate::mutate::config($cases))]
 
             #[test]
-            fn arbitrary_text_never_panics(text in mutate::yamlish()) {
+            fn arbitrary_text_never_panics(text in $crate::mutate::yamlish()) {
                 $check(&text)?;
             }
 
             #[test]
-            fn structured_mutations_never_panic(doc in 0..$corpus.len(), edits in mutate::edits(4)) {
-                let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str($corpus[doc]).unwrap();
+            fn structured_mutations_never_panic(doc in 0..$corpus.len(), edits in $crate::mutate::edits(4)) {
+                let mut tree: ::serde_yaml_ng::Value = ::serde_yaml_ng::from_str($corpus[doc]).unwrap();
                 for (pick, edit) in &edits {
-                    mutate::apply(&mut tree, *pick, edit);
+                    $crate::mutate::apply(&mut tree, *pick, edit);
                 }
-                $check(&serde_yaml_ng::to_string(&tree).unwrap())?;
+                $check(&::serde_yaml_ng::to_string(&tree).unwrap())?;
             }
 
             #[test]
-            fn text_mutations_never_panic(doc in 0..$corpus.len(), edits in mutate::text_edits()) {
-                $check(&mutate::apply_text($corpus[doc], &edits))?;
+            fn text_mutations_never_panic(doc in 0..$corpus.len(), edits in $crate::mutate::text_edits()) {
+                $check(&$crate::mutate::apply_text($corpus[doc], &edits))?;
             }
         }
     };
