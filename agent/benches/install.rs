@@ -6,7 +6,7 @@
 
 // Shared with the tests, which use other parts of it.
 #[allow(dead_code)]
-#[path = "../tests/release/mod.rs"]
+#[path = "../tests/integration/release/mod.rs"]
 mod release;
 
 use std::path::Path;

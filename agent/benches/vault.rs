@@ -75,7 +75,7 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let fake = FakeAzure::start();
-    // The agent reaches the vault's host name through the fake's proxy, as in agent/tests/vault.rs
+    // The agent reaches the vault's host name through the fake's proxy, as in agent/tests/integration/vault.rs
     // (IMDS is never proxied). Set before any client exists; the fake's threads read no environment.
     for var in [
         "https_proxy",

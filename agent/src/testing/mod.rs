@@ -4,9 +4,9 @@
 pub mod fixture;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use kubeboot_nodeconfig::NodeConfig;
+use kubeboot_test_kit::snapshot;
 
 use crate::context::Context;
 use crate::facts::{NodeFacts, NodeKind};
@@ -59,40 +59,14 @@ impl Sandbox {
     }
 }
 
-/// Every file under `dir` with its mode and contents, for before/after comparisons.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
-                out.insert(
-                    rel,
-                    (
-                        meta.permissions().mode() & 0o7777,
-                        std::fs::read(&path).unwrap_or_default(),
-                    ),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// Runs `phase` twice and asserts the second run changed nothing on disk.
 pub fn assert_idempotent(phase: &dyn crate::phases::Phase, ctx: &Context) {
     phase.run(ctx).unwrap();
-    let first = snapshot(ctx.root.dir());
+    let first = snapshot::take(ctx.root.dir());
     phase.run(ctx).unwrap();
     assert_eq!(
         first,
-        snapshot(ctx.root.dir()),
+        snapshot::take(ctx.root.dir()),
         "phase {} changed files on its second run",
         phase.name()
     );

@@ -1,4 +1,4 @@
-//! Azure faked at its HTTP boundary, for the real agent binary (agent/tests/vault.rs) and the VM
+//! Azure faked at its HTTP boundary, for the real agent binary (agent/tests/integration/vault.rs) and the VM
 //! end-to-end test (tests/vm): IMDS (instance document and identity tokens, `Metadata: true`
 //! required) on plain HTTP, Key Vault's REST API over TLS with a certificate from a test CA, and
 //! the HTTPS proxy through which a node on the host reaches the vault (it maps the vault's host

@@ -1,4 +1,4 @@
-//! The pieces of a test run above single VMs: building the binaries and the image, rendering a
+//! The pieces of a test run above single VMs: building the image, rendering a
 //! cluster with `kubeboot-gen`, and booting one node of it with its own host services.
 
 use std::path::{Path, PathBuf};
@@ -28,42 +28,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The directory holding the debug binaries of the generator, the agent and the stand-ins.
-/// `cargo test --workspace` builds them (their packages have integration tests) before any test
-/// runs; only when one is missing (this test run alone) are they built here, which may select
-/// other dependency features and so take a while.
-pub fn binaries() -> Result<PathBuf> {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"))
-        .join("debug");
-    let needed = [
-        "kubeboot-gen",
-        "kubeboot-agent",
-        "kubeadm",
-        "kubelet",
-        "kube-apiserver",
-    ];
-    if needed.iter().any(|b| !target.join(b).is_file()) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        run(
-            Command::new(cargo)
-                .current_dir(workspace_root())
-                .args(["build", "--locked", "--bins"])
-                .args([
-                    "-p",
-                    "kubeboot-gen",
-                    "-p",
-                    "kubeboot-agent",
-                    "-p",
-                    "kubeboot-stand-ins",
-                ]),
-            "cargo build",
-        )?;
-    }
-    Ok(target)
 }
 
 /// The agent's .deb (packaging/build-deb.sh) baked into the test image (images/build-image.sh,

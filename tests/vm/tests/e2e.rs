@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use kubeboot_nodeconfig::NodeConfig;
 use kubeboot_stand_ins::fake_azure::{FakeAzure, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
+use kubeboot_test_kit::binaries::binaries;
 use kubeboot_vm_e2e::checks::{self, Phase};
 use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBERNETES_VERSION};
 use kubeboot_vm_e2e::evidence::Boot;
@@ -84,7 +85,7 @@ impl Env {
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
         let started = Instant::now();
-        let bin = cluster::binaries()?;
+        let bin = binaries().to_path_buf();
         let image = cluster::build_image(&bin, &work.join("image"))?;
         println!("binaries and image ready in {:.0?}", started.elapsed());
         let stripped = work.join("stripped");

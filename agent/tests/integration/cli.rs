@@ -1,0 +1,174 @@
+//! The real binary in dry-run mode: files are written under --root, no command runs; and a real
+//! run refused while another one holds the run lock.
+
+use crate::common;
+
+use common::{Node, MASTER_YAML, WORKER_YAML};
+use kubeboot_test_kit::output::text;
+
+#[test]
+fn dry_run_for_each_node_kind() {
+    for (hostname, yaml, kind, runs, not_runs) in [
+        (
+            "node-1",
+            MASTER_YAML,
+            "first-master",
+            "/etc/kubeboot/kubeadm.yaml --skip-token-print",
+            "kubeadm join",
+        ),
+        (
+            "node-2",
+            MASTER_YAML,
+            "extra-master",
+            "/etc/kubeboot/kubeadm.yaml",
+            "kubeadm init",
+        ),
+        (
+            "node-3",
+            WORKER_YAML,
+            "worker",
+            "/etc/kubeboot/kubeadm.yaml",
+            "apply --server-side",
+        ),
+    ] {
+        let node = Node::new(hostname, yaml);
+        let out = node.run(&["run", "--dry-run"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(runs), "{kind}: {}", text(&out));
+        assert!(!stdout.contains(not_runs), "{kind}: {}", text(&out));
+        let kubeadm = node.read("/etc/kubeboot/kubeadm.yaml");
+        assert!(kubeadm.contains("kubeadm.k8s.io/v1beta4"));
+        // Dry runs write files but no markers, so a real run still does everything.
+        let status = node.status_json();
+        assert_eq!(status["done"], false);
+        assert_eq!(status["node"]["kind"], kind);
+        assert!(status["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] != "done"));
+        // No secret on stdout or stderr.
+        assert!(!text(&out).contains("0123456789abcdef"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn exit_codes_for_bad_input() {
+    let node = Node::new("node-1", MASTER_YAML);
+    let unknown = node.run(&["run", "--dry-run", "--only", "nonsense"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    node.write(
+        "/etc/kubeboot/node.yaml",
+        &MASTER_YAML.replace("v1.35.2", "v1.30.1"),
+    );
+    let old = node.run(&["run", "--dry-run"]);
+    assert_eq!(old.status.code(), Some(2), "{}", text(&old));
+    assert!(
+        text(&old).contains("cluster.kubernetesVersion"),
+        "{}",
+        text(&old)
+    );
+    let missing = node.run(&["run", "--config", "/nonexistent/node.yaml"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    let usage = node.run(&["run", "--frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn plan_names_every_phase_and_why() {
+    let node = Node::new("node-3", WORKER_YAML);
+    let out = node.run(&["plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        plan.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{plan}"))
+            .to_string()
+    };
+    assert!(line("control-plane-init").contains("skip"), "{plan}");
+    assert!(line("join").contains(" run "), "{plan}");
+    let master = Node::new("node-2", MASTER_YAML);
+    let plan = String::from_utf8_lossy(&master.run(&["plan"]).stdout).to_string();
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("join") && l.contains("decide")),
+        "{plan}"
+    );
+}
+
+#[test]
+fn a_run_while_another_holds_the_lock_stops_before_any_phase() {
+    use nix::fcntl::{Flock, FlockArg};
+    let node = Node::new("node-1", MASTER_YAML);
+    let lock = node.path("/var/lib/kubeboot/run.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&lock).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap();
+    let out = node.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another kubeboot-agent run holds"),
+        "{}",
+        text(&out)
+    );
+    assert!(!node.path("/var/lib/kubeboot/phases").exists());
+    drop(held);
+}
+
+#[test]
+fn a_node_that_cannot_run_the_minor_stops_in_preflight_with_one_line() {
+    let old_containerd = Node::new("node-3", WORKER_YAML);
+    old_containerd.write(
+        "/usr/bin/containerd",
+        "#!/bin/sh\necho 'containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1'\n",
+    );
+    let cgroup_v1 = Node::new("node-3", WORKER_YAML);
+    std::fs::remove_file(cgroup_v1.path("/sys/fs/cgroup/cgroup.controllers")).unwrap();
+    for (node, expected) in [
+        (
+            &old_containerd,
+            &[
+                "containerd 1.6.20 (/usr/bin/containerd)",
+                "1.7.0",
+                "spec.artifacts.containerd",
+            ][..],
+        ),
+        (
+            &cgroup_v1,
+            &["cgroup v2", "/sys/fs/cgroup/cgroup.controllers"][..],
+        ),
+    ] {
+        let out = node.run(&["run"]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert_eq!(errors.len(), 1, "{}", text(&out));
+        for part in expected {
+            assert!(errors[0].contains(part), "{part}: {}", text(&out));
+        }
+        // Nothing after preflight ran.
+        assert!(!node.path("/var/lib/kubeboot/phases/metadata.done").exists());
+    }
+}
+
+/// Join-token rotation is the masters' job, and only where a vault holds the token: a worker, and
+/// a master of plain VMs (the operator owns its token), are refused with one line and exit 2,
+/// before anything runs.
+#[test]
+fn rotate_join_token_is_refused_on_workers_and_without_a_vault() {
+    for (yaml, reason) in [
+        (WORKER_YAML, "runs on masters only"),
+        (MASTER_YAML, "the operator owns the join token"),
+    ] {
+        let node = Node::new("node-1", yaml);
+        let out = node.run(&["rotate-join-token"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{}", text(&out));
+        assert!(lines[0].contains(reason), "{}", text(&out));
+        assert!(!node.path("/var/lib/kubeboot").exists(), "{}", text(&out));
+    }
+}

@@ -1,0 +1,234 @@
+//! Hardening, end to end with the real binaries: the generator renders a plain-VM cluster, the agent
+//! turns a first master and a worker into nodes with the stand-ins on PATH, then
+//! - `kubeboot-agent audit` passes every CIS check on what they wrote;
+//! - no secret (bootstrap token, CA/SA/etcd/front-proxy keys, SSH key, encryption key) appears in any
+//!   log, in any child's recorded argv or environment, or in any file others may read;
+//! - a table of bad NodeConfigs is refused with a one-line error, exit 2, and nothing changed.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::snapshot;
+use serde_yaml_ng::Value;
+use support::leaks::{self, Needle};
+use support::machine::{Machine, Rendered};
+
+const SPEC: &str = "\
+apiVersion: kubeboot.io/v1alpha1
+kind: Cluster
+metadata: {name: lab}
+spec:
+  kubernetesVersion: v1.37.1
+  controlPlaneEndpoint: 127.0.0.1:6443
+  initNode: lab-master-0
+  network: {podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}
+  pools:
+    - {name: master, role: master, count: 1}
+    - {name: workers, role: worker, count: 1}
+";
+
+/// Every secret of the rendered cluster, read from the generator's secrets directory.
+fn cluster_secrets(out: &Path) -> Vec<Needle> {
+    let files = [
+        "bootstrap-token",
+        "ca.key",
+        "etcd-ca.key",
+        "front-proxy-ca.key",
+        "sa.key",
+        "id_rsa",
+        "encryption-key",
+    ];
+    files
+        .iter()
+        .map(|f| {
+            Needle::new(
+                f,
+                &std::fs::read_to_string(out.join("secrets").join(f)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn first_master_and_worker_pass_the_audit_and_leak_no_secret() {
+    let cluster = Rendered::new(SPEC);
+    let out = cluster.out();
+    let mut logs = vec![("kubeboot-gen render".to_string(), cluster.output.clone())];
+
+    let master = Machine::new("lab-master-0", &cluster.node_yaml("master"));
+    let run = master.agent(&["run"]);
+    assert!(run.status.success(), "master: {}", text(&run));
+    logs.push(("master: agent run".into(), run));
+    let worker = Machine::new("lab-workers-0", &cluster.node_yaml("workers"));
+    let run = worker.agent(&["run"]);
+    assert!(run.status.success(), "worker: {}", text(&run));
+    logs.push(("worker: agent run".into(), run));
+
+    for (name, machine, role) in [("master", &master, "master"), ("worker", &worker, "worker")] {
+        let audit = machine.agent(&["audit", "--output", "json"]);
+        let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", text(&audit)));
+        let failed: Vec<_> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .collect();
+        assert!(failed.is_empty(), "{name}: {failed:#?}");
+        assert_eq!(audit.status.code(), Some(0), "{name}: {}", text(&audit));
+        assert_eq!(report["role"], role);
+        // The control-plane items apply (and pass) on the master only.
+        let applicable = report["passed"].as_u64().unwrap();
+        assert!(
+            if role == "master" {
+                applicable >= 80
+            } else {
+                (20..40).contains(&applicable)
+            },
+            "{name}: {applicable} passed"
+        );
+        logs.push((format!("{name}: audit"), audit));
+    }
+
+    // Secrets hygiene.
+    let needles = cluster_secrets(&out);
+    let mut hits = Vec::new();
+    for (name, output) in &logs {
+        hits.extend(leaks::scan(
+            &needles,
+            &format!("{name} stdout"),
+            &output.stdout,
+        ));
+        hits.extend(leaks::scan(
+            &needles,
+            &format!("{name} stderr"),
+            &output.stderr,
+        ));
+    }
+    for machine in [&master, &worker] {
+        let calls = machine.node("/var/log/stand-ins/calls.jsonl");
+        let recorded = std::fs::read(&calls).unwrap();
+        assert!(!recorded.is_empty(), "the stand-ins recorded no call");
+        hits.extend(leaks::scan(
+            &needles,
+            &calls.display().to_string(),
+            &recorded,
+        ));
+        hits.extend(leaks::scan_tree(&needles, machine.root()));
+    }
+    hits.extend(leaks::scan_tree(&needles, &out));
+    assert!(hits.is_empty(), "secrets leaked: {hits:#?}");
+    // The secrets are where they belong, so the scan was looking at the right values.
+    let kubeadm_config = std::fs::read(master.node("/etc/kubeboot/kubeadm.yaml")).unwrap();
+    assert!(!leaks::scan(&needles, "kubeadm.yaml (0600)", &kubeadm_config).is_empty());
+}
+
+const MASTER: &str = include_str!("../../../nodeconfig/tests/corpus/master.yaml");
+const WORKER: &str = include_str!("../../../nodeconfig/tests/corpus/worker.yaml");
+
+fn set(doc: &str, path: &str, value: Option<&str>) -> String {
+    let mut tree: Value = serde_yaml_ng::from_str(doc).unwrap();
+    let mut keys: Vec<&str> = path.split('.').collect();
+    let last = keys.pop().unwrap();
+    let parent = keys
+        .iter()
+        .fold(&mut tree, |v, k| match k.parse::<usize>() {
+            Ok(i) => &mut v[i],
+            Err(_) => &mut v[*k],
+        });
+    match (value, parent) {
+        (Some(v), Value::Sequence(seq)) => {
+            seq[last.parse::<usize>().unwrap()] = serde_yaml_ng::from_str(v).unwrap()
+        }
+        (Some(v), parent) => parent[last] = serde_yaml_ng::from_str(v).unwrap(),
+        (None, Value::Mapping(map)) => {
+            map.remove(last).expect("the key to remove exists");
+        }
+        (None, _) => panic!("{path}: cannot remove from a non-mapping"),
+    }
+    serde_yaml_ng::to_string(&tree).unwrap()
+}
+
+/// (what is wrong, the document, the field path its error must name)
+fn table() -> Vec<(&'static str, String, &'static str)> {
+    let m = |path, value| set(MASTER, path, value);
+    let w = |path, value| set(WORKER, path, value);
+    vec![
+        ("empty file", String::new(), "(document)"),
+        ("not YAML", "cluster: [unclosed".into(), "(document)"),
+        ("a list, not a mapping", "- a\n- b\n".into(), "(document)"),
+        ("unknown apiVersion", m("apiVersion", Some("kubeboot.io/v2")), "apiVersion"),
+        ("missing apiVersion", m("apiVersion", None), "apiVersion"),
+        ("wrong kind", m("kind", Some("Cluster")), "kind"),
+        ("missing cluster name", m("cluster.name", None), "cluster"),
+        ("bad cluster name", m("cluster.name", Some("Demo_Cluster")), "cluster.name"),
+        ("unknown field", m("cluster.colour", Some("blue")), "cluster"),
+        ("wrong role", m("node.role", Some("boss")), "node.role"),
+        ("missing role", w("node.role", None), "node"),
+        ("endpoint without port", m("cluster.controlPlaneEndpoint", Some("api.example.com")), "cluster.controlPlaneEndpoint"),
+        ("endpoint with a bad port", w("cluster.controlPlaneEndpoint", Some("10.0.0.1:99999")), "cluster.controlPlaneEndpoint"),
+        ("unsupported version", m("cluster.kubernetesVersion", Some("v1.30.0")), "cluster.kubernetesVersion"),
+        ("malformed version", m("cluster.kubernetesVersion", Some("1.36")), "cluster.kubernetesVersion"),
+        ("bad pod CIDR", m("cluster.podCIDR", Some("10.244.0.0/33")), "cluster.podCIDR"),
+        ("overlapping service CIDR", m("cluster.serviceCIDR", Some("10.244.128.0/20")), "cluster.serviceCIDR"),
+        ("token of the wrong shape", m("bootstrap.token", Some("ABCDEF.0123456789abcdef")), "bootstrap.token"),
+        ("token without a dot", w("bootstrap.token", Some("abcdef0123456789abcdef")), "bootstrap.token"),
+        ("malformed CA pin", w("bootstrap.caCertHashes.0", Some("sha256:xyz")), "bootstrap.caCertHashes[0]"),
+        ("no CA pin", w("bootstrap.caCertHashes", Some("[]")), "bootstrap.caCertHashes"),
+        ("malformed PEM", m("pki.ca.private", Some("not a key")), "pki.ca.private"),
+        ("malformed certificate", m("pki.etcdCA.public", Some("'-----BEGIN CERT'")), "pki.etcdCA.public"),
+        ("master without PKI", m("pki", None), "pki"),
+        ("worker with PKI", w("pki", Some("{ca: {public: x, private: y}, frontProxyCA: {public: x, private: y}, etcdCA: {public: x, private: y}, serviceAccount: {public: x, private: y}}")), "pki"),
+        ("short encryption key", m("pki.encryptionKey", Some("c2hvcnQ=")), "pki.encryptionKey"),
+        ("azure without its section", m("provider.azure", None), "provider.azure"),
+        ("bad label", w("node.labels", Some("{'bad key!': x}")), "node.labels"),
+        ("bad taint", w("node.taints.0", Some("no-effect")), "node.taints[0]"),
+        ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),
+        ("AlwaysAllow authorization", m("apiServer.authorizationModes", Some("[Node, RBAC, AlwaysAllow]")), "apiServer.authorizationModes[2]"),
+        ("plain-http OIDC issuer", m("apiServer.oidc.issuerURL", Some("http://login.example.com")), "apiServer.oidc.issuerURL"),
+    ]
+}
+
+#[test]
+fn every_bad_node_config_is_refused_without_touching_the_node() {
+    let agent = env!("CARGO_BIN_EXE_kubeboot-agent");
+    let empty_path = tempfile::tempdir().unwrap();
+    for (what, doc, field) in table() {
+        let root = tempfile::tempdir().unwrap();
+        let config = root.path().join("etc/kubeboot/node.yaml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, &doc).unwrap();
+        let before = snapshot::take(root.path());
+        // No program is reachable: a bad config must fail before the agent runs anything.
+        let out = Command::new(agent)
+            .args(["run", "--root"])
+            .arg(root.path())
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", empty_path.path())
+            .env_remove("INVOCATION_ID")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{what}: exit status; stderr: {stderr}"
+        );
+        assert_eq!(lines.len(), 1, "{what}: not one line: {stderr}");
+        assert!(
+            lines[0].contains(field),
+            "{what}: {:?} does not name {field}",
+            lines[0]
+        );
+        assert_eq!(
+            snapshot::take(root.path()),
+            before,
+            "{what}: the node changed"
+        );
+    }
+}

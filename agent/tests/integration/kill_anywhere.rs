@@ -1,0 +1,471 @@
+//! Kill anywhere, converge anyway: `kubeboot-agent run` is SIGKILLed (with its whole process
+//! group, as systemd stops a unit: the kubeadm it runs dies too, the API server it started, a
+//! static pod in real life, does not) at every phase boundary and in the middle of phases, then
+//! run again until done. Every such node must end with the same files as a node whose run was
+//! never interrupted. For a first master and for a worker, NodeConfigs rendered by kubeboot-gen.
+//!
+//! Kill points, for each node kind, derived from an uninterrupted run (not hard-coded):
+//! - boundaries: as soon as the k-th phase's done-marker appears, for every phase but the last;
+//! - commands: while the n-th stand-in call of the run sleeps (STANDIN_DELAY_MS), i.e. in the
+//!   middle of the phase that runs it, for every call of the run;
+//! - inside kubeadm: once each file `kubeadm init`/`join` writes between its own phases appears.
+//!
+//! The worker's NodeConfig names containerd and runc releases (from a `file://` mirror), so the
+//! container-runtime phase installs them and containerd's unit before it restarts containerd.
+
+// A release tree for the worker's containerd and runc; the other tests use the rest of it.
+#[allow(dead_code)]
+use crate::release;
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::process::Child;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::port::free_port;
+use kubeboot_test_kit::snapshot::{self, Entry, Snapshot};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use support::machine::{loopback_spec, with_endpoint_port, Machine, Rendered};
+
+/// How long every stand-in call (and kubeadm between its phases) sleeps in a run that is going to
+/// be killed: long enough that a kill decided on seeing a call or a file lands before the next one.
+/// A run that a starved test thread failed to interrupt is tried again with a longer sleep.
+const DELAY_MS: u64 = 300;
+const MAX_DELAY_MS: u64 = 4800;
+const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
+const DONE_MARKER: &str = "/var/lib/kubeboot/done";
+const CALL_LOG: &str = "/var/log/stand-ins/calls.jsonl";
+/// A run that is killed never needs this long to reach its kill point (upper bound only).
+const KILL_POINT_DEADLINE: Duration = Duration::from_secs(300);
+/// A kill may leave the node needing more than one further run (e.g. a reset, then init).
+const MAX_RERUNS: usize = 3;
+
+#[derive(Clone)]
+enum KillPoint {
+    /// The done-marker of this phase exists.
+    After(String),
+    /// The stand-in call log has this many lines: that call is running.
+    DuringCall(usize, String),
+    /// This node file exists (written by kubeadm, which sleeps before its next phase).
+    Appeared(&'static str),
+}
+
+impl std::fmt::Debug for KillPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KillPoint::After(phase) => write!(f, "after phase {phase}"),
+            KillPoint::DuringCall(n, call) => write!(f, "during call {n} ({call})"),
+            KillPoint::Appeared(path) => write!(f, "once {path} appeared"),
+        }
+    }
+}
+
+impl KillPoint {
+    fn reached(&self, machine: &Machine) -> bool {
+        match self {
+            KillPoint::After(phase) => machine.node(&format!("{PHASES_DIR}/{phase}.done")).exists(),
+            KillPoint::DuringCall(n, _) => calls(machine).len() >= *n,
+            KillPoint::Appeared(path) => machine.node(path).exists(),
+        }
+    }
+}
+
+fn calls(machine: &Machine) -> Vec<String> {
+    let log = std::fs::read_to_string(machine.node(CALL_LOG)).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.ends_with('}'))
+        .map(|l| {
+            let call: serde_json::Value = serde_json::from_str(l).unwrap();
+            let argv: Vec<&str> = call["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a.as_str())
+                .take(3)
+                .collect();
+            format!("{} {}", call["tool"].as_str().unwrap(), argv.join(" "))
+        })
+        .collect()
+}
+
+/// One node kind under test: how to make a fresh machine for it.
+struct Subject<'a> {
+    kind: &'static str,
+    hostname: &'static str,
+    node_yaml: Box<dyn Fn() -> String + Sync + 'a>,
+    /// Files kubeadm writes between two of its phases on this kind of node.
+    kubeadm_files: &'static [&'static str],
+}
+
+/// What one run of the kill-and-rerun loop saw.
+struct Outcome {
+    point: KillPoint,
+    interrupted: bool,
+    reruns: usize,
+}
+
+fn run_to_done(machine: &Machine, what: &str) -> usize {
+    let mut last_failure = String::new();
+    for attempt in 1..=MAX_RERUNS {
+        let out = machine.agent(&["run"]);
+        if out.status.success() {
+            assert!(
+                machine.node(DONE_MARKER).exists(),
+                "{what}: exit 0 but not done: {}",
+                text(&out)
+            );
+            return attempt;
+        }
+        last_failure = text(&out);
+    }
+    panic!("{what}: not done after {MAX_RERUNS} re-runs; the last one: {last_failure}");
+}
+
+/// Starts a slow run, kills its process group at `point`, then re-runs until done.
+fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcome, Machine) {
+    let machine = Machine::new(subject.hostname, &(subject.node_yaml)());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child: Child = machine
+        .agent_command(&["run"])
+        .env("STANDIN_DELAY_MS", delay_ms.to_string())
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let interrupted = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "{} {point:?}: the slow run failed ({status}): {}",
+                subject.kind,
+                std::fs::read_to_string(log.path()).unwrap()
+            );
+            break false;
+        }
+        if point.reached(&machine) {
+            killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        assert!(
+            started.elapsed() < KILL_POINT_DEADLINE,
+            "{} {point:?}: never reached",
+            subject.kind
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let reruns = run_to_done(&machine, &format!("{} {point:?}", subject.kind));
+    let outcome = Outcome {
+        point,
+        interrupted,
+        reruns,
+    };
+    (outcome, machine)
+}
+
+/// What the systemctl and modprobe shims record of the node's state: units enabled, active or
+/// masked, modules loaded. Part of what must converge.
+const SYSTEMD_STATE: &str = "var/lib/stand-ins/systemd.json";
+const MODULES_STATE: &str = "var/lib/stand-ins/modules.json";
+
+/// `kill_and_rerun`, slower until the kill lands while a stand-in sleeps (a phase boundary can
+/// only be aimed at: the last phases take no time).
+fn interrupted_run(subject: &Subject, point: KillPoint) -> (Outcome, Machine) {
+    let mut delay_ms = DELAY_MS;
+    loop {
+        let (outcome, machine) = kill_and_rerun(subject, point.clone(), delay_ms);
+        if outcome.interrupted || matches!(point, KillPoint::After(_)) || delay_ms >= MAX_DELAY_MS {
+            return (outcome, machine);
+        }
+        delay_ms *= 2;
+    }
+}
+
+/// The node's files as they must converge. Left out or blurred, and why:
+/// - the stand-ins' bookkeeping (`/var/lib/stand-ins`, `/var/log/stand-ins`) but the node state
+///   above: e.g. a re-run legitimately calls kubeadm again and restarts units once more, so the
+///   call log and the units' start counters differ;
+/// - timestamps and durations in the phase markers;
+/// - certificates, keys and kubeconfigs that kubeadm issues on the node (fresh key pairs on every
+///   init/join; after a reset they are issued again): path and mode only. The shared PKI the
+///   agent writes is compared in full;
+/// - the machine's temporary root and its API server port, which differ from run to run.
+fn converged_files(machine: &Machine, port: Option<u16>) -> BTreeMap<String, Entry> {
+    let root = machine.root().display().to_string();
+    let mut out = BTreeMap::new();
+    for (path, entry) in snapshot::take(machine.root()) {
+        let node_state = [SYSTEMD_STATE, MODULES_STATE].contains(&path.as_str());
+        if !node_state
+            && (path.starts_with("var/lib/stand-ins") || path.starts_with("var/log/stand-ins"))
+        {
+            continue;
+        }
+        let entry = match entry {
+            Entry::File { mode, contents } => Entry::File {
+                mode,
+                contents: normalised(&path, contents, &root, port),
+            },
+            other => other,
+        };
+        out.insert(path, entry);
+    }
+    out
+}
+
+const SHARED_PKI: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "sa.pub",
+    "sa.key",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
+
+fn issued_on_the_node(path: &str) -> bool {
+    let shared = path
+        .strip_prefix("etc/kubernetes/pki/")
+        .is_some_and(|p| SHARED_PKI.contains(&p));
+    !shared
+        && (path.starts_with("etc/kubernetes/pki/")
+            || path.starts_with("var/lib/kubelet/pki/")
+            || (path.starts_with("etc/kubernetes/") && path.ends_with(".conf")))
+}
+
+fn normalised(path: &str, contents: Vec<u8>, root: &str, port: Option<u16>) -> Vec<u8> {
+    if issued_on_the_node(path) {
+        return b"(issued on the node)".to_vec();
+    }
+    if path == SYSTEMD_STATE {
+        let mut state: serde_json::Value = serde_json::from_slice(&contents).unwrap();
+        state["last_reload"] = "(time)".into();
+        for unit in state["units"].as_object_mut().unwrap().values_mut() {
+            unit["starts"] = "(count)".into();
+        }
+        return state.to_string().into_bytes();
+    }
+    let is_marker = path.starts_with(&PHASES_DIR[1..]) && path.ends_with(".done");
+    if is_marker || path == &DONE_MARKER[1..] {
+        let mut record: serde_json::Value = serde_json::from_slice(&contents).unwrap();
+        for timing in ["startedAt", "finishedAt", "durationMs"] {
+            if record.get(timing).is_some() {
+                record[timing] = "(time)".into();
+            }
+        }
+        return record.to_string().into_bytes();
+    }
+    let Ok(text) = String::from_utf8(contents.clone()) else {
+        return contents;
+    };
+    let text = text.replace(root, "/ROOT");
+    match port {
+        Some(port) => whole_number_replaced(&text, &port.to_string(), "PORT"),
+        None => text,
+    }
+    .into_bytes()
+}
+
+/// `text` with every `number` that is not part of a longer word or number replaced by `with`.
+fn whole_number_replaced(text: &str, number: &str, with: &str) -> String {
+    let bytes = text.as_bytes();
+    let (mut out, mut copied) = (String::with_capacity(text.len()), 0);
+    for (i, _) in text.match_indices(number) {
+        let before = i.checked_sub(1).map(|b| bytes[b]);
+        let after = bytes.get(i + number.len()).copied();
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            out.push_str(&text[copied..i]);
+            out.push_str(with);
+            copied = i + number.len();
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+fn differences(reference: &Snapshot, other: &Snapshot) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (path, entry) in reference {
+        match other.get(path) {
+            None => diffs.push(format!("missing {path}")),
+            Some(e) if e != entry => diffs.push(format!(
+                "{path} differs:\n  reference {}\n  this run  {}",
+                describe(entry),
+                describe(e)
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in other.keys().filter(|p| !reference.contains_key(*p)) {
+        diffs.push(format!("extra {path}"));
+    }
+    diffs
+}
+
+fn describe(entry: &Entry) -> String {
+    match entry {
+        Entry::File { mode, contents } => {
+            format!("{mode:o} {:?}", String::from_utf8_lossy(contents))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Kills and re-runs at every kill point of `subject`, two at a time (two cores).
+fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16> + Sync)) {
+    let reference = Machine::new(subject.hostname, &(subject.node_yaml)());
+    let out = reference.agent(&["run"]);
+    assert!(out.status.success(), "{}: {}", subject.kind, text(&out));
+    let expected = converged_files(&reference, port_of(&reference));
+
+    let mut points: Vec<KillPoint> = Vec::new();
+    let status = reference.agent(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let done: Vec<String> = status["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "done")
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    points.extend(done[..done.len() - 1].iter().cloned().map(KillPoint::After));
+    points.extend(
+        calls(&reference)
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| KillPoint::DuringCall(i + 1, call)),
+    );
+    points.extend(subject.kubeadm_files.iter().map(|f| KillPoint::Appeared(f)));
+    drop(reference);
+
+    let queue = Mutex::new(points.clone());
+    let failures = Mutex::new(Vec::new());
+    let outcomes = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let Some(point) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let (outcome, machine) = interrupted_run(subject, point);
+                let diffs = differences(&expected, &converged_files(&machine, port_of(&machine)));
+                if !diffs.is_empty() {
+                    failures.lock().unwrap().push(format!(
+                        "{} killed at {:?}:\n{}",
+                        subject.kind,
+                        outcome.point,
+                        diffs.join("\n")
+                    ));
+                }
+                outcomes.lock().unwrap().push(outcome);
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let outcomes = outcomes.into_inner().unwrap();
+    assert_eq!(outcomes.len(), points.len());
+    for o in &outcomes {
+        // A run stopped during a stand-in call or between kubeadm's phases cannot have finished.
+        if !matches!(o.point, KillPoint::After(_)) {
+            assert!(
+                o.interrupted,
+                "{} {:?}: not interrupted",
+                subject.kind, o.point
+            );
+        }
+    }
+    let interrupted = outcomes.iter().filter(|o| o.interrupted).count();
+    let reruns: usize = outcomes.iter().map(|o| o.reruns).sum();
+    eprintln!(
+        "{}: {} kill points ({} boundaries), {interrupted} runs interrupted, {reruns} re-runs in all",
+        subject.kind,
+        outcomes.len(),
+        done.len() - 1
+    );
+}
+
+/// The NodeConfig naming the test release tree's containerd and runc under `base`.
+fn with_container_runtime(node_yaml: &str, base: &str) -> String {
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(node_yaml).unwrap();
+    let tool =
+        |release: kubeboot_nodeconfig::ToolRelease| serde_yaml_ng::to_value(release).unwrap();
+    config["artifacts"]["containerd"] = tool(release::containerd_release(base));
+    config["artifacts"]["runc"] = tool(release::runc_release(base));
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+fn bind_port(machine: &Machine) -> Option<u16> {
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(machine.node("/etc/kubeboot/node.yaml")).unwrap(),
+    )
+    .unwrap();
+    config["cluster"]["apiServerBindPort"]
+        .as_u64()
+        .map(|p| p as u16)
+}
+
+#[test]
+fn a_first_master_killed_anywhere_converges() {
+    let cluster = Rendered::new(&loopback_spec("kill", "v1.35.0", free_port(), 1));
+    let master_yaml = cluster.node_yaml("master");
+    let subject = Subject {
+        kind: "first-master",
+        hostname: "kill-master-0",
+        // Every first master runs its own API server: a port each, so cases run side by side.
+        node_yaml: Box::new(|| with_endpoint_port(&master_yaml, free_port())),
+        kubeadm_files: &[
+            "/etc/kubernetes/pki/apiserver.crt",
+            "/etc/kubernetes/admin.conf",
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "/var/lib/kubelet/config.yaml",
+        ],
+    };
+    every_kill_point(&subject, &bind_port);
+}
+
+#[test]
+fn a_worker_killed_anywhere_converges() {
+    let port = free_port();
+    let cluster = Rendered::new(&loopback_spec("kill", "v1.35.0", port, 1));
+    let master = Machine::new(
+        "kill-master-0",
+        &with_endpoint_port(&cluster.node_yaml("master"), port),
+    );
+    let out = master.agent(&["run"]);
+    assert!(out.status.success(), "first master: {}", text(&out));
+    let mirror = tempfile::tempdir().unwrap();
+    release::ReleaseTree::generate(1000).write_to(mirror.path());
+    let base = format!("file://{}", mirror.path().display());
+    let worker_yaml = with_container_runtime(&cluster.node_yaml("workers"), &base);
+    let once = Machine::new("kill-workers-0", &worker_yaml);
+    run_to_done(&once, "worker with containerd and runc releases");
+    for installed in [
+        "/usr/local/bin/containerd",
+        "/usr/local/bin/containerd-shim-runc-v2",
+        "/usr/local/bin/runc",
+        "/etc/systemd/system/containerd.service",
+    ] {
+        assert!(once.node(installed).exists(), "{installed}");
+    }
+    drop(once);
+    let subject = Subject {
+        kind: "worker",
+        hostname: "kill-workers-0",
+        node_yaml: Box::new(|| worker_yaml.clone()),
+        kubeadm_files: &[
+            "/var/lib/kubelet/pki/kubelet-client-current.pem",
+            "/etc/kubernetes/kubelet.conf",
+        ],
+    };
+    every_kill_point(&subject, &|_| None);
+}

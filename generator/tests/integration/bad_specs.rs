@@ -1,0 +1,163 @@
+//! A table of broken specs: each must fail `render` with a one-line error naming its field, and
+//! leave the output directory unwritten.
+
+use crate::common;
+
+use common::{gen, gen_render};
+use kubeboot_test_kit::output::stderr;
+
+const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
+const PLAIN: &str = include_str!("../../examples/plain-vms.yaml");
+
+/// (base spec, text to replace, replacement, expected start of an error line after "error: ").
+/// The first occurrence of the text is replaced; the case fails if the text is absent.
+const CASES: &[(&str, &str, &str, &str)] = &[
+    // Syntax and types, found by the strict parser.
+    (EXAMPLE, "kubeboot.io/v1alpha1", "kubeboot.io/v2", "apiVersion: unsupported \"kubeboot.io/v2\""),
+    (EXAMPLE, "kind: Cluster", "kind: Clusters", "kind: expected \"Cluster\""),
+    (EXAMPLE, "    adminUsername: azureuser", "    adminUsername: azureuser\n    adminPassword: x", "spec.ssh.adminPassword: unknown field"),
+    (EXAMPLE, "  network:", "  netwerk: {}\n  network:", "spec.netwerk: unknown field"),
+    (EXAMPLE, "count: 3", "count: three", "spec.pools[0].count: invalid type"),
+    (EXAMPLE, "count: 0", "count: -1", "spec.pools[2].count: invalid value"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/33", "spec.network.podCIDR: invalid"),
+    (EXAMPLE, "v1.37.1", "v1.37", "spec.kubernetesVersion: \"v1.37\" is not a version"),
+    (EXAMPLE, ":NoSchedule", ":Sometimes", "spec.pools[2].taints[0]: taint"),
+    (EXAMPLE, "role: worker", "role: boss", "spec.pools[1].role: unknown variant"),
+    (EXAMPLE, "store: local", "store: s3", "spec.secrets.store: unknown variant"),
+    // Names Azure would refuse.
+    (EXAMPLE, "name: demo", "name: Demo", "metadata.name: \"Demo\" must be"),
+    (EXAMPLE, "name: demo", "name: demo-cluster-with-a-very-long-name-x", "metadata.name: \"demo-cluster-with-a-very-long-name-x\" must be 1-32"),
+    (EXAMPLE, "name: demo", "name: demo_1", "metadata.name: \"demo_1\" must be"),
+    (EXAMPLE, "name: demo", "name: kubernetes", "metadata.name: \"kubernetes\" is the cloud provider's default"),
+    (EXAMPLE, "name: gpu", "name: gpu-", "spec.pools[2].name: \"gpu-\" must be"),
+    (EXAMPLE, "resourceGroup: demo-rg", "resourceGroup: demo-rg.", "spec.azure.resourceGroup: \"demo-rg.\" must be"),
+    (EXAMPLE, "location: westeurope", "location: West Europe", "spec.azure.location: \"West Europe\" is not an Azure region"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    dnsLabel: x", "spec.azure.dnsLabel: \"x\" must be at least 3"),
+    (EXAMPLE, "vmSize: Standard_D4s_v5", "vmSize: D4s_v5", "spec.pools[1].vmSize: \"D4s_v5\" is not an Azure VM size"),
+    (EXAMPLE, "adminUsername: azureuser", "adminUsername: root", "spec.ssh.adminUsername: \"root\" is reserved"),
+    // The Azure environment: NodeConfig's rules at the spec's paths.
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: AzureGermanCloud", "spec.azure.cloud: unknown variant"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom", "spec.azure.customCloud: required when cloud is Custom"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\"}", "spec.azure.customCloud: only allowed when cloud is Custom"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"http://vault.example.test\"}", "spec.azure.customCloud.keyVaultResource: \"http://vault.example.test\" must start with https://"),
+    // Versions and GUIDs.
+    (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
+    (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),
+    (EXAMPLE, "v1.37.1", "v1.34.2", "spec.kubernetesVersion: Kubernetes 1.34 reached its end of life on 2026-10-27"),
+    (EXAMPLE, "  network:", "  apiServer:\n    extraArgs:\n      feature-gates: \"SidecarContainers=true\"\n  network:", "spec.apiServer.extraArgs.feature-gates: Kubernetes 1.37 removed the feature gate SidecarContainers"),
+    (EXAMPLE, "tenantId: 11111111-2222-4333-8444-555555555555", "tenantId: 11111111-2222-4333-8444-55555555555", "spec.azure.tenantId: \"11111111-2222-4333-8444-55555555555\" is not a GUID"),
+    (EXAMPLE, "subscriptionId: 66666666-7777-4888-9999-000000000000", "subscriptionId: my-subscription", "spec.azure.subscriptionId: \"my-subscription\" is not a GUID"),
+    // Container runtime artifacts.
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
+    (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
+    // Networks.
+    (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),
+    (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.0.0.0/8", "spec.network.vnetCIDR: 10.0.0.0/8 overlaps spec.network.podCIDR"),
+    (EXAMPLE, "serviceCIDR: 10.96.0.0/12", "serviceCIDR: 172.16.0.0/11", "spec.network.serviceCIDR: 172.16.0.0/11 is larger"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/23", "spec.network.podCIDR: 10.244.0.0/23 holds 2 node ranges"),
+    (EXAMPLE, "subnetCIDR: 10.240.1.0/24", "subnetCIDR: 10.241.1.0/24", "spec.pools[1].subnetCIDR: 10.241.1.0/24 is outside spec.network.vnetCIDR"),
+    (EXAMPLE, "subnetCIDR: 10.240.2.0/24", "subnetCIDR: 10.240.1.128/25", "spec.pools[2].subnetCIDR: 10.240.1.128/25 overlaps spec.pools[1].subnetCIDR"),
+    (EXAMPLE, "subnetCIDR: 10.240.0.0/24", "subnetCIDR: 10.240.0.0/30", "spec.pools[0].subnetCIDR: 10.240.0.0/30 has 0 usable addresses"),
+    (EXAMPLE, "    vnetCIDR: 10.240.0.0/16\n", "", "spec.network.vnetCIDR: is required with spec.azure"),
+    (EXAMPLE, "      subnetCIDR: 10.240.2.0/24\n", "", "spec.pools[2].subnetCIDR: is required with spec.azure"),
+    // Pools.
+    (EXAMPLE, "name: gpu", "name: general", "spec.pools[2].name: \"general\" is already used by spec.pools[1]"),
+    (EXAMPLE, "role: master", "role: worker", "spec.pools: needs exactly one pool with role master, found none"),
+    (EXAMPLE, "taints: [\"nvidia.com/gpu=present:NoSchedule\"]", "taints: [\"nvidia.com/gpu=present:NoSchedule\", \"nvidia.com/gpu=absent:NoSchedule\"]", "spec.pools[2].taints[1]: nvidia.com/gpu=absent:NoSchedule repeats"),
+    (EXAMPLE, "role: worker\n      count: 0", "role: master\n      count: 1", "spec.pools[2].role: only one pool may be master; spec.pools[0] already is"),
+    (EXAMPLE, "count: 3", "count: 0", "spec.pools[0].count: a master pool needs at least one node"),
+    (EXAMPLE, "zones: [\"1\"]", "zones: [\"4\"]", "spec.pools[2].zones[0]: \"4\" is not an Azure availability zone"),
+    (EXAMPLE, "zones: [\"1\", \"2\", \"3\"]", "zones: [\"1\", \"1\"]", "spec.pools[0].zones[1]: zone \"1\" is listed twice"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {\"bad key!\": general}", "spec.pools[1].labels.bad key!: \"bad key!\" must be"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {workload: \"gen eral\"}", "spec.pools[1].labels.workload: \"gen eral\" must be"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {node-role.kubernetes.io/worker: \"\"}", "spec.pools[1].labels.node-role.kubernetes.io/worker: \"node-role.kubernetes.io/worker\" is in a kubernetes.io/k8s.io namespace"),
+    // Provider rules.
+    (EXAMPLE, "  network:", "  controlPlaneEndpoint: api.example.com:6443\n  network:", "spec.controlPlaneEndpoint: is derived on Azure"),
+    (EXAMPLE, "  network:", "  initNode: demo-master-0\n  network:", "spec.initNode: is not used on Azure"),
+    (PLAIN, "  controlPlaneEndpoint: 192.168.122.10:6443\n", "", "spec.controlPlaneEndpoint: is required without spec.azure"),
+    (PLAIN, "192.168.122.10:6443", "192.168.122.10", "spec.controlPlaneEndpoint: \"192.168.122.10\" needs a port"),
+    (PLAIN, "  initNode: local-master-0\n", "", "spec.initNode: is required without spec.azure"),
+    (PLAIN, "initNode: local-master-0", "initNode: Local_Master", "spec.initNode: \"Local_Master\" is not a valid node name"),
+    (PLAIN, "      count: 1\n", "      count: 1\n      vmSize: Standard_D2s_v5\n", "spec.pools[0].vmSize: only applies with spec.azure"),
+    (PLAIN, "    podCIDR", "    vnetCIDR: 10.240.0.0/16\n    podCIDR", "spec.network.vnetCIDR: only applies with spec.azure"),
+    (PLAIN, "      count: 2\n", "      count: 2\n      zones: [\"1\"]\n", "spec.pools[1].zones: only applies with spec.azure"),
+    (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-mode: AlwaysAllow}", "spec.apiServer.extraArgs"),
+];
+
+#[test]
+fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
+    assert!(CASES.len() >= 25);
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, (base, from, to, expected)) in CASES.iter().enumerate() {
+        assert!(
+            base.contains(from),
+            "case {i}: {from:?} is not in the base spec"
+        );
+        let spec = dir.path().join(format!("spec-{i}.yaml"));
+        std::fs::write(&spec, base.replacen(from, to, 1)).unwrap();
+        let out = dir.path().join(format!("out-{i}"));
+        let o = gen_render(&spec, &out);
+        let err = stderr(&o);
+        let found = err.lines().any(|l| {
+            l.strip_prefix("error: ")
+                .is_some_and(|l| l.starts_with(expected))
+        });
+        if o.status.code() != Some(2) || !found || out.exists() {
+            failures.push(format!(
+                "case {i} ({expected}): status {:?}, out written: {}, stderr:\n{err}",
+                o.status.code(),
+                out.exists()
+            ));
+        }
+        // Every diagnostic is one line naming a field.
+        for line in err.lines() {
+            assert!(
+                line.starts_with("error: ") || line.starts_with("warning: "),
+                "case {i}: stray output line {line:?}"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = EXAMPLE
+        .replacen("name: demo", "name: Demo", 1)
+        .replacen("location: westeurope", "location: West Europe", 1)
+        .replacen("zones: [\"1\"]", "zones: [\"7\"]", 1);
+    std::fs::write(&spec, text).unwrap();
+    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    for path in [
+        "metadata.name:",
+        "spec.azure.location:",
+        "spec.pools[2].zones[0]:",
+    ] {
+        assert!(
+            err.contains(&format!("error: {path}")),
+            "{path} missing in:\n{err}"
+        );
+    }
+    assert_eq!(err.lines().count(), 3, "{err}");
+}
+
+#[test]
+fn an_even_master_count_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(&spec, EXAMPLE.replacen("count: 3", "count: 2", 1)).unwrap();
+    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("warning: spec.pools[0].count: 2 masters"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,12 @@
+//! The generator's integration tests, one binary (as ripgrep does): a module per concern, sharing `common`.
+
+mod arm;
+mod azure_runbook;
+mod bad_specs;
+mod common;
+mod custom_data_secrets;
+mod fuzz_spec;
+mod operations_doc;
+mod releases_doc;
+mod render;
+mod vault;

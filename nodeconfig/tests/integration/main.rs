@@ -1,0 +1,4 @@
+//! The contract crate's integration tests, one binary (as ripgrep does): a module per concern.
+
+mod contract;
+mod fuzz;
