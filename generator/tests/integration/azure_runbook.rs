@@ -4,9 +4,9 @@
 //! Azure CLI options themselves are not checked (no `az` here).
 
 use crate::common;
+use common::repo;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use common::render_arm;
@@ -18,10 +18,6 @@ use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_nodeconfig::KubernetesVersion;
 use kubeboot_test_kit::output::{stderr, stdout};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn runbook() -> String {
     std::fs::read_to_string(repo().join("docs/azure.md")).expect("docs/azure.md exists")

@@ -5,6 +5,7 @@ mod azure_runbook;
 mod bad_specs;
 mod common;
 mod custom_data_secrets;
+mod docs;
 mod fuzz_spec;
 mod operations_doc;
 mod releases_doc;

@@ -3,9 +3,10 @@
 //! ones, and `render --rotate` does what the document says (replaces every secret, unrefused).
 
 use crate::common;
+use common::repo;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::gen;
 use common::shell::{kubeboot_command_problems, Shell};
@@ -14,10 +15,6 @@ use kubeboot_gen::names::Names;
 use kubeboot_gen::validate::{validate_text, EXAMPLE_SPEC};
 use kubeboot_test_kit::output::{stderr, stdout};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn doc() -> String {
     std::fs::read_to_string(repo().join("docs/operations.md")).expect("docs/operations.md exists")
@@ -28,12 +25,6 @@ fn doc_shell(text: &str) -> Shell {
     let mut shell = Shell::parse(text);
     shell.lines.extend(Shell::inline_code(text).lines);
     shell
-}
-
-#[test]
-fn the_readme_links_the_operations_doc() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(readme.contains("](docs/operations.md)"));
 }
 
 #[test]

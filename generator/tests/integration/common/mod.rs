@@ -13,6 +13,11 @@ use serde_json::Value;
 
 pub mod shell;
 
+/// The repository's top directory (the README and docs/ are read from there).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 pub fn gen_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kubeboot-gen")
 }

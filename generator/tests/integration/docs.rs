@@ -3,15 +3,12 @@
 //! command line in any of them exists. (docs/operations.md, docs/azure.md and docs/releases.md
 //! have their own, deeper checks.)
 
-mod common;
+use crate::common;
+use common::repo;
 
 use std::path::{Path, PathBuf};
 
 use common::shell::{kubeboot_command_problems, Shell};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// README.md and every Markdown file under docs/, as (path, text).
 fn documents() -> Vec<(PathBuf, String)> {
