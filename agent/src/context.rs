@@ -2,7 +2,6 @@
 //! (once the metadata phase has run) the node facts. Built once per command.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -20,8 +19,6 @@ pub struct Context {
     pub root: Root,
     pub config: NodeConfig,
     pub runner: Runner,
-    /// Phases the operator skipped in this run (`--skip`); the final phase accepts them as handled.
-    pub skipped: BTreeSet<String>,
     current_phase: Cell<&'static str>,
 }
 
@@ -31,7 +28,6 @@ impl Context {
             runner: Runner::new(root.clone(), dry_run),
             root,
             config,
-            skipped: BTreeSet::new(),
             current_phase: Cell::new("-"),
         }
     }
