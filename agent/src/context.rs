@@ -10,7 +10,8 @@ use tracing::warn;
 
 use crate::exec::{Cmd, Runner};
 use crate::facts::{NodeFacts, NodeKind};
-use crate::markers::{self, Markers, FACTS_FILE};
+use crate::markers::{self, Markers};
+use crate::paths::{self, FACTS_FILE};
 use crate::provider::{self, Provider, Report};
 use crate::retry::Waiting;
 use crate::root::Root;
@@ -100,7 +101,7 @@ impl Context {
 
     /// The node facts the metadata phase wrote, or None before it ran.
     pub fn try_facts(&self) -> Result<Option<NodeFacts>> {
-        markers::read_json(&self.root.path(FACTS_FILE))
+        markers::read_json(&self.root.path(paths::FACTS_FILE))
     }
 
     pub fn facts(&self) -> Result<NodeFacts> {

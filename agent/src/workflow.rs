@@ -17,7 +17,8 @@ use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
 use crate::fsx;
-use crate::markers::{self, DoneRecord, FailedRecord, Markers, WaitingRecord, DONE_MARKER};
+use crate::markers::{self, DoneRecord, FailedRecord, Markers, WaitingRecord};
+use crate::paths::{self, DONE_MARKER};
 use crate::phases::{Step, STEPS};
 
 /// What `run` walks and `plan`/`status` show, in order: every phase of `phases::STEPS`, then the
@@ -167,10 +168,6 @@ pub fn stage_state(ctx: Option<&Context>, markers: &Markers, stage: Stage) -> Re
     })
 }
 
-/// Held for a whole run: the phases and the sweep of staging leftovers assume that no other run
-/// writes the node's files at the same time.
-pub const RUN_LOCK: &str = "/var/lib/kubeboot/run.lock";
-
 /// Every tree the agent writes files in (see the phases' outputs).
 const WRITTEN_TREES: &[&str] = &[
     "/etc",
@@ -183,7 +180,7 @@ const WRITTEN_TREES: &[&str] = &[
 /// Takes the run lock, then removes the partial staging files a killed run left behind (its
 /// writes are atomic, but a SIGKILL skips the clean-up of the temporary file it was filling).
 fn begin_run(ctx: &Context) -> Result<Flock<File>> {
-    let path = ctx.root.path(RUN_LOCK);
+    let path = ctx.root.path(paths::RUN_LOCK);
     fs::create_dir_all(path.parent().expect("the lock has a directory"))
         .with_context(|| format!("creating the directory of {}", path.display()))?;
     let file = fs::OpenOptions::new()
@@ -317,7 +314,7 @@ fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -
     }
     let facts = ctx.facts()?;
     markers::write_json(
-        &ctx.root.path(DONE_MARKER),
+        &ctx.root.path(paths::DONE_MARKER),
         &json!({
             "finishedAt": markers::timestamp(SystemTime::now()),
             "node": facts.node_name,
