@@ -42,11 +42,16 @@ pub const ENCRYPTION_CONFIG_FILE: &str = "/etc/kubernetes/encryption/config.yaml
 pub const OIDC_CA_FILE: &str = "/etc/kubernetes/oidc/ca.crt";
 
 // Units, the container runtime and the OS.
+pub const ETC_DIR: &str = "/etc";
+pub const FSTAB: &str = "/etc/fstab";
+pub const HOSTS_FILE: &str = "/etc/hosts";
 pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
 pub const KUBELET_UNIT: &str = "/etc/systemd/system/kubelet.service";
 pub const KUBELET_DROP_IN: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
+pub const CONTAINERD_CONFIG_DIR: &str = "/etc/containerd";
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const MODULES_LOAD_DIR: &str = "/etc/modules-load.d";
 pub const MODULES_FILE: &str = "/etc/modules-load.d/kubeboot.conf";
+pub const SYSCTL_DIR: &str = "/etc/sysctl.d";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-kubeboot.conf";
-pub const FSTAB: &str = "/etc/fstab";

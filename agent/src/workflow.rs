@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::artifacts;
 use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
@@ -168,14 +169,24 @@ pub fn stage_state(ctx: Option<&Context>, markers: &Markers, stage: Stage) -> Re
     })
 }
 
-/// Every tree the agent writes files in (see the phases' outputs).
+/// Where an atomic write of the agent stages its file (next to the target), so where a killed run
+/// can leave a partial one: the trees only kubeboot (and kubeadm) write in, swept whole...
 const WRITTEN_TREES: &[&str] = &[
-    "/etc",
-    "/var/lib/kubeboot",
-    "/var/lib/kubelet",
-    "/usr/local/bin",
-    "/opt/cni/bin",
+    paths::CONFIG_DIR,
+    paths::STATE_DIR,
+    paths::KUBERNETES_DIR,
+    paths::SYSTEMD_UNIT_DIR,
+    paths::CONTAINERD_CONFIG_DIR,
+    paths::MODULES_LOAD_DIR,
+    paths::SYSCTL_DIR,
+    artifacts::BIN_DIR,
+    artifacts::CNI_BIN_DIR,
 ];
+/// ...and /etc itself for fstab and hosts, without its subdirectories. Not the rest of /etc, nor
+/// the kubelet's tree (/var/lib/kubelet, which holds pod volume mounts): the agent writes neither.
+const WRITTEN_DIRS: &[&str] = &[paths::ETC_DIR];
+
+type Sweep = fn(&std::path::Path) -> Result<Vec<std::path::PathBuf>>;
 
 /// Takes the run lock, then removes the partial staging files a killed run left behind (its
 /// writes are atomic, but a SIGKILL skips the clean-up of the temporary file it was filling).
@@ -196,9 +207,15 @@ fn begin_run(ctx: &Context) -> Result<Flock<File>> {
             path.display()
         )
     })?;
-    for tree in WRITTEN_TREES {
+    let trees = WRITTEN_TREES
+        .iter()
+        .map(|t| (t, fsx::remove_staging_leftovers as Sweep));
+    let dirs = WRITTEN_DIRS
+        .iter()
+        .map(|d| (d, fsx::remove_staging_leftovers_in as Sweep));
+    for (tree, sweep) in trees.chain(dirs) {
         // A leftover only wastes space: a tree that cannot be swept must not stop the node.
-        match fsx::remove_staging_leftovers(&ctx.root.path(tree)) {
+        match sweep(&ctx.root.path(tree)) {
             Ok(removed) => {
                 for leftover in removed {
                     warn!(
@@ -391,7 +408,10 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::artifacts::BAKED_MANIFEST_PATH;
 
     /// The phase table of docs/agent.md: one row per stage that `run`, `plan` and `status` walk,
     /// in their order, so the document cannot drift from the code.
@@ -410,5 +430,44 @@ mod tests {
             .collect();
         let stages: Vec<&str> = Stage::all().map(|stage| stage.name()).collect();
         assert_eq!(documented, stages);
+    }
+
+    /// Every file the agent writes is where the sweep looks for its staging leftovers.
+    #[test]
+    fn the_sweep_covers_every_file_the_agent_writes() {
+        let swept = |file: &str| {
+            let dir = Path::new(file).parent().unwrap();
+            WRITTEN_DIRS.iter().any(|d| dir == Path::new(d))
+                || WRITTEN_TREES.iter().any(|t| dir.starts_with(t))
+        };
+        for file in [
+            paths::DONE_MARKER,
+            paths::FACTS_FILE,
+            &format!("{}/os.done", paths::PHASES_DIR),
+            paths::KUBEADM_CONFIG,
+            &format!("{}/flannel.yaml", paths::ADDONS_DIR),
+            BAKED_MANIFEST_PATH,
+            &format!("{}/etcd/ca.key", paths::PKI_DIR),
+            paths::ADMISSION_CONFIG_FILE,
+            paths::EVENT_RATE_LIMIT_FILE,
+            paths::AUDIT_POLICY_FILE,
+            paths::ENCRYPTION_CONFIG_FILE,
+            paths::OIDC_CA_FILE,
+            paths::KUBELET_UNIT,
+            paths::KUBELET_DROP_IN,
+            artifacts::CONTAINERD_UNIT,
+            paths::CONTAINERD_CONFIG,
+            paths::MODULES_FILE,
+            paths::SYSCTL_FILE,
+            paths::FSTAB,
+            paths::HOSTS_FILE,
+            &format!("{}/kubelet", artifacts::BIN_DIR),
+            &format!("{}/bridge", artifacts::CNI_BIN_DIR),
+        ] {
+            assert!(swept(file), "{file}");
+        }
+        for not_ours in ["/var/lib/kubelet/pods/x/volumes/y", "/etc/ssh/sshd_config"] {
+            assert!(!swept(not_ours), "{not_ours}");
+        }
     }
 }
