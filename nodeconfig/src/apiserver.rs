@@ -20,8 +20,9 @@ pub struct ApiServer {
     /// Extra kube-apiserver flags (without leading dashes); see `MANAGED_FLAGS` for the refused ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_args: BTreeMap<String, String>,
-    /// Admission plugins enabled in addition to `DEFAULT_ADMISSION_PLUGINS` (the API server's own
-    /// defaults, PodSecurity among them, stay on).
+    /// Admission plugins enabled in addition to those kubeboot always enables (the agent's
+    /// `policy::DEFAULT_ADMISSION_PLUGINS`; the API server's own defaults, PodSecurity among
+    /// them, stay on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admission_plugins: Vec<String>,
     /// Cluster-wide Pod Security Admission defaults (namespaces can still label themselves).
