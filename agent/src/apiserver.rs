@@ -9,14 +9,12 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use kubeboot_nodeconfig::{
-    NodeConfig, ADMISSION_CONFIG_FILE, APISERVER_CIPHER_SUITES, AUDIT_POLICY_FILE,
-    DEFAULT_ADMISSION_PLUGINS, ENCRYPTION_CONFIG_FILE, EVENT_RATE_LIMIT_FILE, OIDC_CA_FILE,
-};
+use kubeboot_nodeconfig::NodeConfig;
 use serde_json::{json, Value};
 
 use crate::fsx;
 use crate::root::Root;
+use crate::{paths, policy};
 
 const DEFAULT_AUDIT_POLICY: &str = include_str!("../files/audit-policy.yaml");
 /// Finished pods kept before the controller manager deletes them (CIS 1.3.1).
@@ -40,7 +38,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 pub fn api_server_args(config: &NodeConfig) -> Vec<(String, String)> {
     let api = &config.api_server;
     let mut plugins: Vec<&str> = Vec::new();
-    for plugin in DEFAULT_ADMISSION_PLUGINS
+    for plugin in policy::DEFAULT_ADMISSION_PLUGINS
         .iter()
         .copied()
         .chain(api.admission_plugins.iter().map(String::as_str))
@@ -52,13 +50,16 @@ pub fn api_server_args(config: &NodeConfig) -> Vec<(String, String)> {
     let mut args = pairs(&[
         ("authorization-mode", &api.authorization_modes.join(",")),
         ("enable-admission-plugins", &plugins.join(",")),
-        ("admission-control-config-file", ADMISSION_CONFIG_FILE),
+        (
+            "admission-control-config-file",
+            paths::ADMISSION_CONFIG_FILE,
+        ),
         ("profiling", "false"),
         ("service-account-lookup", "true"),
         ("service-account-extend-token-expiration", "false"),
         ("tls-min-version", "VersionTLS12"),
-        ("tls-cipher-suites", &APISERVER_CIPHER_SUITES.join(",")),
-        ("audit-policy-file", AUDIT_POLICY_FILE),
+        ("tls-cipher-suites", &policy::TLS_CIPHER_SUITES.join(",")),
+        ("audit-policy-file", paths::AUDIT_POLICY_FILE),
         ("audit-log-path", &api.audit.log_path),
         ("audit-log-maxage", &api.audit.max_age.to_string()),
         ("audit-log-maxbackup", &api.audit.max_backup.to_string()),
@@ -67,7 +68,7 @@ pub fn api_server_args(config: &NodeConfig) -> Vec<(String, String)> {
     if encryption_key(config).is_some() {
         args.extend(pairs(&[(
             "encryption-provider-config",
-            ENCRYPTION_CONFIG_FILE,
+            paths::ENCRYPTION_CONFIG_FILE,
         )]));
     }
     if let Some(oidc) = &api.oidc {
@@ -87,7 +88,7 @@ pub fn api_server_args(config: &NodeConfig) -> Vec<(String, String)> {
             }
         }
         if oidc.ca_pem.is_some() {
-            args.push(("oidc-ca-file".into(), OIDC_CA_FILE.into()));
+            args.push(("oidc-ca-file".into(), paths::OIDC_CA_FILE.into()));
         }
     }
     args.extend(api.extra_args.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -127,8 +128,16 @@ fn parent(path: &str) -> &str {
 /// kubeadm v1beta4 `extraVolumes` for the API server: each directory of ours at the same path.
 pub fn api_server_volumes(config: &NodeConfig) -> Value {
     let mut dirs = vec![
-        ("kubeboot-admission", parent(ADMISSION_CONFIG_FILE), true),
-        ("kubeboot-audit-policy", parent(AUDIT_POLICY_FILE), true),
+        (
+            "kubeboot-admission",
+            parent(paths::ADMISSION_CONFIG_FILE),
+            true,
+        ),
+        (
+            "kubeboot-audit-policy",
+            parent(paths::AUDIT_POLICY_FILE),
+            true,
+        ),
         (
             "kubeboot-audit-log",
             parent(&config.api_server.audit.log_path),
@@ -136,7 +145,11 @@ pub fn api_server_volumes(config: &NodeConfig) -> Value {
         ),
     ];
     if encryption_key(config).is_some() {
-        dirs.push(("kubeboot-encryption", parent(ENCRYPTION_CONFIG_FILE), true));
+        dirs.push((
+            "kubeboot-encryption",
+            parent(paths::ENCRYPTION_CONFIG_FILE),
+            true,
+        ));
     }
     if config
         .api_server
@@ -144,7 +157,7 @@ pub fn api_server_volumes(config: &NodeConfig) -> Value {
         .as_ref()
         .is_some_and(|o| o.ca_pem.is_some())
     {
-        dirs.push(("kubeboot-oidc", parent(OIDC_CA_FILE), true));
+        dirs.push(("kubeboot-oidc", parent(paths::OIDC_CA_FILE), true));
     }
     dirs.iter()
         .map(|(name, dir, read_only)| {
@@ -187,7 +200,7 @@ pub fn server_files(config: &NodeConfig) -> Result<Vec<ServerFile>> {
                     "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": ps.exempt_namespaces},
                 },
             },
-            {"name": "EventRateLimit", "path": EVENT_RATE_LIMIT_FILE},
+            {"name": "EventRateLimit", "path": paths::EVENT_RATE_LIMIT_FILE},
         ],
     });
     // Per-namespace and per-user limits keep one noisy client from flooding etcd with events.
@@ -201,15 +214,15 @@ pub fn server_files(config: &NodeConfig) -> Result<Vec<ServerFile>> {
     });
     let mut files = vec![
         ServerFile {
-            path: ADMISSION_CONFIG_FILE,
+            path: paths::ADMISSION_CONFIG_FILE,
             contents: yaml(&admission)?,
         },
         ServerFile {
-            path: EVENT_RATE_LIMIT_FILE,
+            path: paths::EVENT_RATE_LIMIT_FILE,
             contents: yaml(&event_rate_limit)?,
         },
         ServerFile {
-            path: AUDIT_POLICY_FILE,
+            path: paths::AUDIT_POLICY_FILE,
             contents: api
                 .audit
                 .policy
@@ -233,13 +246,13 @@ pub fn server_files(config: &NodeConfig) -> Result<Vec<ServerFile>> {
             }],
         });
         files.push(ServerFile {
-            path: ENCRYPTION_CONFIG_FILE,
+            path: paths::ENCRYPTION_CONFIG_FILE,
             contents: yaml(&encryption)?,
         });
     }
     if let Some(pem) = api.oidc.as_ref().and_then(|o| o.ca_pem.as_ref()) {
         files.push(ServerFile {
-            path: OIDC_CA_FILE,
+            path: paths::OIDC_CA_FILE,
             contents: pem.clone(),
         });
     }
@@ -306,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             arg(&args, "encryption-provider-config"),
-            Some(ENCRYPTION_CONFIG_FILE)
+            Some(paths::ENCRYPTION_CONFIG_FILE)
         );
         assert_eq!(arg(&args, "audit-log-maxage"), Some("30"));
         assert!(arg(&args, "oidc-issuer-url").is_none());
@@ -341,19 +354,19 @@ mod tests {
         );
         assert_eq!(arg(&args, "request-timeout"), Some("300s"));
         assert_eq!(arg(&args, "oidc-groups-claim"), Some("groups"));
-        assert_eq!(arg(&args, "oidc-ca-file"), Some(OIDC_CA_FILE));
+        assert_eq!(arg(&args, "oidc-ca-file"), Some(paths::OIDC_CA_FILE));
         assert_eq!(arg(&args, "oidc-username-prefix"), None);
         let files = server_files(&config).unwrap();
         let encryption = files
             .iter()
-            .find(|f| f.path == ENCRYPTION_CONFIG_FILE)
+            .find(|f| f.path == paths::ENCRYPTION_CONFIG_FILE)
             .unwrap();
         assert!(
             encryption.contents.contains("aescbc:"),
             "{}",
             encryption.contents
         );
-        assert!(files.iter().any(|f| f.path == OIDC_CA_FILE));
+        assert!(files.iter().any(|f| f.path == paths::OIDC_CA_FILE));
         let volumes = api_server_volumes(&config);
         let log = volumes
             .as_array()
@@ -389,7 +402,7 @@ mod tests {
             .encryption_key
             .as_ref()
             .unwrap();
-        let written = std::fs::read_to_string(root.path(ENCRYPTION_CONFIG_FILE)).unwrap();
+        let written = std::fs::read_to_string(root.path(paths::ENCRYPTION_CONFIG_FILE)).unwrap();
         assert!(written.contains(key.expose()));
         let mut worker = config.clone();
         worker.node.role = kubeboot_nodeconfig::Role::Worker;

@@ -2,7 +2,6 @@
 //! (once the metadata phase has run) the node facts. Built once per command.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -11,7 +10,8 @@ use tracing::warn;
 
 use crate::exec::{Cmd, Runner};
 use crate::facts::{NodeFacts, NodeKind};
-use crate::markers::{self, Markers, FACTS_FILE};
+use crate::markers::{self, Markers};
+use crate::paths::{self, FACTS_FILE};
 use crate::provider::{self, Provider, Report};
 use crate::retry::Waiting;
 use crate::root::Root;
@@ -20,8 +20,6 @@ pub struct Context {
     pub root: Root,
     pub config: NodeConfig,
     pub runner: Runner,
-    /// Phases the operator skipped in this run (`--skip`); the final phase accepts them as handled.
-    pub skipped: BTreeSet<String>,
     current_phase: Cell<&'static str>,
 }
 
@@ -31,7 +29,6 @@ impl Context {
             runner: Runner::new(root.clone(), dry_run),
             root,
             config,
-            skipped: BTreeSet::new(),
             current_phase: Cell::new("-"),
         }
     }
@@ -104,7 +101,7 @@ impl Context {
 
     /// The node facts the metadata phase wrote, or None before it ran.
     pub fn try_facts(&self) -> Result<Option<NodeFacts>> {
-        markers::read_json(&self.root.path(FACTS_FILE))
+        markers::read_json(&self.root.path(paths::FACTS_FILE))
     }
 
     pub fn facts(&self) -> Result<NodeFacts> {

@@ -8,9 +8,9 @@ use anyhow::Result;
 
 use crate::context::Context;
 use crate::fsx;
+use crate::paths::HOSTS_FILE;
 use crate::root::Root;
 
-pub const HOSTS_FILE: &str = "/etc/hosts";
 const BEGIN: &str =
     "# BEGIN kubeboot: control-plane endpoint on this master (Azure LBs do not hairpin)";
 const END: &str = "# END kubeboot";

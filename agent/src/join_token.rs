@@ -22,7 +22,7 @@ use tracing::info;
 
 use crate::context::Context;
 use crate::exec::{Cmd, Program};
-use crate::phases::control_plane_init::ADMIN_CONF;
+use crate::paths;
 
 /// Length of a rotation window.
 pub const WINDOW: Duration = Duration::from_secs(3600);
@@ -156,7 +156,7 @@ pub struct Rotation {
 
 /// kubectl as root on this master.
 fn kubectl(ctx: &Context, args: &[&str]) -> Cmd {
-    let admin_conf = ctx.arg_path(ADMIN_CONF);
+    let admin_conf = ctx.arg_path(paths::ADMIN_CONF);
     Cmd::new(
         Program::Kube("kubectl"),
         ["--kubeconfig", admin_conf.as_str()]

@@ -14,14 +14,28 @@ use kubeboot_nodeconfig::{NodeConfig, ProviderName};
 use serde_json::{json, Value};
 
 use crate::apiserver;
+use crate::context::Context;
 use crate::facts::{NodeFacts, NodeKind};
-use crate::phases::kubelet::{kubelet_configuration, kubelet_extra_args, CRI_SOCKET};
+use crate::fsx;
+use crate::kubelet::{cri_socket, kubelet_configuration, kubelet_extra_args};
+use crate::paths;
 
-pub const CONFIG_FILE: &str = "/etc/kubeboot/kubeadm.yaml";
-/// The group kubeadm's node bootstrap tokens belong to (its RBAC rules are bound to it).
 /// kubeadm's token discovery gives up after this (a Go duration, JoinConfiguration.timeouts).
 const JOIN_DISCOVERY_TIMEOUT: &str = "2m0s";
+/// The group kubeadm's node bootstrap tokens belong to (its RBAC rules are bound to it).
 const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// Writes kubeadm's configuration for `config` (with its secrets resolved); returns whether it
+/// changed.
+pub fn write_config(ctx: &Context, config: &NodeConfig) -> Result<bool> {
+    let text = render(config, &ctx.facts()?)?;
+    fsx::create_dir_with_mode(&ctx.root.path(paths::CONFIG_DIR), 0o700)?;
+    fsx::write_if_changed(
+        &ctx.root.path(paths::KUBEADM_CONFIG),
+        text.as_bytes(),
+        0o600,
+    )
+}
 
 fn args(pairs: &[(String, String)]) -> Value {
     pairs
@@ -59,7 +73,7 @@ fn taints(facts: &NodeFacts) -> Value {
 fn node_registration(facts: &NodeFacts) -> Value {
     json!({
         "name": facts.node_name,
-        "criSocket": CRI_SOCKET,
+        "criSocket": cri_socket(),
         "kubeletExtraArgs": args(&kubelet_extra_args(facts)),
         // An explicit list, so kubeadm adds nothing of its own (masters carry the control-plane
         // taint in it already).

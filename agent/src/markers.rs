@@ -12,13 +12,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx;
+use crate::paths::{self, PHASES_DIR};
 use crate::root::Root;
-
-pub const STATE_DIR: &str = "/var/lib/kubeboot";
-pub const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
-/// Written by the last phase; the systemd unit is conditioned on its absence.
-pub const DONE_MARKER: &str = "/var/lib/kubeboot/done";
-pub const FACTS_FILE: &str = "/var/lib/kubeboot/node-facts.json";
 
 /// Contents of `<phase>.done`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +129,7 @@ impl<'a> Markers<'a> {
     }
 
     pub fn all_done(&self) -> bool {
-        self.root.path(DONE_MARKER).exists()
+        self.root.path(paths::DONE_MARKER).exists()
     }
 }
 

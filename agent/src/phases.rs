@@ -1,5 +1,6 @@
 //! THE list of phases, in order, and which kind of node runs each. Everything else (the runner,
-//! `plan`, `status`) walks this list. One phase per file under `phases/`.
+//! `plan`, `status`) walks this list, then the final marker (`workflow::Stage`). One phase per
+//! file under `phases/`.
 
 use anyhow::Result;
 
@@ -9,7 +10,6 @@ use crate::facts::NodeKind;
 pub mod addons;
 pub mod container_runtime;
 pub mod control_plane_init;
-pub mod done;
 pub mod harden;
 pub mod install;
 pub mod join;
@@ -63,41 +63,11 @@ pub static STEPS: &[Step] = &[
     Step { phase: &harden::Harden, runs_on: EVERY_NODE },
     Step { phase: &addons::Addons, runs_on: FIRST_MASTER },
     Step { phase: &join_token::JoinToken, runs_on: MASTERS },
-    Step { phase: &done::Done, runs_on: EVERY_NODE },
 ];
 
 impl Step {
     /// True when the phase runs whatever the node's kind (so the kind need not be known yet).
     pub fn runs_on_every_node(&self) -> bool {
         EVERY_NODE.iter().all(|k| self.runs_on.contains(k))
-    }
-}
-
-pub fn find(name: &str) -> Option<&'static Step> {
-    STEPS.iter().find(|s| s.phase.name() == name)
-}
-
-pub fn names() -> Vec<&'static str> {
-    STEPS.iter().map(|s| s.phase.name()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    /// The phase table of docs/agent.md: one row per phase, in the order of `STEPS`, so the
-    /// document cannot drift from the code.
-    #[test]
-    fn the_documented_phase_table_is_the_phase_list() {
-        let doc = include_str!("../../docs/agent.md");
-        let table = doc
-            .split_once("| phase | runs on | what it does |")
-            .expect("docs/agent.md has the phase table")
-            .1;
-        let documented: Vec<&str> = table
-            .lines()
-            .skip(2) // the rest of the header line and the separator
-            .take_while(|line| line.starts_with('|'))
-            .filter_map(|line| line.split('`').nth(1))
-            .collect();
-        assert_eq!(documented, super::names());
     }
 }

@@ -1,22 +1,88 @@
-//! Walks `phases::STEPS`: runs what is not done (re-verifying what is), records markers, and tells
-//! `plan` and `status` what each phase's state is and why.
+//! Walks `phases::STEPS` and then writes the final marker: runs what is not done (re-verifying
+//! what is), records markers, and tells `plan` and `status` what each stage's state is and why
+//! (`stage_state`, the one place that decides it).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Instant, SystemTime};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
+use serde_json::json;
 use tracing::{info, warn};
 
+use crate::artifacts;
 use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
 use crate::fsx;
-use crate::markers::{Markers, WaitingRecord};
-use crate::phases::{self, Step, STEPS};
+use crate::markers::{self, DoneRecord, FailedRecord, Markers, WaitingRecord};
+use crate::paths::{self, DONE_MARKER};
+use crate::phases::{Step, STEPS};
+
+/// What `run` walks and `plan`/`status` show, in order: every phase of `phases::STEPS`, then the
+/// final marker, which the runner writes once every phase for this node is done.
+#[derive(Clone, Copy)]
+pub enum Stage {
+    Phase(&'static Step),
+    FinalMarker,
+}
+
+/// The name `plan`, `status`, `--only` and `--skip` use for the final marker.
+pub const FINAL_MARKER: &str = "done";
+
+impl Stage {
+    pub fn all() -> impl Iterator<Item = Stage> {
+        STEPS
+            .iter()
+            .map(Stage::Phase)
+            .chain(std::iter::once(Stage::FinalMarker))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Phase(step) => step.phase.name(),
+            Stage::FinalMarker => FINAL_MARKER,
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Stage::Phase(step) => step.phase.description(),
+            Stage::FinalMarker => "write the final marker once every phase for this node is done",
+        }
+    }
+
+    fn applicability(&self, ctx: &Context) -> Result<Applicability> {
+        let Stage::Phase(step) = self else {
+            return Ok(Applicability::Applies);
+        };
+        if !step.runs_on_every_node() {
+            match ctx.node_kind()? {
+                None => return Ok(Applicability::Undecided(step.runs_on)),
+                Some(kind) if !step.runs_on.contains(&kind) => {
+                    return Ok(Applicability::NotForKind(kind))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(if step.phase.applies_to(ctx)? {
+            Applicability::Applies
+        } else {
+            Applicability::NotNeeded
+        })
+    }
+
+    fn verify(&self, ctx: &Context) -> Result<()> {
+        match self {
+            Stage::Phase(step) => step.phase.verify(ctx),
+            Stage::FinalMarker if Markers::new(&ctx.root).all_done() => Ok(()),
+            Stage::FinalMarker => bail!("{DONE_MARKER} is missing"),
+        }
+    }
+}
 
 /// Which phases a `run` touches (`--only` / `--skip`).
 #[derive(Debug, Clone, Default)]
@@ -28,10 +94,11 @@ pub struct Selection {
 impl Selection {
     pub fn check(&self) -> Result<()> {
         for name in self.only.iter().chain(&self.skip) {
-            if phases::find(name).is_none() {
+            if !Stage::all().any(|stage| stage.name() == name) {
+                let names: Vec<&str> = Stage::all().map(|stage| stage.name()).collect();
                 return Err(Stop::BadConfig(format!(
                     "unknown phase {name:?} (phases: {})",
-                    phases::names().join(", ")
+                    names.join(", ")
                 ))
                 .into());
             }
@@ -40,7 +107,7 @@ impl Selection {
     }
 }
 
-/// Whether a step runs on this node.
+/// Whether a stage runs on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applicability {
     Applies,
@@ -48,44 +115,83 @@ pub enum Applicability {
     NotForKind(NodeKind),
     /// The phase itself says it has nothing to do here.
     NotNeeded,
-    /// The node's kind is not decided yet (the metadata phase decides it for masters).
-    Undecided,
+    /// The node's kind is not decided yet (the metadata phase decides it for masters); the
+    /// stage runs on these kinds. Also what `status` assumes without a readable NodeConfig.
+    Undecided(&'static [NodeKind]),
 }
 
-pub fn applicability(ctx: &Context, step: &Step) -> Result<Applicability> {
-    if !step.runs_on_every_node() {
-        match ctx.node_kind()? {
-            None => return Ok(Applicability::Undecided),
-            Some(kind) if !step.runs_on.contains(&kind) => {
-                return Ok(Applicability::NotForKind(kind))
+/// What the markers say of a stage, checked against the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Done(DoneRecord),
+    /// Done earlier, but its invariant no longer holds (the reason): it runs again.
+    Stale(DoneRecord, String),
+    NotDone,
+}
+
+/// A stage's state on this node: the one place that combines applicability, markers and `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageState {
+    pub applicability: Applicability,
+    pub progress: Progress,
+    /// Its last failure, until it is done.
+    pub failed: Option<FailedRecord>,
+    /// While the stage retries something outside the node: what and why (see `retry`).
+    pub waiting: Option<WaitingRecord>,
+}
+
+/// The state of `stage`. Without a context (no readable NodeConfig) neither applicability nor
+/// the invariants can be checked: the stage counts as undecided, and a done marker as done.
+pub fn stage_state(ctx: Option<&Context>, markers: &Markers, stage: Stage) -> Result<StageState> {
+    let name = stage.name();
+    let applicability = match ctx {
+        Some(ctx) => stage
+            .applicability(ctx)
+            .with_context(|| format!("phase {name}"))?,
+        None => Applicability::Undecided(&[]),
+    };
+    let progress = match (markers.done(name)?, ctx) {
+        // The invariants are only checked where the stage runs.
+        (Some(done), Some(ctx)) if applicability == Applicability::Applies => {
+            match stage.verify(ctx) {
+                Ok(()) => Progress::Done(done),
+                Err(e) => Progress::Stale(done, format!("{e:#}")),
             }
-            Some(_) => {}
         }
-    }
-    Ok(if step.phase.applies_to(ctx)? {
-        Applicability::Applies
-    } else {
-        Applicability::NotNeeded
+        (Some(done), _) => Progress::Done(done),
+        (None, _) => Progress::NotDone,
+    };
+    Ok(StageState {
+        applicability,
+        progress,
+        failed: markers.failed(name)?,
+        waiting: markers.waiting(name)?,
     })
 }
 
-/// Held for a whole run: the phases and the sweep of staging leftovers assume that no other run
-/// writes the node's files at the same time.
-pub const RUN_LOCK: &str = "/var/lib/kubeboot/run.lock";
-
-/// Every tree the agent writes files in (see the phases' outputs).
+/// Where an atomic write of the agent stages its file (next to the target), so where a killed run
+/// can leave a partial one: the trees only kubeboot (and kubeadm) write in, swept whole...
 const WRITTEN_TREES: &[&str] = &[
-    "/etc",
-    "/var/lib/kubeboot",
-    "/var/lib/kubelet",
-    "/usr/local/bin",
-    "/opt/cni/bin",
+    paths::CONFIG_DIR,
+    paths::STATE_DIR,
+    paths::KUBERNETES_DIR,
+    paths::SYSTEMD_UNIT_DIR,
+    paths::CONTAINERD_CONFIG_DIR,
+    paths::MODULES_LOAD_DIR,
+    paths::SYSCTL_DIR,
+    artifacts::BIN_DIR,
+    artifacts::CNI_BIN_DIR,
 ];
+/// ...and /etc itself for fstab and hosts, without its subdirectories. Not the rest of /etc, nor
+/// the kubelet's tree (/var/lib/kubelet, which holds pod volume mounts): the agent writes neither.
+const WRITTEN_DIRS: &[&str] = &[paths::ETC_DIR];
+
+type Sweep = fn(&std::path::Path) -> Result<Vec<std::path::PathBuf>>;
 
 /// Takes the run lock, then removes the partial staging files a killed run left behind (its
 /// writes are atomic, but a SIGKILL skips the clean-up of the temporary file it was filling).
 fn begin_run(ctx: &Context) -> Result<Flock<File>> {
-    let path = ctx.root.path(RUN_LOCK);
+    let path = ctx.root.path(paths::RUN_LOCK);
     fs::create_dir_all(path.parent().expect("the lock has a directory"))
         .with_context(|| format!("creating the directory of {}", path.display()))?;
     let file = fs::OpenOptions::new()
@@ -101,9 +207,15 @@ fn begin_run(ctx: &Context) -> Result<Flock<File>> {
             path.display()
         )
     })?;
-    for tree in WRITTEN_TREES {
+    let trees = WRITTEN_TREES
+        .iter()
+        .map(|t| (t, fsx::remove_staging_leftovers as Sweep));
+    let dirs = WRITTEN_DIRS
+        .iter()
+        .map(|d| (d, fsx::remove_staging_leftovers_in as Sweep));
+    for (tree, sweep) in trees.chain(dirs) {
         // A leftover only wastes space: a tree that cannot be swept must not stop the node.
-        match fsx::remove_staging_leftovers(&ctx.root.path(tree)) {
+        match sweep(&ctx.root.path(tree)) {
             Ok(removed) => {
                 for leftover in removed {
                     warn!(
@@ -118,7 +230,7 @@ fn begin_run(ctx: &Context) -> Result<Flock<File>> {
     Ok(lock)
 }
 
-/// Runs the selected phases in order; stops at the first failure (recorded in its `.failed`).
+/// Runs the selected stages in order; stops at the first failure (recorded in its `.failed`).
 /// Under dry-run no markers are written, so a later real run still does everything.
 pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
     selection.check()?;
@@ -128,8 +240,8 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
         Some(begin_run(ctx)?)
     };
     let markers = Markers::new(&ctx.root);
-    for step in STEPS {
-        let name = step.phase.name();
+    for stage in Stage::all() {
+        let name = stage.name();
         if selection.only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
@@ -138,7 +250,8 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
             continue;
         }
         ctx.set_phase(name);
-        match applicability(ctx, step)? {
+        let state = stage_state(Some(ctx), &markers, stage)?;
+        match state.applicability {
             Applicability::Applies => {}
             Applicability::NotForKind(kind) if selection.only.is_none() => {
                 info!(phase = name, "not run on a {kind}");
@@ -155,24 +268,27 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
                 .into())
             }
         }
-        if markers.done(name)?.is_some() {
-            match step.phase.verify(ctx) {
-                Ok(()) => {
-                    info!(phase = name, "already done");
-                    continue;
-                }
-                Err(e) => {
-                    warn!(phase = name, "done earlier, but {e:#}; running it again");
-                    if !ctx.dry_run() {
-                        markers.clear_done(name)?;
-                    }
+        match state.progress {
+            Progress::Done(_) => {
+                info!(phase = name, "already done");
+                continue;
+            }
+            Progress::Stale(_, why) => {
+                warn!(phase = name, "done earlier, but {why}; running it again");
+                if !ctx.dry_run() {
+                    markers.clear_done(name)?;
                 }
             }
+            Progress::NotDone => {}
         }
-        info!(phase = name, "starting: {}", step.phase.description());
+        info!(phase = name, "starting: {}", stage.description());
         let started = SystemTime::now();
         let clock = Instant::now();
-        match step.phase.run(ctx) {
+        let outcome = match stage {
+            Stage::Phase(step) => step.phase.run(ctx),
+            Stage::FinalMarker => write_final_marker(ctx, &markers, selection),
+        };
+        match outcome {
             Ok(()) => {
                 if !ctx.dry_run() {
                     markers.record_done(name, started, SystemTime::now())?;
@@ -190,6 +306,39 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `/var/lib/kubeboot/done` (the agent's systemd unit does not start again once it exists)
+/// when every phase that applies to this node is done or was skipped by the operator (`--skip`).
+fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -> Result<()> {
+    let mut missing = Vec::new();
+    for step in STEPS {
+        let stage = Stage::Phase(step);
+        let name = stage.name();
+        let state = stage_state(Some(ctx), markers, stage)?;
+        let done = matches!(state.progress, Progress::Done(_) | Progress::Stale(..));
+        if state.applicability == Applicability::Applies && !selection.skip.contains(name) && !done
+        {
+            missing.push(name);
+        }
+    }
+    if ctx.dry_run() {
+        println!("[dry-run] done: would write {DONE_MARKER}");
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        bail!("phases not done yet: {}", missing.join(", "));
+    }
+    let facts = ctx.facts()?;
+    markers::write_json(
+        &ctx.root.path(paths::DONE_MARKER),
+        &json!({
+            "finishedAt": markers::timestamp(SystemTime::now()),
+            "node": facts.node_name,
+            "kind": facts.kind,
+            "agentVersion": env!("CARGO_PKG_VERSION"),
+        }),
+    )
 }
 
 /// One phase's state for `status` (the JSON schema is documented in the README).
@@ -217,23 +366,25 @@ pub enum PhaseState {
     Skipped,
 }
 
-/// The state of every phase. Without a context (no readable NodeConfig) applicability is
-/// unknown, so not-done phases are pending.
+/// The state of every stage, as the markers record it (a stale one is still done). Without a
+/// context (no readable NodeConfig) applicability is unknown, so not-done phases are pending.
 pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<PhaseStatus>> {
     let markers = Markers::new(root);
-    STEPS
-        .iter()
-        .map(|step| {
-            let name = step.phase.name();
-            let done = markers.done(name)?;
-            let failed = markers.failed(name)?;
-            let waiting = markers.waiting(name)?;
-            let not_applicable = match ctx {
-                Some(ctx) => !matches!(
-                    applicability(ctx, step).with_context(|| format!("phase {name}"))?,
-                    Applicability::Applies | Applicability::Undecided
-                ),
-                None => false,
+    Stage::all()
+        .map(|stage| {
+            let StageState {
+                applicability,
+                progress,
+                failed,
+                waiting,
+            } = stage_state(ctx, &markers, stage)?;
+            let not_applicable = matches!(
+                applicability,
+                Applicability::NotForKind(_) | Applicability::NotNeeded
+            );
+            let done = match progress {
+                Progress::Done(done) | Progress::Stale(done, _) => Some(done),
+                Progress::NotDone => None,
             };
             let state = match (&done, &failed) {
                 (Some(_), _) => PhaseState::Done,
@@ -243,7 +394,7 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
                 (None, None) => PhaseState::Pending,
             };
             Ok(PhaseStatus {
-                name,
+                name: stage.name(),
                 state,
                 started_at: done.as_ref().map(|d| d.started_at.clone()),
                 finished_at: done.as_ref().map(|d| d.finished_at.clone()),
@@ -253,4 +404,70 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::artifacts::BAKED_MANIFEST_PATH;
+
+    /// The phase table of docs/agent.md: one row per stage that `run`, `plan` and `status` walk,
+    /// in their order, so the document cannot drift from the code.
+    #[test]
+    fn the_documented_phase_table_is_the_phase_list() {
+        let doc = include_str!("../../docs/agent.md");
+        let table = doc
+            .split_once("| phase | runs on | what it does |")
+            .expect("docs/agent.md has the phase table")
+            .1;
+        let documented: Vec<&str> = table
+            .lines()
+            .skip(2) // the rest of the header line and the separator
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| line.split('`').nth(1))
+            .collect();
+        let stages: Vec<&str> = Stage::all().map(|stage| stage.name()).collect();
+        assert_eq!(documented, stages);
+    }
+
+    /// Every file the agent writes is where the sweep looks for its staging leftovers.
+    #[test]
+    fn the_sweep_covers_every_file_the_agent_writes() {
+        let swept = |file: &str| {
+            let dir = Path::new(file).parent().unwrap();
+            WRITTEN_DIRS.iter().any(|d| dir == Path::new(d))
+                || WRITTEN_TREES.iter().any(|t| dir.starts_with(t))
+        };
+        for file in [
+            paths::DONE_MARKER,
+            paths::FACTS_FILE,
+            &format!("{}/os.done", paths::PHASES_DIR),
+            paths::KUBEADM_CONFIG,
+            &format!("{}/flannel.yaml", paths::ADDONS_DIR),
+            BAKED_MANIFEST_PATH,
+            &format!("{}/etcd/ca.key", paths::PKI_DIR),
+            paths::ADMISSION_CONFIG_FILE,
+            paths::EVENT_RATE_LIMIT_FILE,
+            paths::AUDIT_POLICY_FILE,
+            paths::ENCRYPTION_CONFIG_FILE,
+            paths::OIDC_CA_FILE,
+            paths::KUBELET_UNIT,
+            paths::KUBELET_DROP_IN,
+            artifacts::CONTAINERD_UNIT,
+            paths::CONTAINERD_CONFIG,
+            paths::MODULES_FILE,
+            paths::SYSCTL_FILE,
+            paths::FSTAB,
+            paths::HOSTS_FILE,
+            &format!("{}/kubelet", artifacts::BIN_DIR),
+            &format!("{}/bridge", artifacts::CNI_BIN_DIR),
+        ] {
+            assert!(swept(file), "{file}");
+        }
+        for not_ours in ["/var/lib/kubelet/pods/x/volumes/y", "/etc/ssh/sshd_config"] {
+            assert!(!swept(not_ours), "{not_ours}");
+        }
+    }
 }

@@ -20,8 +20,9 @@ pub struct ApiServer {
     /// Extra kube-apiserver flags (without leading dashes); see `MANAGED_FLAGS` for the refused ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_args: BTreeMap<String, String>,
-    /// Admission plugins enabled in addition to `DEFAULT_ADMISSION_PLUGINS` (the API server's own
-    /// defaults, PodSecurity among them, stay on).
+    /// Admission plugins enabled in addition to those kubeboot always enables (the agent's
+    /// `policy::DEFAULT_ADMISSION_PLUGINS`; the API server's own defaults, PodSecurity among
+    /// them, stay on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admission_plugins: Vec<String>,
     /// Cluster-wide Pod Security Admission defaults (namespaces can still label themselves).
@@ -132,7 +133,7 @@ pub struct Oidc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_prefix: Option<String>,
     /// PEM bundle of the CA that signs the issuer's TLS certificate, when it is not publicly
-    /// trusted; the agent writes it to `OIDC_CA_FILE`.
+    /// trusted; the agent writes it where `--oidc-ca-file` points.
     #[serde(default, rename = "caPEM", skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
 }
@@ -214,32 +215,6 @@ impl EncryptionProvider {
         }
     }
 }
-
-/// Where the agent writes the API server's files on a master; each directory is mounted read-only
-/// into the static pod at the same path (the audit log directory read-write).
-pub const ADMISSION_CONFIG_FILE: &str = "/etc/kubernetes/admission/config.yaml";
-pub const EVENT_RATE_LIMIT_FILE: &str = "/etc/kubernetes/admission/event-rate-limit.yaml";
-pub const AUDIT_POLICY_FILE: &str = "/etc/kubernetes/audit/policy.yaml";
-pub const ENCRYPTION_CONFIG_FILE: &str = "/etc/kubernetes/encryption/config.yaml";
-pub const OIDC_CA_FILE: &str = "/etc/kubernetes/oidc/ca.crt";
-
-/// Admission plugins kubeboot always enables (kubeadm's NodeRestriction, plus CIS 1.2.3 and 1.2.9).
-pub const DEFAULT_ADMISSION_PLUGINS: &[&str] = &[
-    "NodeRestriction",
-    "EventRateLimit",
-    "DenyServiceExternalIPs",
-];
-
-/// TLS cipher suites the API server offers (TLS 1.2; TLS 1.3 suites are not configurable): the
-/// AEAD ECDHE suites from CIS 1.2.29's list.
-pub const APISERVER_CIPHER_SUITES: &[&str] = &[
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-];
 
 /// Admission plugins of kube-apiserver 1.34–1.36 a user may enable.
 pub const KNOWN_ADMISSION_PLUGINS: &[&str] = &[

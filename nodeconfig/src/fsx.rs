@@ -26,6 +26,16 @@ pub const STAGING_PREFIX: &str = ".kubeboot-";
 /// Removes every staging file under `dir` (recursively, not following symlinks; a missing `dir`
 /// is fine) and returns what it removed. Only safe while nothing else writes under `dir`.
 pub fn remove_staging_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
+    sweep(dir, true)
+}
+
+/// `remove_staging_leftovers` in `dir` itself, not in its subdirectories (for a directory such
+/// as /etc, where the agent writes a few files among a tree it does not own).
+pub fn remove_staging_leftovers_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    sweep(dir, false)
+}
+
+fn sweep(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -36,7 +46,9 @@ pub fn remove_staging_leftovers(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let (path, kind) = (entry.path(), entry.file_type()?);
         if kind.is_dir() {
-            removed.extend(remove_staging_leftovers(&path)?);
+            if recursive {
+                removed.extend(sweep(&path, true)?);
+            }
         } else if kind.is_file()
             && entry
                 .file_name()
@@ -133,6 +145,24 @@ mod tests {
         assert!(remove_staging_leftovers(&dir.path().join("missing"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn staging_leftovers_in_one_directory_leave_its_subdirectories_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, here) = staging_file(&dir.path().join("hosts"))
+            .unwrap()
+            .keep()
+            .unwrap();
+        let (_, below) = staging_file(&dir.path().join("a/partial.conf"))
+            .unwrap()
+            .keep()
+            .unwrap();
+        assert_eq!(
+            remove_staging_leftovers_in(dir.path()).unwrap(),
+            vec![here.clone()]
+        );
+        assert!(!here.exists() && below.exists());
     }
 
     #[test]

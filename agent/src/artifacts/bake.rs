@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 
 use super::{install_with, ArtifactSet, BakedManifest, InstallOptions, InstallReport};
 use crate::fsx;
+use crate::paths;
 use crate::root::Root;
 
 const MACHINE_ID: &str = "/etc/machine-id";
@@ -22,9 +23,6 @@ const DBUS_MACHINE_ID: &str = "/var/lib/dbus/machine-id";
 const CLOUD_INIT_STATE: &str = "/var/lib/cloud";
 /// What `cloud-init clean --logs` removes.
 const CLOUD_INIT_LOGS: [&str; 2] = ["/var/log/cloud-init.log", "/var/log/cloud-init-output.log"];
-/// The agent's phase state; a baked image must start with none.
-const AGENT_STATE: &str = "/var/lib/kubeboot";
-
 /// Where packaged units live (the .deb installs the same files there).
 const UNIT_DIR: &str = "/lib/systemd/system";
 /// The repository's units, by path under `UNIT_DIR`.
@@ -132,7 +130,8 @@ pub fn prepare_first_boot(root: &Root) -> Result<()> {
     for log in CLOUD_INIT_LOGS {
         remove(&root.path(log))?;
     }
-    remove(&root.path(AGENT_STATE))
+    // The agent's phase state: a baked image must start with none.
+    remove(&root.path(paths::STATE_DIR))
 }
 
 /// Removes a file, symlink (not its target) or directory tree; absent is fine.

@@ -421,6 +421,34 @@ impl InstallReport {
     }
 }
 
+/// Installs `set` for the current phase (under dry-run: says what it would install).
+pub fn install_for_phase(ctx: &crate::context::Context, set: &ArtifactSet) -> Result<()> {
+    if ctx.dry_run() {
+        for a in &set.artifacts {
+            println!(
+                "[dry-run] {}: would install {} {} (baked, else {})",
+                ctx.phase(),
+                a.name,
+                a.version,
+                a.url
+            );
+        }
+        return Ok(());
+    }
+    let report = install(set, &ctx.root)?;
+    for a in &report.artifacts {
+        tracing::info!(
+            phase = ctx.phase(),
+            "{} {}: {:?}, {} bytes fetched",
+            a.name,
+            a.version,
+            a.source,
+            a.bytes
+        );
+    }
+    Ok(())
+}
+
 /// Installs `set` under `root` with the production defaults (see `install_with`).
 pub fn install(set: &ArtifactSet, root: &Root) -> Result<InstallReport> {
     install_with(set, root, &InstallOptions::default())

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use kubeboot_nodeconfig::Role;
 use serde::Deserialize;
 
-use super::files::{
-    APISERVER_MANIFEST, CONTROLLER_MANAGER_MANIFEST, ETCD_MANIFEST, SCHEDULER_MANIFEST,
-};
 use super::{manifest, verdict, Finding, Node, Status};
+use crate::paths;
 
 type Flags = BTreeMap<String, String>;
 
@@ -46,10 +44,10 @@ enum Component {
 impl Component {
     fn manifest(self) -> &'static str {
         match self {
-            Component::ApiServer => APISERVER_MANIFEST,
-            Component::ControllerManager => CONTROLLER_MANAGER_MANIFEST,
-            Component::Scheduler => SCHEDULER_MANIFEST,
-            Component::Etcd => ETCD_MANIFEST,
+            Component::ApiServer => paths::API_SERVER_MANIFEST,
+            Component::ControllerManager => paths::CONTROLLER_MANAGER_MANIFEST,
+            Component::Scheduler => paths::SCHEDULER_MANIFEST,
+            Component::Etcd => paths::ETCD_MANIFEST,
         }
     }
 }
@@ -508,7 +506,7 @@ fn etcd_ca_is_unique(node: &Node, flags: &Flags) -> (bool, String) {
     let Some(etcd_ca) = flags.get("trusted-ca-file") else {
         return (false, "--trusted-ca-file not set".into());
     };
-    let cluster_ca = manifest::flags(node, APISERVER_MANIFEST)
+    let cluster_ca = manifest::flags(node, paths::API_SERVER_MANIFEST)
         .ok()
         .and_then(|f| f.get("client-ca-file").cloned());
     let Some(cluster_ca) = cluster_ca else {

@@ -6,16 +6,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use kubeboot_nodeconfig::Role;
 
 use super::{kubelet, manifest, verdict, Finding, Node, Status};
+use crate::paths;
 
-pub const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
-pub const CONTROLLER_MANAGER_MANIFEST: &str =
-    "/etc/kubernetes/manifests/kube-controller-manager.yaml";
-pub const SCHEDULER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-scheduler.yaml";
-pub const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
-const PKI_DIR: &str = "/etc/kubernetes/pki";
-const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
-pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
-pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 /// Where kubelet's unit and kubeadm's drop-in live on Debian-family hosts (the upstream packages'
 /// paths, /usr/lib and /lib, and the /etc overrides). Every one present is audited.
 pub const KUBELET_SERVICE_FILES: &[&str] = &[
@@ -81,58 +73,55 @@ const fn node_item(id: &'static str, title: &'static str, target: Target, rule: 
     }
 }
 
-const ADMIN_CONFS: &[&str] = &[
-    "/etc/kubernetes/admin.conf",
-    "/etc/kubernetes/super-admin.conf",
-];
+const ADMIN_CONFS: &[&str] = &[paths::ADMIN_CONF, "/etc/kubernetes/super-admin.conf"];
 
 const ITEMS: &[FileItem] = &[
     item(
         "1.1.1",
         "API server pod specification file permissions are 600 or more restrictive",
-        Target::File(APISERVER_MANIFEST),
+        Target::File(paths::API_SERVER_MANIFEST),
         Rule::ModeWithin(0o600),
     ),
     item(
         "1.1.2",
         "API server pod specification file ownership is root:root",
-        Target::File(APISERVER_MANIFEST),
+        Target::File(paths::API_SERVER_MANIFEST),
         Rule::Owner,
     ),
     item(
         "1.1.3",
         "Controller manager pod specification file permissions are 600 or more restrictive",
-        Target::File(CONTROLLER_MANAGER_MANIFEST),
+        Target::File(paths::CONTROLLER_MANAGER_MANIFEST),
         Rule::ModeWithin(0o600),
     ),
     item(
         "1.1.4",
         "Controller manager pod specification file ownership is root:root",
-        Target::File(CONTROLLER_MANAGER_MANIFEST),
+        Target::File(paths::CONTROLLER_MANAGER_MANIFEST),
         Rule::Owner,
     ),
     item(
         "1.1.5",
         "Scheduler pod specification file permissions are 600 or more restrictive",
-        Target::File(SCHEDULER_MANIFEST),
+        Target::File(paths::SCHEDULER_MANIFEST),
         Rule::ModeWithin(0o600),
     ),
     item(
         "1.1.6",
         "Scheduler pod specification file ownership is root:root",
-        Target::File(SCHEDULER_MANIFEST),
+        Target::File(paths::SCHEDULER_MANIFEST),
         Rule::Owner,
     ),
     item(
         "1.1.7",
         "etcd pod specification file permissions are 600 or more restrictive",
-        Target::File(ETCD_MANIFEST),
+        Target::File(paths::ETCD_MANIFEST),
         Rule::ModeWithin(0o600),
     ),
     item(
         "1.1.8",
         "etcd pod specification file ownership is root:root",
-        Target::File(ETCD_MANIFEST),
+        Target::File(paths::ETCD_MANIFEST),
         Rule::Owner,
     ),
     item(
@@ -180,19 +169,19 @@ const ITEMS: &[FileItem] = &[
     item(
         "1.1.19",
         "Kubernetes PKI directory and file ownership is root:root",
-        Target::Tree(PKI_DIR, None),
+        Target::Tree(paths::PKI_DIR, None),
         Rule::Owner,
     ),
     item(
         "1.1.20",
         "Kubernetes PKI certificate file permissions are 644 or more restrictive",
-        Target::Tree(PKI_DIR, Some(".crt")),
+        Target::Tree(paths::PKI_DIR, Some(".crt")),
         Rule::ModeWithin(0o644),
     ),
     item(
         "1.1.21",
         "Kubernetes PKI key file permissions are 600",
-        Target::Tree(PKI_DIR, Some(".key")),
+        Target::Tree(paths::PKI_DIR, Some(".key")),
         Rule::ModeWithin(0o600),
     ),
     node_item(
@@ -222,13 +211,13 @@ const ITEMS: &[FileItem] = &[
     node_item(
         "4.1.5",
         "kubelet.conf file permissions are 600 or more restrictive",
-        Target::File(KUBELET_KUBECONFIG),
+        Target::File(paths::KUBELET_KUBECONFIG),
         Rule::ModeWithin(0o600),
     ),
     node_item(
         "4.1.6",
         "kubelet.conf file ownership is root:root",
-        Target::File(KUBELET_KUBECONFIG),
+        Target::File(paths::KUBELET_KUBECONFIG),
         Rule::Owner,
     ),
     node_item(
@@ -246,13 +235,13 @@ const ITEMS: &[FileItem] = &[
     node_item(
         "4.1.9",
         "kubelet config.yaml permissions are 600 or more restrictive",
-        Target::File(KUBELET_CONFIG),
+        Target::File(paths::KUBELET_CONFIG),
         Rule::ModeWithin(0o600),
     ),
     node_item(
         "4.1.10",
         "kubelet config.yaml ownership is root:root",
-        Target::File(KUBELET_CONFIG),
+        Target::File(paths::KUBELET_CONFIG),
         Rule::Owner,
     ),
 ];
@@ -321,10 +310,10 @@ fn resolve(node: &Node, target: &Target) -> Result<Vec<String>, String> {
             }
         }
         Target::EtcdDataDir => {
-            let dir = manifest::flags(node, ETCD_MANIFEST)
+            let dir = manifest::flags(node, paths::ETCD_MANIFEST)
                 .ok()
                 .and_then(|f| f.get("data-dir").cloned())
-                .unwrap_or_else(|| DEFAULT_ETCD_DATA_DIR.into());
+                .unwrap_or_else(|| paths::ETCD_DATA_DIR.into());
             match exists(&dir) {
                 true => Ok(vec![dir]),
                 false => Err(format!("etcd data directory {dir} is missing")),

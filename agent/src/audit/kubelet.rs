@@ -3,8 +3,8 @@
 
 use serde_yaml_ng::Value;
 
-use super::files::KUBELET_CONFIG;
 use super::{verdict, Finding, Node};
+use crate::paths::{self, KUBELET_CONFIG};
 
 /// Strong TLS cipher suites CIS 4.2.12 accepts for the kubelet.
 pub const KUBELET_STRONG_CIPHERS: &[&str] = &[
@@ -17,9 +17,6 @@ pub const KUBELET_STRONG_CIPHERS: &[&str] = &[
     "TLS_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_RSA_WITH_AES_128_GCM_SHA256",
 ];
-
-/// kubelet's default client CA path under kubeadm.
-const DEFAULT_CLIENT_CA: &str = "/etc/kubernetes/pki/ca.crt";
 
 enum Rule {
     Is(&'static str, Value),
@@ -107,7 +104,7 @@ fn items() -> Vec<KubeletItem> {
 
 fn load(node: &Node) -> Result<Value, String> {
     let text = node
-        .read(KUBELET_CONFIG)
+        .read(paths::KUBELET_CONFIG)
         .map_err(|e| format!("{KUBELET_CONFIG}: {e}"))?;
     serde_yaml_ng::from_str(&text).map_err(|e| format!("{KUBELET_CONFIG}: not YAML: {e}"))
 }
@@ -118,7 +115,7 @@ pub fn client_ca_file(node: &Node) -> Result<String, String> {
     Ok(lookup(&config, "authentication.x509.clientCAFile")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
-        .unwrap_or(DEFAULT_CLIENT_CA)
+        .unwrap_or(paths::CLUSTER_CA_CERT)
         .to_string())
 }
 

@@ -493,3 +493,19 @@ fn missing_files_fail_and_control_plane_items_do_not_apply_on_workers() {
     // 4.1.3 is about an optional file: absent is compliant.
     assert_eq!(worker.find("4.1.3").unwrap().status, Status::Pass);
 }
+
+/// The audit keeps CIS's own lists (what each benchmark item accepts; they differ from each other
+/// and from kubeboot's choice, `policy::TLS_CIPHER_SUITES`), which must pass both.
+#[test]
+fn the_suites_kubeboot_sets_pass_both_cis_items() {
+    for suite in crate::policy::TLS_CIPHER_SUITES {
+        assert!(
+            super::control_plane::APISERVER_STRONG_CIPHERS.contains(suite),
+            "1.2.29: {suite}"
+        );
+        assert!(
+            super::kubelet::KUBELET_STRONG_CIPHERS.contains(suite),
+            "4.2.12: {suite}"
+        );
+    }
+}

@@ -6,8 +6,7 @@ use anyhow::Result;
 
 use crate::context::Context;
 use crate::markers::Markers;
-use crate::phases::STEPS;
-use crate::workflow::{applicability, Applicability};
+use crate::workflow::{stage_state, Applicability, Progress, Stage};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,38 +20,36 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per phase: name, what `run` would do with it, and why.
+/// One line per stage: name, what `run` would do with it, and why.
 pub fn render(ctx: &Context) -> Result<String> {
     let markers = Markers::new(&ctx.root);
     let mut out = String::new();
-    for step in STEPS {
-        let phase = step.phase;
-        let (action, why) = match applicability(ctx, step)? {
+    for stage in Stage::all() {
+        let state = stage_state(Some(ctx), &markers, stage)?;
+        let (action, why) = match state.applicability {
             Applicability::NotForKind(kind) => ("skip", format!("not run on a {kind}")),
             Applicability::NotNeeded => ("skip", "nothing to do on this node".into()),
-            Applicability::Undecided => (
+            Applicability::Undecided(runs_on) => (
                 "decide",
                 format!(
                     "runs on a {}: the metadata phase decides which this master is",
-                    step.runs_on
+                    runs_on
                         .iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(" or ")
                 ),
             ),
-            Applicability::Applies => match markers.done(phase.name())? {
-                Some(done) => match phase.verify(ctx) {
-                    Ok(()) => ("done", format!("finished {}", done.finished_at)),
-                    Err(e) => ("rerun", format!("done, but {e:#}")),
-                },
-                None => match markers.failed(phase.name())? {
-                    Some(f) => ("retry", format!("failed {}: {}", f.time, f.message)),
-                    None => ("run", phase.description().to_string()),
-                },
+            Applicability::Applies => match (state.progress, state.failed) {
+                (Progress::Done(done), _) => ("done", format!("finished {}", done.finished_at)),
+                (Progress::Stale(_, why), _) => ("rerun", format!("done, but {why}")),
+                (Progress::NotDone, Some(f)) => {
+                    ("retry", format!("failed {}: {}", f.time, f.message))
+                }
+                (Progress::NotDone, None) => ("run", stage.description().to_string()),
             },
         };
-        out.push_str(&format!("{:<20} {:<7} {why}\n", phase.name(), action));
+        out.push_str(&format!("{:<20} {:<7} {why}\n", stage.name(), action));
     }
     Ok(out)
 }

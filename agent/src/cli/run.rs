@@ -17,7 +17,7 @@ pub struct Args {
     /// Run only this phase (it must apply to this node).
     #[arg(long, value_name = "PHASE", conflicts_with = "skip")]
     pub only: Option<String>,
-    /// Do not run this phase (repeatable); the final phase accepts it as handled.
+    /// Do not run this phase (repeatable); the final marker accepts it as handled.
     #[arg(long, value_name = "PHASE")]
     pub skip: Vec<String>,
 }
@@ -28,8 +28,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         skip: args.skip.into_iter().collect(),
     };
     selection.check()?;
-    let mut ctx = Context::load(args.node.root(), args.node.config(), args.dry_run)?;
-    ctx.skipped = selection.skip.clone();
+    let ctx = Context::load(args.node.root(), args.node.config(), args.dry_run)?;
     workflow::run(&ctx, &selection)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -12,12 +12,10 @@ use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
 use crate::context::Context;
 use crate::exec::{Cmd, Program};
 use crate::fsx;
-use crate::phases::control_plane_init::ADMIN_CONF;
+use crate::paths;
 use crate::phases::Phase;
 
 pub struct Addons;
-
-pub const ADDONS_DIR: &str = "/etc/kubeboot/addons";
 pub const FLANNEL_VERSION: &str = "v0.27.4";
 pub const FLANNEL_CNI_PLUGIN_VERSION: &str = "v1.8.0-flannel1";
 
@@ -73,7 +71,7 @@ impl Phase for Addons {
         Ok(ctx.config.addons.cni != Cni::None || ctx.config.provider.name == ProviderName::Azure)
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let dir = ctx.root.path(ADDONS_DIR);
+        let dir = ctx.root.path(paths::ADDONS_DIR);
         let manifests = render(&ctx.config)?;
         fsx::create_dir_with_mode(&dir, 0o755)?;
         for entry in std::fs::read_dir(&dir)? {
@@ -88,7 +86,10 @@ impl Phase for Addons {
         for (name, text) in &manifests {
             fsx::write_if_changed(&dir.join(name), text.as_bytes(), 0o644)?;
         }
-        let (admin_conf, addons_dir) = (ctx.arg_path(ADMIN_CONF), ctx.arg_path(ADDONS_DIR));
+        let (admin_conf, addons_dir) = (
+            ctx.arg_path(paths::ADMIN_CONF),
+            ctx.arg_path(paths::ADDONS_DIR),
+        );
         ctx.exec(&Cmd::new(
             Program::Kube("kubectl"),
             [
@@ -156,14 +157,16 @@ mod tests {
         let sandbox = Sandbox::new("node-1");
         let ctx = sandbox.context(config);
         fsx::write_atomic(
-            &sandbox.root().path(format!("{ADDONS_DIR}/stale.yaml")),
+            &sandbox
+                .root()
+                .path(format!("{}/stale.yaml", paths::ADDONS_DIR)),
             b"x",
             0o644,
         )
         .unwrap();
         assert_idempotent(&Addons, &ctx);
         assert_eq!(
-            std::fs::read_dir(sandbox.root().path(ADDONS_DIR))
+            std::fs::read_dir(sandbox.root().path(paths::ADDONS_DIR))
                 .unwrap()
                 .count(),
             3

@@ -26,13 +26,11 @@ use crate::artifacts::{self, ArtifactSet, BIN_DIR, CONTAINERD_UNIT};
 use crate::context::Context;
 use crate::exec::Cmd;
 use crate::fsx;
-use crate::phases::{install::install_set, Phase};
+use crate::paths::{self, CONTAINERD_CONFIG, CONTAINERD_SOCKET};
+use crate::phases::Phase;
 use crate::retry::Backoff;
 
 pub struct ContainerRuntime;
-
-pub const CONFIG_FILE: &str = "/etc/containerd/config.toml";
-pub const SOCKET: &str = "/run/containerd/containerd.sock";
 /// How long containerd may take to open its socket after a restart.
 const SOCKET_DEADLINE: Duration = Duration::from_secs(60);
 /// Polling a local file: short gaps, no first delay.
@@ -81,29 +79,36 @@ impl Phase for ContainerRuntime {
     fn run(&self, ctx: &Context) -> Result<()> {
         let runtime = ArtifactSet::container_runtime_for_node(&ctx.config);
         if !runtime.artifacts.is_empty() {
-            install_set(ctx, &runtime)?;
+            artifacts::install_for_phase(ctx, &runtime)?;
         }
         if runtime.includes("containerd") {
             artifacts::write_containerd_unit(&ctx.root)?;
             ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
         }
         let config = render_config(&ctx.config.cluster.kubernetes_version)?;
-        fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), config.as_bytes(), 0o644)?;
+        fsx::write_if_changed(
+            &ctx.root.path(paths::CONTAINERD_CONFIG),
+            config.as_bytes(),
+            0o644,
+        )?;
         // Enabling only matters at the next boot (it is restarted just below): no daemon reload.
         ctx.exec(&Cmd::systemctl(["enable", "--no-reload", "containerd"]))?;
         ctx.exec(&Cmd::systemctl(["restart", "containerd"]))?;
         if ctx.dry_run() {
             return Ok(());
         }
-        wait_for_file(&ctx.root.path(SOCKET), SOCKET_DEADLINE)?;
-        info!(phase = self.name(), "containerd is up ({SOCKET})");
+        wait_for_file(&ctx.root.path(paths::CONTAINERD_SOCKET), SOCKET_DEADLINE)?;
+        info!(
+            phase = self.name(),
+            "containerd is up ({CONTAINERD_SOCKET})"
+        );
         Ok(())
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         let want = render_config(&ctx.config.cluster.kubernetes_version)?;
-        match std::fs::read_to_string(ctx.root.path(CONFIG_FILE)) {
+        match std::fs::read_to_string(ctx.root.path(paths::CONTAINERD_CONFIG)) {
             Ok(text) if text == want => {}
-            _ => bail!("{CONFIG_FILE} was changed"),
+            _ => bail!("{CONTAINERD_CONFIG} was changed"),
         }
         if ctx.config.artifacts.containerd.is_some() {
             let binary = format!("{BIN_DIR}/containerd");
@@ -127,11 +132,16 @@ mod tests {
         let sandbox = Sandbox::new("node-1");
         let ctx = sandbox.context(fixture::worker());
         assert_idempotent(&ContainerRuntime, &ctx);
-        let text = std::fs::read_to_string(sandbox.root().path(CONFIG_FILE)).unwrap();
+        let text = std::fs::read_to_string(sandbox.root().path(paths::CONTAINERD_CONFIG)).unwrap();
         assert!(text.contains("SystemdCgroup = true"));
         assert!(text.contains("sandbox_image = \"registry.k8s.io/pause:3.10.1\""));
         assert!(ContainerRuntime.verify(&ctx).is_ok());
-        fsx::write_atomic(&sandbox.root().path(CONFIG_FILE), b"version = 2\n", 0o644).unwrap();
+        fsx::write_atomic(
+            &sandbox.root().path(paths::CONTAINERD_CONFIG),
+            b"version = 2\n",
+            0o644,
+        )
+        .unwrap();
         assert!(ContainerRuntime.verify(&ctx).is_err());
     }
 

@@ -18,27 +18,18 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use kubeboot_nodeconfig::SharedPki;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::context::Context;
 use crate::exec::{Cmd, Program};
-use crate::fsx;
 use crate::hosts;
-use crate::kubeadm::CONFIG_FILE;
+use crate::kubeadm_node::{leftovers, reset, write_pki};
+use crate::paths;
 use crate::phases::Phase;
 use crate::retry::Backoff;
-use crate::root::Root;
 use crate::secrets;
 
 pub struct ControlPlaneInit;
-
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
-pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
-pub const ETCD_MEMBER_DIR: &str = "/var/lib/etcd/member";
-pub const API_SERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
-pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 
 /// Probing the API server: a restarted control plane may take up to 3 minutes to answer before
 /// init is considered dead.
@@ -62,52 +53,9 @@ const FINISHING_PHASES: &[&[&str]] = &[
     &["addon", "all"],
 ];
 
-/// Writes the shared CAs and the service-account key pair where kubeadm expects them.
-pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {
-    fsx::create_dir_with_mode(&root.path(PKI_DIR), 0o700)?;
-    fsx::create_dir_with_mode(&root.path(format!("{PKI_DIR}/etcd")), 0o700)?;
-    for (_, stem, pair) in pki.pairs() {
-        // The service-account pair is a bare key pair: kubeadm reads sa.pub, not a certificate.
-        let public_ext = if stem == "sa" { "pub" } else { "crt" };
-        let public = root.path(format!("{PKI_DIR}/{stem}.{public_ext}"));
-        let private = root.path(format!("{PKI_DIR}/{stem}.key"));
-        fsx::write_if_changed(&public, pair.public.as_bytes(), 0o644)?;
-        fsx::write_if_changed(&private, pair.private.expose().as_bytes(), 0o600)?;
-    }
-    Ok(())
-}
-
-/// Files a started-but-unfinished kubeadm init or join leaves behind.
-pub fn leftovers(root: &Root) -> Vec<&'static str> {
-    let manifests =
-        std::fs::read_dir(root.path(MANIFESTS_DIR)).is_ok_and(|mut d| d.next().is_some());
-    [
-        (ADMIN_CONF, root.path(ADMIN_CONF).exists()),
-        (
-            "/etc/kubernetes/kubelet.conf",
-            root.path("/etc/kubernetes/kubelet.conf").exists(),
-        ),
-        (MANIFESTS_DIR, manifests),
-        (ETCD_MEMBER_DIR, root.path(ETCD_MEMBER_DIR).exists()),
-    ]
-    .into_iter()
-    .filter_map(|(path, present)| present.then_some(path))
-    .collect()
-}
-
-/// `kubeadm reset -f`: back to a clean node after a half-finished init or join.
-pub fn reset(ctx: &Context, why: &str) -> Result<()> {
-    warn!(
-        phase = ctx.phase(),
-        "{why}: resetting with kubeadm before trying again"
-    );
-    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), ["reset", "-f"]))?;
-    Ok(())
-}
-
 /// Whether the API server answers with the admin credentials, retrying until the deadline.
 fn api_answers(ctx: &Context) -> bool {
-    let admin_conf = ctx.arg_path(ADMIN_CONF);
+    let admin_conf = ctx.arg_path(paths::ADMIN_CONF);
     let probe = Cmd::new(
         Program::Kube("kubectl"),
         [
@@ -143,12 +91,16 @@ impl Phase for ControlPlaneInit {
         "write the shared PKI and run kubeadm init (first master)"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let config_file = ctx.arg_path(CONFIG_FILE);
+        let config_file = ctx.arg_path(paths::KUBEADM_CONFIG);
         // Without its static pod manifest and the kubelet's configuration nothing will ever start
         // the API server: no use waiting for it.
-        let control_plane_written = [ADMIN_CONF, API_SERVER_MANIFEST, KUBELET_CONFIG]
-            .iter()
-            .all(|f| ctx.root.path(f).exists());
+        let control_plane_written = [
+            paths::ADMIN_CONF,
+            paths::API_SERVER_MANIFEST,
+            paths::KUBELET_CONFIG,
+        ]
+        .iter()
+        .all(|f| ctx.root.path(f).exists());
         if control_plane_written && !ctx.dry_run() && api_answers(ctx) {
             info!(
                 phase = self.name(),
@@ -216,19 +168,5 @@ mod tests {
         assert_eq!(mode("/etc/kubernetes/pki"), 0o700);
         let hosts = std::fs::read_to_string(sandbox.root().path("/etc/hosts")).unwrap();
         assert!(hosts.contains("10.0.0.4 api.demo.example"), "{hosts}");
-    }
-
-    #[test]
-    fn finds_leftovers_of_a_dead_init() {
-        let sandbox = Sandbox::new("node-1");
-        let root = sandbox.root();
-        assert!(leftovers(&root).is_empty());
-        fsx::write_atomic(
-            &root.path("/etc/kubernetes/manifests/etcd.yaml"),
-            b"x",
-            0o600,
-        )
-        .unwrap();
-        assert_eq!(leftovers(&root), vec![MANIFESTS_DIR]);
     }
 }

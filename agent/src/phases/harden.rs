@@ -11,15 +11,16 @@ use std::os::unix::fs::PermissionsExt;
 use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
+use crate::paths;
 use crate::phases::Phase;
 
 pub struct Harden;
 
 /// (node path, mode) for everything kubeadm may have created too openly.
 const TIGHT: &[(&str, u32)] = &[
-    ("/var/lib/kubelet/config.yaml", 0o600),
-    ("/var/lib/kubelet/kubeadm-flags.env", 0o600),
-    ("/var/lib/etcd", 0o700),
+    (paths::KUBELET_CONFIG, 0o600),
+    (paths::KUBELET_FLAGS_ENV, 0o600),
+    (paths::ETCD_DATA_DIR, 0o700),
 ];
 
 fn too_open(ctx: &Context) -> Vec<(&'static str, u32, u32)> {
@@ -63,7 +64,7 @@ mod tests {
     fn tightens_what_kubeadm_left_open_and_notices_regressions() {
         let sandbox = Sandbox::new("node-1");
         let ctx = sandbox.context(fixture::worker());
-        let config = ctx.root.path("/var/lib/kubelet/config.yaml");
+        let config = ctx.root.path(paths::KUBELET_CONFIG);
         fs::create_dir_all(config.parent().unwrap()).unwrap();
         fs::write(&config, "kind: KubeletConfiguration\n").unwrap();
         fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();

@@ -7,7 +7,6 @@
 //! it. Done-marker: `phases/install.done`; re-verified: the Kubernetes binaries are still there.
 
 use anyhow::{bail, Result};
-use tracing::info;
 
 use crate::artifacts::{self, ArtifactSet, BIN_DIR, KUBERNETES_BINARIES};
 use crate::context::Context;
@@ -23,7 +22,7 @@ impl Phase for Install {
         "install kubelet, kubeadm, kubectl (and crictl, CNI plugins) verified, baked or fetched"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        install_set(ctx, &ArtifactSet::for_node(&ctx.config))
+        artifacts::install_for_phase(ctx, &ArtifactSet::for_node(&ctx.config))
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         let missing: Vec<&str> = KUBERNETES_BINARIES
@@ -35,28 +34,4 @@ impl Phase for Install {
         }
         Ok(())
     }
-}
-
-/// Installs `set` for the current phase (under dry-run: says what it would install).
-pub fn install_set(ctx: &Context, set: &ArtifactSet) -> Result<()> {
-    if ctx.dry_run() {
-        for a in &set.artifacts {
-            println!(
-                "[dry-run] {}: would install {} {} (baked, else {})",
-                ctx.phase(),
-                a.name,
-                a.version,
-                a.url
-            );
-        }
-        return Ok(());
-    }
-    let report = artifacts::install(set, &ctx.root)?;
-    for a in &report.artifacts {
-        info!(
-            phase = ctx.phase(),
-            "{} {}: {:?}, {} bytes fetched", a.name, a.version, a.source, a.bytes
-        );
-    }
-    Ok(())
 }

@@ -25,18 +25,15 @@ use crate::context::Context;
 use crate::exec::{Cmd, Program};
 use crate::facts::NodeKind;
 use crate::hosts;
-use crate::kubeadm::CONFIG_FILE;
-use crate::phases::control_plane_init::{
-    leftovers, reset, write_pki, API_SERVER_MANIFEST, KUBELET_CONFIG,
-};
-use crate::phases::{kubeadm_config, Phase};
+use crate::kubeadm;
+use crate::kubeadm_node::{leftovers, reset, write_pki};
+use crate::paths::{self, KUBEADM_CONFIG};
+use crate::phases::Phase;
 use crate::provider::Report;
 use crate::retry::Backoff;
 use crate::secrets;
 
 pub struct Join;
-
-pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 
 /// The first master may still be pulling images and running init, or be reimaged: wait for as
 /// long as it takes.
@@ -79,16 +76,16 @@ pub fn wait_for_endpoint(
 /// configuration and flags, and the cluster CA. kubelet.conf alone is not enough: kubeadm may
 /// write it before the others, so a kill in between leaves a node whose kubelet cannot start.
 const JOINED_FILES: &[&str] = &[
-    KUBELET_CONF,
-    KUBELET_CONFIG,
-    "/var/lib/kubelet/kubeadm-flags.env",
-    "/etc/kubernetes/pki/ca.crt",
+    paths::KUBELET_KUBECONFIG,
+    paths::KUBELET_CONFIG,
+    paths::KUBELET_FLAGS_ENV,
+    paths::CLUSTER_CA_CERT,
 ];
 
 fn joined(ctx: &Context, kind: NodeKind) -> bool {
     let root = &ctx.root;
     JOINED_FILES.iter().all(|f| root.path(f).exists())
-        && (kind == NodeKind::Worker || root.path(API_SERVER_MANIFEST).exists())
+        && (kind == NodeKind::Worker || root.path(paths::API_SERVER_MANIFEST).exists())
 }
 
 impl Phase for Join {
@@ -129,13 +126,13 @@ impl Phase for Join {
             if let Some(pki) = &config.pki {
                 write_pki(&ctx.root, pki)?;
             }
-            if kubeadm_config::write(ctx, &config)? {
+            if kubeadm::write_config(ctx, &config)? {
                 info!(
                     phase = self.name(),
-                    "the token changed since kubeadm-config: {CONFIG_FILE} rewritten"
+                    "the token changed since kubeadm-config: {KUBEADM_CONFIG} rewritten"
                 );
             }
-            let config_file = ctx.arg_path(CONFIG_FILE);
+            let config_file = ctx.arg_path(paths::KUBEADM_CONFIG);
             ctx.exec(&Cmd::new(
                 Program::Kube("kubeadm"),
                 ["join", "--config", config_file.as_str()],

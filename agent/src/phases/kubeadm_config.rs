@@ -10,27 +10,15 @@
 //! check that fetched secrets would make `plan` and `status` wait on the vault; `join` fetches
 //! the current token and rewrites the file anyway).
 
-use anyhow::{bail, Result};
-use kubeboot_nodeconfig::NodeConfig;
-
 use crate::apiserver;
 use crate::context::Context;
-use crate::fsx;
-use crate::kubeadm::{render, CONFIG_FILE};
+use crate::kubeadm::{self, render};
+use crate::paths::{self, KUBEADM_CONFIG};
 use crate::phases::Phase;
 use crate::secrets;
+use anyhow::{bail, Result};
 
 pub struct KubeadmConfig;
-
-pub const CONFIG_DIR: &str = "/etc/kubeboot";
-
-/// Writes kubeadm's configuration for `config` (with its secrets resolved); returns whether it
-/// changed.
-pub fn write(ctx: &Context, config: &NodeConfig) -> Result<bool> {
-    let text = render(config, &ctx.facts()?)?;
-    fsx::create_dir_with_mode(&ctx.root.path(CONFIG_DIR), 0o700)?;
-    fsx::write_if_changed(&ctx.root.path(CONFIG_FILE), text.as_bytes(), 0o600)
-}
 
 impl Phase for KubeadmConfig {
     fn name(&self) -> &'static str {
@@ -41,7 +29,7 @@ impl Phase for KubeadmConfig {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         let config = secrets::resolved(ctx)?;
-        write(ctx, &config)?;
+        kubeadm::write_config(ctx, &config)?;
         if config.is_master() {
             apiserver::write_server_files(&ctx.root, &config)?;
         }
@@ -49,7 +37,7 @@ impl Phase for KubeadmConfig {
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let path = ctx.root.path(CONFIG_FILE);
+        let path = ctx.root.path(paths::KUBEADM_CONFIG);
         let want = match ctx.config.secrets {
             None => Some(render(&secrets::resolved(ctx)?, &ctx.facts()?)?),
             Some(_) => None,
@@ -61,7 +49,7 @@ impl Phase for KubeadmConfig {
             {
                 Ok(())
             }
-            _ => bail!("{CONFIG_FILE} is missing or differs from the NodeConfig"),
+            _ => bail!("{KUBEADM_CONFIG} is missing or differs from the NodeConfig"),
         }
     }
 }
@@ -80,7 +68,7 @@ mod tests {
         sandbox.with_facts(&config, NodeKind::Worker);
         let ctx = sandbox.context(config);
         assert_idempotent(&KubeadmConfig, &ctx);
-        let path = sandbox.root().path(CONFIG_FILE);
+        let path = sandbox.root().path(paths::KUBEADM_CONFIG);
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -105,7 +93,7 @@ mod tests {
         sandbox.with_facts(&config, NodeKind::FirstMaster);
         let ctx = sandbox.context(config);
         assert_idempotent(&KubeadmConfig, &ctx);
-        let audit_policy = sandbox.root().path(kubeboot_nodeconfig::AUDIT_POLICY_FILE);
+        let audit_policy = sandbox.root().path(paths::AUDIT_POLICY_FILE);
         assert_eq!(
             std::fs::metadata(audit_policy)
                 .unwrap()

@@ -17,7 +17,8 @@ use kubeboot_nodeconfig::{NodeConfig, ProviderName, Taint, TaintEffect};
 use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::{NodeFacts, NodeKind};
-use crate::markers::{self, FACTS_FILE};
+use crate::markers;
+use crate::paths::FACTS_FILE;
 use crate::phases::Phase;
 use crate::provider::InstanceMetadata;
 

@@ -19,14 +19,13 @@ use tracing::info;
 use crate::context::Context;
 use crate::exec::{Cmd, Program};
 use crate::fsx;
+use crate::paths;
 use crate::phases::Phase;
 use crate::root::Root;
 
 pub struct Os;
 
 pub const MODULES: &[&str] = &["overlay", "br_netfilter"];
-pub const MODULES_FILE: &str = "/etc/modules-load.d/kubeboot.conf";
-pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-kubeboot.conf";
 pub const SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.ip_forward", "1"),
     ("net.bridge.bridge-nf-call-iptables", "1"),
@@ -39,7 +38,6 @@ pub const SYSCTLS: &[(&str, &str)] = &[
     ("kernel.keys.root_maxkeys", "1000000"),
     ("kernel.keys.root_maxbytes", "25000000"),
 ];
-const FSTAB: &str = "/etc/fstab";
 const SWAP_DISABLED_PREFIX: &str = "# disabled by kubeboot (the kubelet needs swap off): ";
 
 /// Active swap areas listed in `/proc/swaps` (under the root).
@@ -117,7 +115,11 @@ impl Phase for Os {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         let modules: String = MODULES.iter().map(|m| format!("{m}\n")).collect();
-        fsx::write_if_changed(&ctx.root.path(MODULES_FILE), modules.as_bytes(), 0o644)?;
+        fsx::write_if_changed(
+            &ctx.root.path(paths::MODULES_FILE),
+            modules.as_bytes(),
+            0o644,
+        )?;
         for module in MODULES {
             ctx.exec(&Cmd::new(Program::System("modprobe"), [*module]))?;
         }
@@ -125,7 +127,11 @@ impl Phase for Os {
             .iter()
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
-        fsx::write_if_changed(&ctx.root.path(SYSCTL_FILE), sysctls.as_bytes(), 0o644)?;
+        fsx::write_if_changed(
+            &ctx.root.path(paths::SYSCTL_FILE),
+            sysctls.as_bytes(),
+            0o644,
+        )?;
         if ctx.dry_run() {
             info!(
                 phase = self.name(),
@@ -140,7 +146,7 @@ impl Phase for Os {
         for device in active_swaps(&ctx.root)? {
             swapoff(ctx, &device)?;
         }
-        let fstab = ctx.root.path(FSTAB);
+        let fstab = ctx.root.path(paths::FSTAB);
         if let Ok(text) = std::fs::read_to_string(&fstab) {
             fsx::write_if_changed(&fstab, without_swap(&text).as_bytes(), 0o644)?;
         }
@@ -181,10 +187,10 @@ mod tests {
         assert_idempotent(&Os, &ctx);
         let root = sandbox.root();
         assert_eq!(
-            std::fs::read_to_string(root.path(MODULES_FILE)).unwrap(),
+            std::fs::read_to_string(root.path(paths::MODULES_FILE)).unwrap(),
             "overlay\nbr_netfilter\n"
         );
-        assert!(std::fs::read_to_string(root.path(SYSCTL_FILE))
+        assert!(std::fs::read_to_string(root.path(paths::SYSCTL_FILE))
             .unwrap()
             .contains("net.ipv4.ip_forward = 1\n"));
         assert!(Os.verify(&ctx).is_ok());
@@ -212,7 +218,7 @@ mod tests {
         )
         .unwrap();
         fsx::write_atomic(
-            &root.path(FSTAB),
+            &root.path(paths::FSTAB),
             b"/swap\\040file none swap sw 0 0\n",
             0o644,
         )
@@ -220,7 +226,7 @@ mod tests {
         let ctx = sandbox.context(fixture::worker());
         assert_eq!(active_swaps(&root).unwrap(), vec!["/swap file".to_string()]);
         Os.run(&ctx).unwrap();
-        assert!(std::fs::read_to_string(root.path(FSTAB))
+        assert!(std::fs::read_to_string(root.path(paths::FSTAB))
             .unwrap()
             .starts_with(SWAP_DISABLED_PREFIX));
         let err = Os.verify(&ctx).unwrap_err().to_string();

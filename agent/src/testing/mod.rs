@@ -55,7 +55,7 @@ impl Sandbox {
             taints: config.node.taints.clone(),
             azure: None,
         };
-        crate::markers::write_json(&self.root().path(crate::markers::FACTS_FILE), &facts).unwrap();
+        crate::markers::write_json(&self.root().path(crate::paths::FACTS_FILE), &facts).unwrap();
     }
 }
 

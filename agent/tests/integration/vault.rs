@@ -260,13 +260,13 @@ fn a_master_reads_the_pki_and_encryption_key_from_the_vault() {
     until_waiting(&node, "kubeadm-config", "cluster-pki");
     assert!(!node.path(KUBEADM_YAML).exists());
     assert!(!node
-        .path(kubeboot_nodeconfig::ENCRYPTION_CONFIG_FILE)
+        .path(kubeboot_agent::paths::ENCRYPTION_CONFIG_FILE)
         .exists());
     fake.grant("cluster-pki");
     finish(child);
     let pki: Value = serde_json::from_str(&pki_json()).unwrap();
     let key = pki["encryptionKey"].as_str().unwrap();
-    assert_private_with(&node, kubeboot_nodeconfig::ENCRYPTION_CONFIG_FILE, key);
+    assert_private_with(&node, kubeboot_agent::paths::ENCRYPTION_CONFIG_FILE, key);
     assert_private_with(&node, KUBEADM_YAML, TOKEN);
     // This is an extra master (ordinal 3): join writes the shared CA keys from the vault.
     let out = run(&node, &fake, &["run", "--only", "join", "--dry-run"]);

@@ -1,0 +1,79 @@
+//! What kubeadm expects and leaves on the node, shared by `control-plane-init` and `join`: the
+//! shared PKI written where kubeadm reads it, the files of an unfinished init or join, and the
+//! reset that clears them.
+
+use anyhow::Result;
+use kubeboot_nodeconfig::SharedPki;
+use tracing::warn;
+
+use crate::context::Context;
+use crate::exec::{Cmd, Program};
+use crate::fsx;
+use crate::paths::{self, PKI_DIR};
+use crate::root::Root;
+
+/// Writes the shared CAs and the service-account key pair where kubeadm expects them.
+pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {
+    fsx::create_dir_with_mode(&root.path(paths::PKI_DIR), 0o700)?;
+    fsx::create_dir_with_mode(&root.path(format!("{PKI_DIR}/etcd")), 0o700)?;
+    for (_, stem, pair) in pki.pairs() {
+        // The service-account pair is a bare key pair: kubeadm reads sa.pub, not a certificate.
+        let public_ext = if stem == "sa" { "pub" } else { "crt" };
+        let public = root.path(format!("{PKI_DIR}/{stem}.{public_ext}"));
+        let private = root.path(format!("{PKI_DIR}/{stem}.key"));
+        fsx::write_if_changed(&public, pair.public.as_bytes(), 0o644)?;
+        fsx::write_if_changed(&private, pair.private.expose().as_bytes(), 0o600)?;
+    }
+    Ok(())
+}
+
+/// Files a started-but-unfinished kubeadm init or join leaves behind.
+pub fn leftovers(root: &Root) -> Vec<&'static str> {
+    let manifests =
+        std::fs::read_dir(root.path(paths::MANIFESTS_DIR)).is_ok_and(|mut d| d.next().is_some());
+    [
+        (paths::ADMIN_CONF, root.path(paths::ADMIN_CONF).exists()),
+        (
+            paths::KUBELET_KUBECONFIG,
+            root.path(paths::KUBELET_KUBECONFIG).exists(),
+        ),
+        (paths::MANIFESTS_DIR, manifests),
+        (
+            paths::ETCD_MEMBER_DIR,
+            root.path(paths::ETCD_MEMBER_DIR).exists(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(path, present)| present.then_some(path))
+    .collect()
+}
+
+/// `kubeadm reset -f`: back to a clean node after a half-finished init or join.
+pub fn reset(ctx: &Context, why: &str) -> Result<()> {
+    warn!(
+        phase = ctx.phase(),
+        "{why}: resetting with kubeadm before trying again"
+    );
+    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), ["reset", "-f"]))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Sandbox;
+
+    #[test]
+    fn finds_leftovers_of_a_dead_init() {
+        let sandbox = Sandbox::new("node-1");
+        let root = sandbox.root();
+        assert!(leftovers(&root).is_empty());
+        fsx::write_atomic(
+            &root.path("/etc/kubernetes/manifests/etcd.yaml"),
+            b"x",
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(leftovers(&root), vec![paths::MANIFESTS_DIR]);
+    }
+}
