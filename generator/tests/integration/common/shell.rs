@@ -248,29 +248,30 @@ pub fn agent_command_problems(args: &[String]) -> Vec<String> {
 }
 
 impl Shell {
-    /// Inline code spans of the prose (outside fenced blocks) of more than one word, each as a
-    /// command line (a lone word names a program, it is not a command).
-    pub fn inline_code(doc: &str) -> Self {
-        let mut shell = Shell::default();
+    /// The lines of a Markdown document outside its fenced code blocks.
+    pub fn prose(doc: &str) -> impl Iterator<Item = &str> {
         let mut in_block = false;
-        for line in doc.lines() {
+        doc.lines().filter(move |line| {
             if line.trim_start().starts_with("```") {
                 in_block = !in_block;
-                continue;
+                return false;
             }
-            if in_block {
-                continue;
-            }
-            let mut spans = line.split('`');
-            spans.next(); // the text before the first backquote
-            while let Some(code) = spans.next() {
-                if words(code).len() > 1 {
-                    shell.lines.push(code.to_string());
-                }
-                spans.next(); // the text up to the next span
-            }
+            !in_block
+        })
+    }
+
+    /// Inline code spans of the prose of more than one word, each as a command line (a lone word
+    /// names a program, it is not a command).
+    pub fn inline_code(doc: &str) -> Self {
+        let lines = Self::prose(doc)
+            .flat_map(|line| line.split('`').skip(1).step_by(2))
+            .filter(|code| words(code).len() > 1)
+            .map(String::from)
+            .collect();
+        Shell {
+            lines,
+            ..Shell::default()
         }
-        shell
     }
 }
 
