@@ -350,32 +350,23 @@ pub(super) fn checks(node: &Node, role: Role) -> Vec<Finding> {
     ITEMS
         .iter()
         .map(|item| {
-            let (status, evidence) = if role != Role::Master {
-                (
-                    Status::NotApplicable,
-                    "control-plane item; this is a worker".to_string(),
-                )
-            } else {
-                let manifest = item.component.manifest();
-                match &parsed
-                    .iter()
-                    .find(|(m, _)| *m == manifest)
-                    .expect("every component is parsed")
-                    .1
-                {
-                    Err(e) => (Status::Fail, e.clone()),
-                    Ok(flags) => {
-                        let (ok, evidence) = judge(node, flags, &item.rule);
-                        (verdict(ok), evidence)
-                    }
+            if role != Role::Master {
+                return Finding::not_on_worker(item.id, item.title);
+            }
+            let manifest = item.component.manifest();
+            let verdict = match &parsed
+                .iter()
+                .find(|(m, _)| *m == manifest)
+                .expect("every component is parsed")
+                .1
+            {
+                Err(e) => (Status::Fail, e.clone()),
+                Ok(flags) => {
+                    let (ok, evidence) = judge(node, flags, &item.rule);
+                    (verdict(ok), evidence)
                 }
             };
-            Finding {
-                id: item.id,
-                title: item.title,
-                status,
-                evidence,
-            }
+            Finding::new(item.id, item.title, verdict)
         })
         .collect()
 }

@@ -251,23 +251,13 @@ pub(super) fn checks(node: &Node, role: Role) -> Vec<Finding> {
         .iter()
         .map(|item| {
             if item.master_only && role != Role::Master {
-                return Finding {
-                    id: item.id,
-                    title: item.title,
-                    status: Status::NotApplicable,
-                    evidence: "control-plane item; this is a worker".into(),
-                };
+                return Finding::not_on_worker(item.id, item.title);
             }
-            let (status, evidence) = match resolve(node, &item.target) {
+            let verdict = match resolve(node, &item.target) {
                 Ok(paths) => judge(node, &paths, &item.rule),
                 Err(missing) => (Status::Fail, missing),
             };
-            Finding {
-                id: item.id,
-                title: item.title,
-                status,
-                evidence,
-            }
+            Finding::new(item.id, item.title, verdict)
         })
         .collect()
 }

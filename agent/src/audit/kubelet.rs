@@ -132,12 +132,7 @@ pub(super) fn checks(node: &Node) -> Vec<Finding> {
                 Err(e) => (false, e.clone()),
                 Ok(config) => judge(config, &item.rule),
             };
-            Finding {
-                id: item.id,
-                title: item.title,
-                status: verdict(ok),
-                evidence,
-            }
+            Finding::new(item.id, item.title, (verdict(ok), evidence))
         })
         .collect()
 }

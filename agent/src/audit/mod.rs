@@ -40,6 +40,23 @@ pub struct Finding {
     pub evidence: String,
 }
 
+impl Finding {
+    fn new(id: &'static str, title: &'static str, (status, evidence): (Status, String)) -> Self {
+        Finding {
+            id,
+            title,
+            status,
+            evidence,
+        }
+    }
+
+    /// A control-plane item, audited on a worker.
+    fn not_on_worker(id: &'static str, title: &'static str) -> Self {
+        let evidence = "control-plane item; this is a worker".to_string();
+        Finding::new(id, title, (Status::NotApplicable, evidence))
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub benchmark: &'static str,

@@ -5,16 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::install::{print_report, ArtifactArgs};
+use super::install::print_report;
 use crate::artifacts;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub common: super::Common,
-    #[command(flatten)]
-    pub artifacts: ArtifactArgs,
-}
+/// The same arguments as `install`: what to install and from where.
+pub use super::install::Args;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     args.artifacts.check(true)?;
