@@ -1,6 +1,6 @@
 //! `kubeboot-gen check DIR`: re-validates a render output. Each check is a function over the
-//! output tree returning one line per problem (`<file>: <problem>`); adding a check is adding one
-//! entry to `CHECKS`.
+//! parsed output tree returning one line per problem (`<file>: <problem>`); adding a check is
+//! adding one entry to `CHECKS`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,9 @@ use crate::render::{
 };
 use crate::secrets::{ca_cert_hash, DIR_MODE, FILE_MODE};
 use crate::tree::Tree;
-use crate::validate::{validate_text_with, Lifecycle};
+use crate::validate::{validate_text_with, Lifecycle, ValidSpec};
 
-type Check = fn(&Tree) -> Vec<String>;
+type Check = fn(&ParsedTree) -> Vec<String>;
 
 /// Every check `check` runs, in order.
 pub const CHECKS: &[Check] = &[
@@ -38,7 +38,41 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>> {
 }
 
 pub fn check_tree(tree: &Tree) -> Vec<String> {
-    CHECKS.iter().flat_map(|check| check(tree)).collect()
+    let parsed = ParsedTree::parse(tree);
+    CHECKS.iter().flat_map(|check| check(&parsed)).collect()
+}
+
+/// The output tree with what several checks read parsed once: the pools, each pool's NodeConfig
+/// and the re-validated effective spec.
+pub struct ParsedTree<'t> {
+    pub(crate) tree: &'t Tree,
+    pools: Vec<String>,
+    node_configs: Vec<(PathBuf, Result<NodeConfig, String>)>,
+    /// The effective spec, validated whatever `--allow-end-of-life` the render was given (what
+    /// was rendered is checked); its problems as `check` reports them.
+    pub(crate) spec: Result<ValidSpec, Vec<String>>,
+}
+
+impl<'t> ParsedTree<'t> {
+    fn parse(tree: &'t Tree) -> Self {
+        let pools = pools(tree);
+        let node_configs = node_configs(tree, &pools);
+        let spec = match tree.get(EFFECTIVE_SPEC).map(String::from_utf8_lossy) {
+            None => Err(vec![format!("{EFFECTIVE_SPEC}: missing")]),
+            Some(text) => validate_text_with(&text, Lifecycle::today(true)).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| format!("{EFFECTIVE_SPEC}: {e}"))
+                    .collect()
+            }),
+        };
+        Self {
+            tree,
+            pools,
+            node_configs,
+            spec,
+        }
+    }
 }
 
 /// Pool names: the directories under `pools/`.
@@ -58,15 +92,15 @@ fn show(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn check_pools(tree: &Tree) -> Vec<String> {
-    let pools = pools(tree);
-    if pools.is_empty() {
+fn check_pools(parsed: &ParsedTree) -> Vec<String> {
+    if parsed.pools.is_empty() {
         return vec!["pools/: no pools rendered".into()];
     }
-    pools
+    parsed
+        .pools
         .iter()
         .flat_map(|pool| [USER_DATA, CUSTOM_DATA].map(|f| pool_dir(pool).join(f)))
-        .filter(|path| tree.get(path).is_none())
+        .filter(|path| parsed.tree.get(path).is_none())
         .map(|path| format!("{}: missing", show(&path)))
         .collect()
 }
@@ -125,11 +159,11 @@ impl CloudConfig {
 }
 
 /// The NodeConfig of each pool, parsed with the agent's own parser.
-fn node_configs(tree: &Tree) -> Vec<(PathBuf, Result<NodeConfig, String>)> {
-    pools(tree)
-        .into_iter()
+fn node_configs(tree: &Tree, pools: &[String]) -> Vec<(PathBuf, Result<NodeConfig, String>)> {
+    pools
+        .iter()
         .filter_map(|pool| {
-            let path = pool_dir(&pool).join(USER_DATA);
+            let path = pool_dir(pool).join(USER_DATA);
             let bytes = tree.get(&path)?;
             let parsed = std::str::from_utf8(bytes)
                 .map_err(|_| "is not UTF-8".to_string())
@@ -140,7 +174,7 @@ fn node_configs(tree: &Tree) -> Vec<(PathBuf, Result<NodeConfig, String>)> {
                         .ok_or(format!("does not write {DEFAULT_PATH}"))?;
                     let config = kubeboot_nodeconfig::parse(text)
                         .map_err(|e| format!("{DEFAULT_PATH}: {e}"))?;
-                    if config.node.pool != pool {
+                    if &config.node.pool != pool {
                         return Err(format!(
                             "{DEFAULT_PATH}: node.pool is {:?}, expected {pool:?}",
                             config.node.pool
@@ -171,13 +205,13 @@ fn cloud_config_path(config: &NodeConfig) -> String {
         .unwrap_or_default()
 }
 
-fn check_user_data(tree: &Tree) -> Vec<String> {
+fn check_user_data(parsed: &ParsedTree) -> Vec<String> {
     let mut problems = Vec::new();
     let mut configs = Vec::new();
-    for (path, parsed) in node_configs(tree) {
-        match parsed {
+    for (path, config) in &parsed.node_configs {
+        match config {
             Ok(config) => configs.push((path, config)),
-            Err(e) => problems.push(format!("{}: {e}", show(&path))),
+            Err(e) => problems.push(format!("{}: {e}", show(path))),
         }
     }
     let masters = configs
@@ -204,10 +238,11 @@ fn check_user_data(tree: &Tree) -> Vec<String> {
     problems
 }
 
-fn check_custom_data(tree: &Tree) -> Vec<String> {
+fn check_custom_data(parsed: &ParsedTree) -> Vec<String> {
+    let tree = parsed.tree;
     let mut problems = Vec::new();
-    for pool in pools(tree) {
-        let dir = pool_dir(&pool);
+    for pool in &parsed.pools {
+        let dir = pool_dir(pool);
         let (Some(b64), Some(user_data)) = (
             tree.get(dir.join(CUSTOM_DATA)),
             tree.get(dir.join(USER_DATA)),
@@ -243,8 +278,8 @@ fn check_custom_data(tree: &Tree) -> Vec<String> {
     problems
 }
 
-fn check_azure_json(tree: &Tree) -> Vec<String> {
-    let Some(bytes) = tree.get(AZURE_JSON) else {
+fn check_azure_json(parsed: &ParsedTree) -> Vec<String> {
+    let Some(bytes) = parsed.tree.get(AZURE_JSON) else {
         return Vec::new();
     };
     let required = [
@@ -272,8 +307,8 @@ fn check_azure_json(tree: &Tree) -> Vec<String> {
 }
 
 /// The CA pin every node carries matches the stored CA certificate (local secret store only).
-fn check_ca_pins(tree: &Tree) -> Vec<String> {
-    let Some(cert) = tree.get("secrets/ca.crt") else {
+fn check_ca_pins(parsed: &ParsedTree) -> Vec<String> {
+    let Some(cert) = parsed.tree.get("secrets/ca.crt") else {
         return Vec::new();
     };
     let expected = match std::str::from_utf8(cert)
@@ -283,14 +318,15 @@ fn check_ca_pins(tree: &Tree) -> Vec<String> {
         Ok(hash) => hash,
         Err(e) => return vec![format!("secrets/ca.crt: {e}")],
     };
-    node_configs(tree)
-        .into_iter()
-        .filter_map(|(path, parsed)| {
-            let config = parsed.ok()?;
+    parsed
+        .node_configs
+        .iter()
+        .filter_map(|(path, config)| {
+            let config = config.as_ref().ok()?;
             (config.bootstrap.ca_cert_hashes != [expected.clone()]).then(|| {
                 format!(
                     "{}: bootstrap.caCertHashes does not pin secrets/ca.crt",
-                    show(&path)
+                    show(path)
                 )
             })
         })
@@ -301,11 +337,9 @@ fn check_ca_pins(tree: &Tree) -> Vec<String> {
 /// cluster's Key Vault (the one the ARM template creates: join token for all, PKI for masters
 /// only), and no user data holds a private key. (The NodeConfig's own validation already refuses
 /// an inline token or PKI beside `secrets.keyVault`.)
-fn check_secret_sources(tree: &Tree) -> Vec<String> {
+fn check_secret_sources(parsed: &ParsedTree) -> Vec<String> {
     // A missing or invalid effective spec is reported by the ARM check.
-    let Some(spec) = tree.get(EFFECTIVE_SPEC).and_then(|text| {
-        validate_text_with(&String::from_utf8_lossy(text), Lifecycle::today(true)).ok()
-    }) else {
+    let Ok(spec) = &parsed.spec else {
         return Vec::new();
     };
     let Some(azure) = &spec.cluster.spec.azure else {
@@ -315,8 +349,8 @@ fn check_secret_sources(tree: &Tree) -> Vec<String> {
         .names()
         .key_vault(&azure.subscription_id, &azure.resource_group);
     let mut problems = Vec::new();
-    for (path, parsed) in node_configs(tree) {
-        let Ok(config) = parsed else { continue };
+    for (path, config) in &parsed.node_configs {
+        let Ok(config) = config else { continue };
         let want_pki = config.is_master().then_some(PKI_SECRET);
         let reads_vault = config.secrets.as_ref().is_some_and(|s| {
             s.key_vault.name == vault
@@ -326,17 +360,18 @@ fn check_secret_sources(tree: &Tree) -> Vec<String> {
         if !reads_vault {
             problems.push(format!(
                 "{}: on Azure the NodeConfig must read its secrets from Key Vault {vault:?} ({JOIN_TOKEN_SECRET}{})",
-                show(&path),
+                show(path),
                 want_pki.map(|p| format!(", {p}")).unwrap_or_default()
             ));
         }
-        if tree
-            .get(&path)
+        if parsed
+            .tree
+            .get(path)
             .is_some_and(|bytes| String::from_utf8_lossy(bytes).contains("PRIVATE KEY"))
         {
             problems.push(format!(
                 "{}: carries a private key, but custom data is readable by anyone who can read the scale set",
-                show(&path)
+                show(path)
             ));
         }
     }
@@ -344,7 +379,8 @@ fn check_secret_sources(tree: &Tree) -> Vec<String> {
 }
 
 /// Everything may hold secrets or cluster details: files 0600, directories 0700.
-fn check_modes(tree: &Tree) -> Vec<String> {
+fn check_modes(parsed: &ParsedTree) -> Vec<String> {
+    let tree = parsed.tree;
     let files = tree
         .files
         .iter()

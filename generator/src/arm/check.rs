@@ -22,32 +22,23 @@ use super::{
     KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, PUBLIC_IP, ROLE_ASSIGNMENT,
     ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, TEMPLATE_FILE, VNET,
 };
+use crate::check::ParsedTree;
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
-use crate::render::{pool_dir, CUSTOM_DATA, EFFECTIVE_SPEC};
+use crate::render::{pool_dir, CUSTOM_DATA};
 use crate::secrets::FILE_MODE;
 use crate::spec::{ClusterSpec, IdentityRoles};
-use crate::tree::Tree;
-use crate::validate::{validate_text_with, Lifecycle};
 
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
 
-/// The `kubeboot-gen check` entry: re-validates the effective spec the output carries and walks
-/// the rendered template against it; also checks the parameters file is owner-only and carries
+/// The `kubeboot-gen check` entry: walks the rendered template against the effective spec the
+/// output carries (re-validated once for every check, see `ParsedTree`); also checks the parameters file is owner-only and carries
 /// exactly each pool's rendered custom data.
-pub fn check_tree(tree: &Tree) -> Vec<String> {
-    let spec = match tree.get(EFFECTIVE_SPEC).map(String::from_utf8_lossy) {
-        None => return vec![format!("{EFFECTIVE_SPEC}: missing")],
-        // Checks what was rendered, whatever --allow-end-of-life the render was given.
-        Some(text) => match validate_text_with(&text, Lifecycle::today(true)) {
-            Ok(valid) => valid.cluster,
-            Err(errors) => {
-                return errors
-                    .iter()
-                    .map(|e| format!("{EFFECTIVE_SPEC}: {e}"))
-                    .collect()
-            }
-        },
+pub fn check_tree(parsed: &ParsedTree) -> Vec<String> {
+    let tree = parsed.tree;
+    let spec = match &parsed.spec {
+        Ok(valid) => &valid.cluster,
+        Err(problems) => return problems.clone(),
     };
     let read_json = |rel: &str| -> Result<Value, String> {
         let bytes = tree.get(rel).ok_or_else(|| format!("{rel}: missing"))?;
@@ -64,7 +55,7 @@ pub fn check_tree(tree: &Tree) -> Vec<String> {
         (Ok(t), Ok(p)) => (t, p),
         (t, p) => return [t.err(), p.err()].into_iter().flatten().collect(),
     };
-    let mut problems: Vec<String> = check(&template, &parameters, &spec)
+    let mut problems: Vec<String> = check(&template, &parameters, spec)
         .into_iter()
         .map(|p| format!("{TEMPLATE_FILE}: {p}"))
         .collect();
