@@ -140,9 +140,22 @@ pub struct StageState {
     pub waiting: Option<WaitingRecord>,
 }
 
+/// Whether `stage_state` re-checks a done stage's invariants (`verify`): `run` and `plan` act on
+/// the answer; `status` and the final marker count a done marker as done, so they skip the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invariants {
+    Check,
+    Skip,
+}
+
 /// The state of `stage`. Without a context (no readable NodeConfig) neither applicability nor
 /// the invariants can be checked: the stage counts as undecided, and a done marker as done.
-pub fn stage_state(ctx: Option<&Context>, markers: &Markers, stage: Stage) -> Result<StageState> {
+pub fn stage_state(
+    ctx: Option<&Context>,
+    markers: &Markers,
+    stage: Stage,
+    invariants: Invariants,
+) -> Result<StageState> {
     let name = stage.name();
     let applicability = match ctx {
         Some(ctx) => stage
@@ -152,7 +165,9 @@ pub fn stage_state(ctx: Option<&Context>, markers: &Markers, stage: Stage) -> Re
     };
     let progress = match (markers.done(name)?, ctx) {
         // The invariants are only checked where the stage runs.
-        (Some(done), Some(ctx)) if applicability == Applicability::Applies => {
+        (Some(done), Some(ctx))
+            if invariants == Invariants::Check && applicability == Applicability::Applies =>
+        {
             match stage.verify(ctx) {
                 Ok(()) => Progress::Done(done),
                 Err(e) => Progress::Stale(done, format!("{e:#}")),
@@ -250,7 +265,7 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
             continue;
         }
         ctx.set_phase(name);
-        let state = stage_state(Some(ctx), &markers, stage)?;
+        let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
         match state.applicability {
             Applicability::Applies => {}
             Applicability::NotForKind(kind) if selection.only.is_none() => {
@@ -315,8 +330,8 @@ fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -
     for step in STEPS {
         let stage = Stage::Phase(step);
         let name = stage.name();
-        let state = stage_state(Some(ctx), markers, stage)?;
-        let done = matches!(state.progress, Progress::Done(_) | Progress::Stale(..));
+        let state = stage_state(Some(ctx), markers, stage, Invariants::Skip)?;
+        let done = state.progress != Progress::NotDone;
         if state.applicability == Applicability::Applies && !selection.skip.contains(name) && !done
         {
             missing.push(name);
@@ -341,7 +356,7 @@ fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -
     )
 }
 
-/// One phase's state for `status` (the JSON schema is documented in the README).
+/// One phase's state for `status` (the JSON schema is documented in docs/agent.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseStatus {
@@ -377,7 +392,7 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
                 progress,
                 failed,
                 waiting,
-            } = stage_state(ctx, &markers, stage)?;
+            } = stage_state(ctx, &markers, stage, Invariants::Skip)?;
             let not_applicable = matches!(
                 applicability,
                 Applicability::NotForKind(_) | Applicability::NotNeeded

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::context::Context;
 use crate::markers::Markers;
-use crate::workflow::{stage_state, Applicability, Progress, Stage};
+use crate::workflow::{stage_state, Applicability, Invariants, Progress, Stage};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +25,7 @@ pub fn render(ctx: &Context) -> Result<String> {
     let markers = Markers::new(&ctx.root);
     let mut out = String::new();
     for stage in Stage::all() {
-        let state = stage_state(Some(ctx), &markers, stage)?;
+        let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
         let (action, why) = match state.applicability {
             Applicability::NotForKind(kind) => ("skip", format!("not run on a {kind}")),
             Applicability::NotNeeded => ("skip", "nothing to do on this node".into()),
