@@ -39,6 +39,12 @@ pub struct ApiServer {
     pub encryption: Encryption,
 }
 
+impl ApiServer {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl Default for ApiServer {
     fn default() -> Self {
         Self {

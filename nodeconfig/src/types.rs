@@ -26,8 +26,8 @@ pub struct NodeConfig {
     pub secrets: Option<Secrets>,
     #[serde(default)]
     pub artifacts: Artifacts,
-    /// API server settings; used on masters only.
-    #[serde(default)]
+    /// API server settings; used on masters only, so a worker's NodeConfig leaves them out.
+    #[serde(default, skip_serializing_if = "ApiServer::is_default")]
     pub api_server: ApiServer,
     #[serde(default)]
     pub addons: Addons,
