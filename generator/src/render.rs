@@ -11,9 +11,9 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use ipnet::IpNet;
 use kubeboot_nodeconfig::{
-    default_dns_domain, default_token_ttl, ApiServer, AzureProvider, Bootstrap, ClusterInfo, KeyVaultSecrets,
-    NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets, API_VERSION, DEFAULT_PATH,
-    KIND,
+    default_dns_domain, default_token_ttl, ApiServer, AzureProvider, Bootstrap, ClusterInfo,
+    KeyVaultSecrets, NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets,
+    API_VERSION, DEFAULT_PATH, KIND,
 };
 use tera::Tera;
 

@@ -6,6 +6,7 @@
 
 mod apiserver;
 mod endpoint;
+pub mod exit;
 pub mod fsx;
 pub mod labels;
 pub mod releases;
@@ -28,7 +29,7 @@ pub const KIND: &str = "NodeConfig";
 pub const DEFAULT_PATH: &str = "/etc/kubeboot/node.yaml";
 
 /// One problem with a document, as one line naming the field path (`bootstrap.token: ...`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{path}: {message}")]
 pub struct FieldError {
     pub path: String,

@@ -161,3 +161,62 @@ fn an_even_master_count_is_a_warning_not_an_error() {
         stderr(&o)
     );
 }
+
+/// Unreadable input is bad input (exit 2) like an invalid spec, and nothing is rendered.
+#[test]
+fn a_spec_that_is_not_utf8_or_missing_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("latin1.yaml");
+    let mut bytes = EXAMPLE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&spec, &bytes).unwrap();
+    let out = dir.path().join("out");
+    for o in [
+        gen(&["validate", "--spec", spec.to_str().unwrap()]),
+        gen_render(&spec, &out),
+    ] {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let expected = format!(
+            "error: {}: not UTF-8 text (invalid byte at offset {})\n",
+            spec.display(),
+            EXAMPLE.len() + 5
+        );
+        assert_eq!(stderr(&o), expected);
+    }
+    assert!(!out.exists());
+    let missing = gen(&["validate", "--spec", "/nonexistent/spec.yaml"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).starts_with("error: /nonexistent/spec.yaml: "));
+}
+
+#[test]
+fn validate_reports_errors_and_warnings_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let json = |text: &str| {
+        std::fs::write(&spec, text).unwrap();
+        let o = gen(&["validate", "--spec", spec.to_str().unwrap(), "-o", "json"]);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["spec"], spec.to_str().unwrap());
+        (o.status.code(), report)
+    };
+    let (code, report) = json(&EXAMPLE.replacen("name: demo", "name: Demo", 1).replacen(
+        "location: westeurope",
+        "location: West Europe",
+        1,
+    ));
+    assert_eq!(code, Some(2));
+    assert_eq!(report["valid"], false);
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["metadata.name", "spec.azure.location"]);
+    let (code, report) = json(&EXAMPLE.replacen("count: 3", "count: 2", 1));
+    assert_eq!(code, Some(0));
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
+    assert_eq!(report["warnings"][0]["path"], "spec.pools[0].count");
+}

@@ -239,8 +239,10 @@ impl Node<'_> {
             ));
         }
         for (file, user, groups, server) in files {
-            let (cert, key) =
-                ca.issue(&Leaf::client(user, &groups), &self.cluster.encryption_algorithm)?;
+            let (cert, key) = ca.issue(
+                &Leaf::client(user, &groups),
+                &self.cluster.encryption_algorithm,
+            )?;
             let kc = KubeConfig::with_user(
                 &self.cluster.cluster_name,
                 &server,
