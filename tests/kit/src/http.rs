@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use hyper::body::{Body, Incoming};
@@ -14,10 +15,26 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// The client's side of a connection, as far as a handler needs it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The client certificate (DER) of a TLS connection that presented one.
     pub certificate: Option<Vec<u8>>,
+    /// The connection's socket (a duplicate: the socket closes when hyper and every clone of
+    /// this are done with it).
+    socket: Arc<OwnedFd>,
+}
+
+impl Peer {
+    /// Makes the connection end with a reset (RST) instead of a clean close, as a broken link
+    /// does; unsent bytes are discarded then, so let the last ones leave first.
+    pub fn reset_on_close(&self) -> std::io::Result<()> {
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        nix::sys::socket::setsockopt(&*self.socket, nix::sys::socket::sockopt::Linger, &linger)
+            .map_err(std::io::Error::from)
+    }
 }
 
 /// Serves every connection `listener` accepts (through `tls` when given) with `handler`, until
@@ -37,11 +54,21 @@ where
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, _) = listener.accept().await?;
+        let Ok(socket) = tcp.as_fd().try_clone_to_owned() else {
+            continue; // out of file descriptors: the client sees its connection closed
+        };
+        let socket = Arc::new(socket);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => serve_connection(tcp, Peer::default(), handler).await,
+                None => {
+                    let peer = Peer {
+                        certificate: None,
+                        socket,
+                    };
+                    serve_connection(tcp, peer, handler).await
+                }
                 Some(acceptor) => {
                     let Ok(stream) = acceptor.accept(tcp).await else {
                         return;
@@ -52,7 +79,11 @@ where
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| c.as_ref().to_vec());
-                    serve_connection(stream, Peer { certificate }, handler).await
+                    let peer = Peer {
+                        certificate,
+                        socket,
+                    };
+                    serve_connection(stream, peer, handler).await
                 }
             }
         });
