@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::evidence::{self, Boot};
-use crate::http::LoopbackServer;
+use crate::http::{Answer, LoopbackServer};
 use crate::qemu::{self, Image, PrivateLink, Vm, VmConfig};
 use crate::seed::{self, Instrumentation, Nic};
 use crate::{imds, mirror, workspace_root};
@@ -156,11 +156,11 @@ impl Node {
             },
             &iso,
         )?;
-        let mirror = mirror::start(release_tree.to_path_buf(), spec.mirror.clone())?;
+        let mirror = mirror::start(release_tree.to_path_buf(), spec.mirror.clone());
         // Every VM gets an IMDS endpoint: a provider-none node must never call it (asserted).
         let imds = match &spec.imds {
-            Some(instance) => imds::start(instance.clone())?,
-            None => LoopbackServer::start(|r| crate::http::respond(r, 404, "text/plain", vec![]))?,
+            Some(instance) => imds::start(instance.clone()),
+            None => LoopbackServer::start(|_| Answer::new(404, "text/plain", vec![])),
         };
         let config = VmConfig {
             name: spec.hostname.clone(),
