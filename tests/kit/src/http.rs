@@ -37,19 +37,31 @@ impl Peer {
     }
 }
 
+/// What a handler returns: a future of a response whose body hyper can send.
+pub trait HandlerFuture: Future<Output = Response<Self::Body>> + Send + 'static {
+    type Body: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<F, B> HandlerFuture for F
+where
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+{
+    type Body = B;
+}
+
 /// Serves every connection `listener` accepts (through `tls` when given) with `handler`, until
 /// the listener fails. Runs inside a tokio runtime.
-pub async fn serve<H, F, B>(
+pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     handler: H,
 ) -> std::io::Result<()>
 where
     H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: HandlerFuture,
 {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
@@ -90,14 +102,11 @@ where
     }
 }
 
-async fn serve_connection<S, H, F, B>(stream: S, peer: Peer, handler: H)
+async fn serve_connection<S, H, F>(stream: S, peer: Peer, handler: H)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: HandlerFuture,
 {
     let service = hyper::service::service_fn(move |request| {
         let answer = handler(request, peer.clone());
@@ -118,13 +127,10 @@ pub struct LoopbackServer {
 }
 
 impl LoopbackServer {
-    pub fn start<H, F, B>(tls: Option<Arc<rustls::ServerConfig>>, handler: H) -> Self
+    pub fn start<H, F>(tls: Option<Arc<rustls::ServerConfig>>, handler: H) -> Self
     where
         H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Response<B>> + Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        F: HandlerFuture,
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
