@@ -18,6 +18,7 @@ use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::context::Context;
 use crate::error::Stop;
+use crate::exec::deadline;
 use crate::phases::Phase;
 
 pub struct Preflight;
@@ -121,7 +122,7 @@ fn image_containerd(ctx: &Context, node_path: &str, path: &Path) -> Result<Conta
     };
     let output = ctx
         .runner
-        .query(ctx.phase(), path, &["--version"])
+        .query(ctx.phase(), path, &["--version"], deadline::VERSION_QUERY)
         .map_err(|e| unreadable(format!("{e:#}")))?;
     let version = ComponentVersion::find_in(&output)
         .ok_or_else(|| unreadable(format!("`--version` printed {:?}", output.trim())))?;
