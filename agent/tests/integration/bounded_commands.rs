@@ -135,3 +135,26 @@ fn a_commands_output_reaches_the_log_while_it_runs() {
         log.join("\n")
     );
 }
+
+#[test]
+fn a_hung_version_query_fails_preflight_for_a_retry_not_as_unsupported() {
+    let machine = first_master("query");
+    let containerd = machine.node("/usr/bin/containerd");
+    let answer = std::fs::read_to_string(&containerd).unwrap();
+    std::fs::write(&containerd, "#!/bin/sh\nsleep 600\n").unwrap();
+    let hung = machine
+        .agent_command(&["run", "--only", "preflight"])
+        .env(DEADLINE_CAP_ENV, "2s")
+        .output()
+        .unwrap();
+    let log = text(&hung);
+    // Exit 1 (the unit starts the agent again), not 3 (unsupported: never retried).
+    assert_eq!(hung.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("containerd --version` did not finish within its deadline of 2s"),
+        "{log}"
+    );
+    std::fs::write(&containerd, answer).unwrap();
+    let rerun = machine.agent(&["run", "--only", "preflight"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+}
