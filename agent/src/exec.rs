@@ -529,6 +529,55 @@ mod tests {
         );
     }
 
+    /// Collects what the fmt subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn output_is_logged_line_by_line_except_a_secret_stdout() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let runner = Runner::new(Root::new("/nonexistent"), false);
+        let (shown, secret) = tracing::subscriber::with_default(subscriber, || {
+            let shown = runner
+                .run("test", &sh("echo out-1; echo err-1 >&2; echo out-2", SHORT))
+                .unwrap();
+            let secret = runner
+                // The value is computed, so the logged command line does not hold it.
+                .run(
+                    "test",
+                    &sh("echo token-$((6*7))", SHORT).with_secret_stdout(),
+                )
+                .unwrap();
+            (shown, secret)
+        });
+        // The callers still get the whole stdout.
+        assert_eq!(
+            (shown.as_str(), secret.as_str()),
+            ("out-1\nout-2\n", "token-42\n")
+        );
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        for line in ["sh: out-1", "sh: err-1", "sh: out-2"] {
+            assert!(log.contains(line), "{line} missing in:\n{log}");
+        }
+        assert!(log.find("sh: out-1") < log.find("sh: out-2"), "{log}");
+        assert!(!log.contains("token-42"), "{log}");
+    }
+
     #[test]
     fn dry_run_runs_nothing() {
         let runner = Runner::new(Root::new("/nonexistent"), true);
