@@ -40,6 +40,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom", "spec.azure.customCloud: required when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\"}", "spec.azure.customCloud: only allowed when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"http://vault.example.test\"}", "spec.azure.customCloud.keyVaultResource: \"http://vault.example.test\" must start with https://"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", imdsEndpoint: \"http://user:s3cret-pw@169.254.169.254\"}", "spec.azure.customCloud.imdsEndpoint: must not hold credentials"),
     // Versions and GUIDs.
     (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
     (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),
