@@ -487,6 +487,8 @@ impl ApiServer {
             }
         }
         if let Some(oidc) = &self.oidc {
+            crate::check_no_userinfo(&oidc.issuer_url)
+                .or_else(|m| err("oidc.issuerURL".into(), m))?;
             match oidc.issuer_url.strip_prefix("https://") {
                 Some(rest) if !rest.is_empty() && !rest.contains(['#', '?', ' ']) => {}
                 _ => {

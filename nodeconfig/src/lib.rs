@@ -13,6 +13,7 @@ pub mod releases;
 mod secret;
 mod taint;
 mod types;
+mod url;
 mod version;
 
 pub use apiserver::*;
@@ -20,6 +21,7 @@ pub use endpoint::{ControlPlaneEndpoint, Host};
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;
+pub use url::{check_no_userinfo, redact_userinfo};
 pub use version::KubernetesVersion;
 
 /// The apiVersion of everything in this crate.

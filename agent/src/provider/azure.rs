@@ -19,7 +19,8 @@ pub use environment::Environment;
 use key_vault::KeyVault;
 
 use super::{
-    inline_pki, inline_token, not_json, AzureInstance, InstanceMetadata, Provider, Report,
+    http_error, inline_pki, inline_token, not_json, AzureInstance, InstanceMetadata, Provider,
+    Report,
 };
 use crate::retry::{Backoff, Failure};
 
@@ -153,12 +154,12 @@ impl Provider for Azure {
                         .get(&url)
                         .header("Metadata", "true")
                         .send()
-                        .map_err(|e| anyhow!("IMDS: {e}"))?;
+                        .map_err(|e| http_error("IMDS", &e))?;
                     let status = response.status();
                     if !status.is_success() {
                         return Err(anyhow!("IMDS answered {status}").into());
                     }
-                    let body = response.bytes().map_err(|e| anyhow!("IMDS: {e}"))?;
+                    let body = response.bytes().map_err(|e| http_error("IMDS", &e))?;
                     serde_json::from_slice(&body)
                         .map_err(|e| Failure::permanent(not_json("IMDS instance document", &e)))
                 },

@@ -40,6 +40,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom", "spec.azure.customCloud: required when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\"}", "spec.azure.customCloud: only allowed when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"http://vault.example.test\"}", "spec.azure.customCloud.keyVaultResource: \"http://vault.example.test\" must start with https://"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", imdsEndpoint: \"http://user:s3cret-pw@169.254.169.254\"}", "spec.azure.customCloud.imdsEndpoint: must not hold credentials"),
     // Versions and GUIDs.
     (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
     (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),
@@ -51,6 +52,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
     (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
+    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: https://user:s3cret-pw@mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: must not hold credentials"),
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: \"ftp://user:s3cret-pw@mirror.example/containerd\"}\n  network:", "spec.artifacts.containerd.baseUrl: must not hold credentials"),
     // Networks.
     (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),
@@ -105,9 +108,10 @@ fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
             l.strip_prefix("error: ")
                 .is_some_and(|l| l.starts_with(expected))
         });
-        if o.status.code() != Some(2) || !found || out.exists() {
+        let echoed = err.contains("s3cret-pw");
+        if o.status.code() != Some(2) || !found || out.exists() || echoed {
             failures.push(format!(
-                "case {i} ({expected}): status {:?}, out written: {}, stderr:\n{err}",
+                "case {i} ({expected}): status {:?}, out written: {}, credential echoed: {echoed}, stderr:\n{err}",
                 o.status.code(),
                 out.exists()
             ));
