@@ -4,6 +4,7 @@ pub mod arm;
 pub mod azure_json;
 pub mod check;
 pub mod names;
+mod par;
 pub mod render;
 pub mod secrets;
 pub mod spec;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -50,16 +51,19 @@ pub struct Rendered {
     pub custom_data_sizes: Vec<(String, usize)>,
 }
 
-/// The templates, compiled once per render; embedded so the binary is self-contained.
-fn templates() -> Tera {
-    let mut tera = Tera::default();
-    tera.register_filter("indent", indent_block);
-    tera.add_raw_template(
-        USER_DATA_TEMPLATE,
-        include_str!("../templates/user-data.yaml.tera"),
-    )
-    .expect("the embedded template compiles");
-    tera
+/// The templates, compiled once per process; embedded so the binary is self-contained.
+fn templates() -> &'static Tera {
+    static TERA: OnceLock<Tera> = OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut tera = Tera::default();
+        tera.register_filter("indent", indent_block);
+        tera.add_raw_template(
+            USER_DATA_TEMPLATE,
+            include_str!("../templates/user-data.yaml.tera"),
+        )
+        .expect("the embedded template compiles");
+        tera
+    })
 }
 
 /// Indents every non-empty line by six spaces: the body of a `content: |` block scalar in a
@@ -95,10 +99,17 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
     }
     let mut custom_data_sizes = Vec::new();
     let mut custom_data = BTreeMap::new();
-    for (i, pool) in spec.cluster.spec.pools.iter().enumerate() {
+    let pools = &spec.cluster.spec.pools;
+    // Each pool's user data and its gzip on their own, spread over the cores.
+    let rendered = crate::par::map(pools, |pool| {
         let config = node_config(spec, secrets, &ca_hash, pool);
-        let user_data = render_user_data(&tera, spec, &config, azure_json.as_deref())?;
-        let gzipped = gzip(user_data.as_bytes());
+        render_user_data(tera, spec, &config, azure_json.as_deref()).map(|user_data| {
+            let gzipped = gzip(user_data.as_bytes());
+            (user_data, gzipped)
+        })
+    });
+    for (i, (pool, rendered)) in pools.iter().zip(rendered).enumerate() {
+        let (user_data, gzipped) = rendered?;
         if gzipped.len() > CUSTOM_DATA_LIMIT {
             bail!(
                 "spec.pools[{i}]: custom data is {} bytes gzip-compressed, over Azure's {CUSTOM_DATA_LIMIT}-byte limit",
