@@ -244,6 +244,7 @@ impl Validator {
             self.check("spec.azure.dnsLabel", check_dns_label(label));
         }
         self.errors.extend(crate::arm::validate_azure(azure));
+        self.errors.extend(crate::arm::validate_pool_sizes(cluster));
         // The NodeConfig's rules for cloud/customCloud, reported at the spec's paths.
         if let Err(e) = crate::render::azure_provider(azure).validate("spec.azure") {
             self.errors.push(e);

@@ -20,7 +20,7 @@ use super::{
     api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, CONTRIBUTOR_ROLE_ID, KEY_VAULT,
     KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
     KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, PUBLIC_IP, ROLE_ASSIGNMENT,
-    ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, TEMPLATE_FILE, VNET,
+    ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SINGLE_PLACEMENT_GROUP_VMS, TEMPLATE_FILE, VNET,
 };
 use crate::check::ParsedTree;
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
@@ -606,6 +606,27 @@ impl<'t> Walker<'t> {
                     "capacity {} is not the pool's count {}",
                     vmss["sku"]["capacity"], pool.count
                 )));
+            }
+            if pool.count > SINGLE_PLACEMENT_GROUP_VMS
+                && vmss["properties"]["singlePlacementGroup"] != false
+            {
+                problems.push(at(&format!(
+                    "{} VMs need singlePlacementGroup: false (one placement group holds at most {SINGLE_PLACEMENT_GROUP_VMS})",
+                    pool.count
+                )));
+            }
+            if let Some(nat) = nat_pool.filter(|_| pool.role == Role::Master) {
+                let range = &nat["properties"];
+                let ports = range["frontendPortRangeEnd"]
+                    .as_u64()
+                    .zip(range["frontendPortRangeStart"].as_u64())
+                    .map_or(0, |(end, start)| (end + 1).saturating_sub(start));
+                if ports < u64::from(pool.count) {
+                    problems.push(at(&format!(
+                        "{} masters, but the SSH NAT pool's frontend ports reach at most {ports}",
+                        pool.count
+                    )));
+                }
             }
             let zones: Vec<&str> = vmss["zones"]
                 .as_array()

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context, Result};
 use ipnet::Ipv4Net;
-use kubeboot_nodeconfig::{FieldError, Secret, SharedPki};
+use kubeboot_nodeconfig::{FieldError, Role, Secret, SharedPki};
 use serde_json::{json, Value};
 
 use crate::names::{JOIN_TOKEN_SECRET, PKI_SECRET};
@@ -63,6 +63,18 @@ pub const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
 pub const ROLE_DEFINITION: &str = "Microsoft.Authorization/roleDefinitions";
 pub const KEY_VAULT: &str = "Microsoft.KeyVault/vaults";
 pub const KEY_VAULT_SECRET: &str = "Microsoft.KeyVault/vaults/secrets";
+
+/// Frontend ports of the masters' SSH NAT pool: instance N is reachable on port 50000+N, so the
+/// range bounds the master count.
+pub const SSH_NAT_PORT_START: u32 = 50000;
+pub const SSH_NAT_PORT_END: u32 = 50119;
+/// Most VMs a scale set holds when it boots from a custom image, as kubeboot's always do
+/// (`imageReference.id`, the Packer-built image); 1,000 is for platform images only. Azure:
+/// "Virtual Machine Scale Sets and placement groups".
+pub const MAX_SCALE_SET_VMS: u32 = 600;
+/// Most VMs of a scale set in a single placement group (Azure's default); a larger pool is
+/// rendered with `singlePlacementGroup: false` (same source).
+pub const SINGLE_PLACEMENT_GROUP_VMS: u32 = 100;
 
 /// The pinned apiVersion of a resource type, by its namespace; None for a namespace the template
 /// does not deploy.
@@ -132,6 +144,34 @@ pub fn validate_azure(azure: &AzureSpec) -> Vec<FieldError> {
             errors.push(FieldError::new(
                 "spec.azure.imageId",
                 "must be an image resource id (/subscriptions/.../providers/Microsoft.Compute/...)",
+            ));
+        }
+    }
+    errors
+}
+
+/// Azure's limits on the pools: VMs per scale set, and masters reachable through the SSH NAT
+/// pool's frontend ports; one error per pool, naming the limit.
+pub fn validate_pool_sizes(spec: &ClusterSpec) -> Vec<FieldError> {
+    let nat_ports = SSH_NAT_PORT_END - SSH_NAT_PORT_START + 1;
+    let mut errors = Vec::new();
+    for (i, pool) in spec.spec.pools.iter().enumerate() {
+        let path = format!("spec.pools[{i}].count");
+        if pool.count > MAX_SCALE_SET_VMS {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "{} VMs, over Azure's limit of {MAX_SCALE_SET_VMS} per scale set from a custom image",
+                    pool.count
+                ),
+            ));
+        } else if pool.role == Role::Master && pool.count > nat_ports {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "{} masters, but the SSH NAT pool's frontend ports {SSH_NAT_PORT_START}-{SSH_NAT_PORT_END} reach at most {nat_ports}",
+                    pool.count
+                ),
             ));
         }
     }

@@ -11,7 +11,8 @@ use super::{
     api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION, CONTRIBUTOR_ROLE_ID,
     KEY_VAULT, KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
     KUBEBOOT_TAG, LOAD_BALANCER, NETWORK_API_VERSION, NSG, OWNER_ROLE_ID, PUBLIC_IP,
-    ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SOFT_DELETE_RETENTION_DAYS, VNET,
+    ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SINGLE_PLACEMENT_GROUP_VMS,
+    SOFT_DELETE_RETENTION_DAYS, SSH_NAT_PORT_END, SSH_NAT_PORT_START, VNET,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::spec::{AzureSpec, ClusterSpec, IdentityRoles};
@@ -24,10 +25,6 @@ const WORKER_CUSTOM_ROLE_ACTIONS: &[&str] = &[
     "Microsoft.Network/virtualNetworks/read",
     "Microsoft.Network/virtualNetworks/subnets/read",
 ];
-
-/// Frontend ports of the masters' SSH NAT pool: instance N is reachable on port 50000+N.
-const SSH_NAT_PORT_START: u32 = 50000;
-const SSH_NAT_PORT_END: u32 = 50119;
 
 /// Every resource carries the cluster tags, declared once as a template variable.
 const CLUSTER_TAGS: &str = "[variables('clusterTags')]";
@@ -713,6 +710,9 @@ impl Deployment {
         });
         if !pool.zones.is_empty() {
             body["zones"] = json!(pool.zones);
+        }
+        if pool.count > SINGLE_PLACEMENT_GROUP_VMS {
+            body["properties"]["singlePlacementGroup"] = json!(false);
         }
         resource(SCALE_SET, &pool.vmss, body)
     }

@@ -207,6 +207,37 @@ fn walker_catches_scale_set_settings() {
     );
 }
 
+/// Azure's limits in a hand-edited template: masters beyond the SSH NAT pool's ports, a pool over
+/// one placement group's 100 VMs kept in a single placement group.
+#[test]
+fn walker_catches_scale_sets_over_azure_limits() {
+    let mut spec = example_spec();
+    spec.spec.pools[1].count = 150;
+    let (mut template, parameters) = common::render_arm(&spec);
+    assert_eq!(check(&template, &parameters, &spec), Vec::<String>::new());
+    let lb = resource_mut(&mut template, "Microsoft.Network/loadBalancers", "demo");
+    lb["properties"]["inboundNatPools"][0]["properties"]["frontendPortRangeEnd"] = json!(50001);
+    let general = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-general",
+    );
+    assert_eq!(general["properties"]["singlePlacementGroup"], json!(false));
+    general["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("singlePlacementGroup");
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        "\"demo-master\": 3 masters, but the SSH NAT pool's frontend ports reach at most 2",
+    );
+    assert_caught(
+        &problems,
+        "\"demo-general\": 150 VMs need singlePlacementGroup: false",
+    );
+}
+
 #[test]
 fn walker_catches_wrong_roles_and_missing_nsg_rules() {
     let spec = example_spec();

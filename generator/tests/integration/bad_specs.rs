@@ -71,6 +71,9 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "taints: [\"nvidia.com/gpu=present:NoSchedule\"]", "taints: [\"nvidia.com/gpu=present:NoSchedule\", \"nvidia.com/gpu=absent:NoSchedule\"]", "spec.pools[2].taints[1]: nvidia.com/gpu=absent:NoSchedule repeats"),
     (EXAMPLE, "role: worker\n      count: 0", "role: master\n      count: 1", "spec.pools[2].role: only one pool may be master; spec.pools[0] already is"),
     (EXAMPLE, "count: 3", "count: 0", "spec.pools[0].count: a master pool needs at least one node"),
+    // Azure's limits, each named in the message.
+    (EXAMPLE, "count: 0", "count: 601", "spec.pools[2].count: 601 VMs, over Azure's limit of 600 per scale set from a custom image"),
+    (EXAMPLE, "count: 3", "count: 121", "spec.pools[0].count: 121 masters, but the SSH NAT pool's frontend ports 50000-50119 reach at most 120"),
     (EXAMPLE, "zones: [\"1\"]", "zones: [\"4\"]", "spec.pools[2].zones[0]: \"4\" is not an Azure availability zone"),
     (EXAMPLE, "zones: [\"1\", \"2\", \"3\"]", "zones: [\"1\", \"1\"]", "spec.pools[0].zones[1]: zone \"1\" is listed twice"),
     (EXAMPLE, "labels: {workload: general}", "labels: {\"bad key!\": general}", "spec.pools[1].labels.bad key!: \"bad key!\" must be"),
