@@ -14,7 +14,7 @@ use crate::names::{JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{
     pool_dir, AGENT_UNIT, AZURE_JSON, CUSTOM_DATA, CUSTOM_DATA_LIMIT, EFFECTIVE_SPEC, USER_DATA,
 };
-use crate::secrets::{ca_cert_hash, DIR_MODE, FILE_MODE};
+use crate::secrets::{ca_cert_hash, LocalStore, CA_HASH_FILE, DIR_MODE, FILE_MODE, LOCAL_DIR};
 use crate::tree::Tree;
 use crate::validate::{validate_text_with, Lifecycle, ValidSpec};
 
@@ -26,6 +26,7 @@ pub const CHECKS: &[Check] = &[
     check_user_data,
     check_custom_data,
     check_azure_json,
+    check_secrets,
     check_ca_pins,
     check_secret_sources,
     check_modes,
@@ -309,7 +310,28 @@ fn check_azure_json(parsed: &ParsedTree) -> Vec<String> {
     }
 }
 
-/// The CA pin every node carries matches the stored CA certificate (local secret store only).
+/// The local secret store's files belong together: every private key is the one of its
+/// certificate or public key (a key from another cluster is caught).
+fn check_secrets(parsed: &ParsedTree) -> Vec<String> {
+    let dir = Path::new(LOCAL_DIR);
+    let read = |name: &str| {
+        Ok(parsed
+            .tree
+            .get(dir.join(name))
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned()))
+    };
+    match LocalStore::from_files(&format!("{LOCAL_DIR}/"), read) {
+        Ok(_) => Vec::new(),
+        // "secrets in secrets/: ca.key: ..." reads better as "secrets/ca.key: ...".
+        Err(e) => vec![match e.source() {
+            Some(cause) => format!("{LOCAL_DIR}/{cause}"),
+            None => e.to_string(),
+        }],
+    }
+}
+
+/// The CA pin every node carries, and `secrets/ca-cert-hash`, match the stored CA certificate
+/// (local secret store only).
 fn check_ca_pins(parsed: &ParsedTree) -> Vec<String> {
     let Some(cert) = parsed.tree.get("secrets/ca.crt") else {
         return Vec::new();
@@ -321,6 +343,12 @@ fn check_ca_pins(parsed: &ParsedTree) -> Vec<String> {
         Ok(hash) => hash,
         Err(e) => return vec![format!("secrets/ca.crt: {e}")],
     };
+    let hash_file = Path::new(LOCAL_DIR).join(CA_HASH_FILE);
+    let stale_hash_file = parsed
+        .tree
+        .get(&hash_file)
+        .filter(|text| String::from_utf8_lossy(text).trim_end() != expected)
+        .map(|_| format!("{}: is not the hash of secrets/ca.crt", show(&hash_file)));
     parsed
         .node_configs
         .iter()
@@ -333,6 +361,7 @@ fn check_ca_pins(parsed: &ParsedTree) -> Vec<String> {
                 )
             })
         })
+        .chain(stale_hash_file)
         .collect()
 }
 
@@ -393,6 +422,14 @@ fn check_modes(parsed: &ParsedTree) -> Vec<String> {
         .dirs
         .iter()
         .filter(|(_, mode)| **mode != DIR_MODE)
-        .map(|(p, mode)| format!("{}/: mode {mode:04o}, expected {DIR_MODE:04o}", show(p)));
+        .map(|(p, mode)| {
+            // The empty path is the output directory itself.
+            let dir = if p.as_os_str().is_empty() {
+                ".".to_string()
+            } else {
+                show(p)
+            };
+            format!("{dir}/: mode {mode:04o}, expected {DIR_MODE:04o}")
+        });
     files.chain(dirs).collect()
 }

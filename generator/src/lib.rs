@@ -12,13 +12,16 @@ pub mod tree;
 pub mod validate;
 pub mod vault;
 
-use std::fs;
-use std::io::ErrorKind;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
-use crate::secrets::ClusterSecrets;
+use crate::secrets::{ClusterSecrets, LocalStore};
+use crate::spec::SecretStoreKind;
 use crate::validate::ValidSpec;
 
 /// Where the secrets of a render came from.
@@ -37,15 +40,22 @@ pub struct RenderSummary {
 }
 
 /// Renders `spec` into `out`: secrets are loaded from the spec's store (or generated, or replaced
-/// on `rotate`), everything is rendered and checked in memory, and only then written.
+/// on `rotate`), everything is rendered and checked in memory, and only then written, all at once
+/// (`Tree::replace`). One render at a time per output directory: a second one fails at once
+/// instead of replacing the first one's secrets.
 pub fn render_dir(spec: &ValidSpec, out: &Path, rotate: bool) -> Result<RenderSummary> {
+    let _lock = lock_output(out)?;
     let store = secrets::store_for(spec, out)?;
     let (secrets, origin) = match (rotate, store.load()?) {
         (true, _) => (ClusterSecrets::generate()?, SecretsOrigin::Rotated),
         (false, Some(existing)) => (existing, SecretsOrigin::Reused),
         (false, None) => (ClusterSecrets::generate()?, SecretsOrigin::Generated),
     };
-    let rendered = render::render(spec, &secrets)?;
+    let mut rendered = render::render(spec, &secrets)?;
+    let local = spec.cluster.spec.secrets.store == SecretStoreKind::Local;
+    if local {
+        LocalStore::add_to(&mut rendered.tree, &secrets)?;
+    }
     let problems = check::check_tree(&rendered.tree);
     if !problems.is_empty() {
         bail!(
@@ -53,37 +63,41 @@ pub fn render_dir(spec: &ValidSpec, out: &Path, rotate: bool) -> Result<RenderSu
             problems.join("; ")
         );
     }
-    if origin != SecretsOrigin::Reused {
+    if !local && origin != SecretsOrigin::Reused {
         store.save(&secrets)?;
     }
-    rendered.tree.write(out)?;
-    remove_stale_pools(out, spec)?;
+    rendered.tree.replace(out)?;
     Ok(RenderSummary {
         secrets: origin,
         custom_data_sizes: rendered.custom_data_sizes,
     })
 }
 
-/// A pool removed from the spec must not leave its old user data behind in `out/pools/`.
-fn remove_stale_pools(out: &Path, spec: &ValidSpec) -> Result<()> {
-    let dir = out.join("pools");
-    let entries = match fs::read_dir(&dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        other => other.with_context(|| format!("reading {}", dir.display()))?,
+/// Takes the lock of the output directory `out`: an exclusive `flock` on `.NAME.lock` beside it
+/// (not inside: the directory itself is replaced by each render), held until the guard drops.
+fn lock_output(out: &Path) -> Result<Flock<File>> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let known = spec
-            .cluster
-            .spec
-            .pools
-            .iter()
-            .any(|p| name.to_str() == Some(p.name.as_str()));
-        if !known {
-            fs::remove_dir_all(entry.path())
-                .with_context(|| format!("removing stale {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a directory name", out.display()))?;
+    let path = parent.join(format!(".{}.lock", name.to_string_lossy()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(secrets::FILE_MODE)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => anyhow::anyhow!(
+            "another kubeboot-gen render into {} is running (it holds {}); wait for it to finish",
+            out.display(),
+            path.display()
+        ),
+        errno => anyhow::anyhow!("locking {}: {errno}", path.display()),
+    })
 }

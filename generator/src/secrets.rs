@@ -12,18 +12,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use kubeboot_nodeconfig::{
-    check_encryption_key, check_token, fsx, KeyPair, Secret, SharedPki, ENCRYPTION_KEY_BYTES,
+    check_encryption_key, check_token, KeyPair, Secret, SharedPki, ENCRYPTION_KEY_BYTES,
 };
 use rand::rngs::OsRng;
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
+    PublicKeyData, PKCS_ECDSA_P256_SHA256,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
 use crate::spec::SecretStoreKind;
+use crate::tree::Tree;
 use crate::validate::ValidSpec;
 
 /// kubeadm's CA lifetime.
@@ -88,27 +90,61 @@ impl ClusterSecrets {
         ca_cert_hash(&self.ca.public)
     }
 
-    /// Catches a damaged store before its contents reach a node.
+    /// Catches a damaged store, or a key from another cluster, before its contents reach a node:
+    /// every private key must belong to its certificate or public key. Errors start with the
+    /// file name of the `LocalStore` (kubeadm's names).
     pub fn check(&self) -> Result<()> {
         check_token(self.bootstrap_token.expose())
-            .map_err(|m| anyhow::anyhow!("bootstrap token {m}"))?;
+            .map_err(|m| anyhow::anyhow!("bootstrap-token: {m}"))?;
         check_encryption_key(self.encryption_key.expose())
-            .map_err(|m| anyhow::anyhow!("encryption key {m}"))?;
+            .map_err(|m| anyhow::anyhow!("encryption-key: {m}"))?;
         for (name, pair) in [
             ("ca", &self.ca),
             ("front-proxy-ca", &self.front_proxy_ca),
             ("etcd-ca", &self.etcd_ca),
         ] {
-            ca_cert_hash(&pair.public).with_context(|| format!("{name} certificate"))?;
-            rcgen::KeyPair::from_pem(pair.private.expose())
-                .with_context(|| format!("{name} private key is not a PEM private key"))?;
+            let (_, pem) = x509_parser::pem::parse_x509_pem(pair.public.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{name}.crt: not a PEM certificate: {e}"))?;
+            let cert = pem
+                .parse_x509()
+                .map_err(|e| anyhow::anyhow!("{name}.crt: not an X.509 certificate: {e}"))?;
+            check_key_pair(
+                &format!("{name}.key"),
+                &format!("{name}.crt"),
+                pair,
+                &cert.public_key().subject_public_key.data,
+            )?;
         }
-        rcgen::KeyPair::from_pem(self.service_account.private.expose())
-            .context("service-account private key is not a PEM private key")?;
-        ssh_key::PrivateKey::from_openssh(self.ssh.private.expose())
-            .context("SSH private key is not an OpenSSH private key")?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(self.service_account.public.as_bytes())
+            .map_err(|e| anyhow::anyhow!("sa.pub: not a PEM public key: {e}"))?;
+        let (_, public) = SubjectPublicKeyInfo::from_der(&pem.contents)
+            .map_err(|e| anyhow::anyhow!("sa.pub: not a public key: {e}"))?;
+        check_key_pair(
+            "sa.key",
+            "sa.pub",
+            &self.service_account,
+            &public.subject_public_key.data,
+        )?;
+        let private = ssh_key::PrivateKey::from_openssh(self.ssh.private.expose())
+            .context("id_rsa: not an OpenSSH private key")?;
+        let public = ssh_key::PublicKey::from_openssh(&self.ssh.public)
+            .context("id_rsa.pub: not an OpenSSH public key")?;
+        if private.public_key().key_data() != public.key_data() {
+            bail!("id_rsa: is not the key of id_rsa.pub (a key from another cluster?)");
+        }
         Ok(())
     }
+}
+
+/// The private key of `pair` is a PEM private key whose public half is `public` (the raw key
+/// bits of the certificate or public key file `public_file`).
+fn check_key_pair(key_file: &str, public_file: &str, pair: &KeyPair, public: &[u8]) -> Result<()> {
+    let key = rcgen::KeyPair::from_pem(pair.private.expose())
+        .with_context(|| format!("{key_file}: not a PEM private key"))?;
+    if key.der_bytes() != public {
+        bail!("{key_file}: is not the key of {public_file} (a key from another cluster?)");
+    }
+    Ok(())
 }
 
 /// `sha256:<hex>` of the DER SubjectPublicKeyInfo of a PEM certificate.
@@ -200,11 +236,14 @@ pub fn store_for(spec: &ValidSpec, out: &Path) -> Result<Box<dyn SecretStore>> {
     }
 }
 
-/// Secrets as files under `DIR/secrets/` (directory 0700, files 0600, each written atomically).
+/// Secrets as files under `DIR/secrets/` (directory 0700, files 0600). A render writes them with
+/// the rest of its output (`add_to`); `check` reads them back from the output tree (`from_files`).
 pub struct LocalStore {
     dir: PathBuf,
 }
 
+/// The local store's directory, relative to the output directory.
+pub const LOCAL_DIR: &str = "secrets";
 /// File name of each secret in a `LocalStore` (kubeadm's names where it has one).
 const FILES: &[&str] = &[
     "bootstrap-token",
@@ -220,7 +259,8 @@ const FILES: &[&str] = &[
     "id_rsa",
     "encryption-key",
 ];
-/// Written for convenience (`kubeadm join --discovery-token-ca-cert-hash`); never read back.
+/// Written for convenience (`kubeadm join --discovery-token-ca-cert-hash`); `check` compares it
+/// with the CA.
 pub const CA_HASH_FILE: &str = "ca-cert-hash";
 pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
@@ -229,7 +269,7 @@ impl LocalStore {
     /// The store of the render output directory `out`.
     pub fn new(out: &Path) -> Self {
         Self {
-            dir: out.join("secrets"),
+            dir: out.join(LOCAL_DIR),
         }
     }
 
@@ -254,20 +294,34 @@ impl LocalStore {
             s.encryption_key.expose(),
         ]
     }
-}
 
-impl SecretStore for LocalStore {
-    fn load(&self) -> Result<Option<ClusterSecrets>> {
+    /// Adds the files of `secrets` to an output tree, under `secrets/`.
+    pub fn add_to(tree: &mut Tree, secrets: &ClusterSecrets) -> Result<()> {
+        let dir = Path::new(LOCAL_DIR);
+        for (name, text) in FILES.iter().zip(Self::contents(secrets)) {
+            let mut bytes = text.as_bytes().to_vec();
+            if !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            tree.add(dir.join(name), bytes);
+        }
+        let hash = secrets.ca_cert_hash()?;
+        tree.add(dir.join(CA_HASH_FILE), format!("{hash}\n").into_bytes());
+        Ok(())
+    }
+
+    /// The secrets in the files `read` returns by name (`None`: missing), checked; `None` when
+    /// there are none at all. `place` names where they are read from, for messages.
+    pub fn from_files(
+        place: &str,
+        read: impl Fn(&str) -> Result<Option<String>>,
+    ) -> Result<Option<ClusterSecrets>> {
         let mut texts = Vec::with_capacity(FILES.len());
         let mut missing = Vec::new();
         for name in FILES {
-            match fs::read_to_string(self.dir.join(name)) {
-                Ok(text) => texts.push(text),
-                Err(e) if e.kind() == ErrorKind::NotFound => missing.push(*name),
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("reading {}", self.dir.join(name).display()))
-                }
+            match read(name)? {
+                Some(text) => texts.push(text),
+                None => missing.push(*name),
             }
         }
         if missing.len() == FILES.len() {
@@ -275,8 +329,7 @@ impl SecretStore for LocalStore {
         }
         if !missing.is_empty() {
             bail!(
-                "{} is incomplete (missing {}); restore it, or render with --rotate to replace all secrets",
-                self.dir.display(),
+                "{place} is incomplete (missing {}); restore it, or render with --rotate to replace all secrets",
                 missing.join(", ")
             );
         }
@@ -298,25 +351,29 @@ impl SecretStore for LocalStore {
         };
         secrets
             .check()
-            .with_context(|| format!("secrets in {}", self.dir.display()))?;
+            .with_context(|| format!("secrets in {place}"))?;
         Ok(Some(secrets))
     }
+}
 
-    fn save(&self, secrets: &ClusterSecrets) -> Result<()> {
-        fsx::create_dir_with_mode(&self.dir, DIR_MODE)?;
-        for (name, text) in FILES.iter().zip(Self::contents(secrets)) {
-            let mut bytes = text.as_bytes().to_vec();
-            if !bytes.ends_with(b"\n") {
-                bytes.push(b'\n');
+impl SecretStore for LocalStore {
+    fn load(&self) -> Result<Option<ClusterSecrets>> {
+        Self::from_files(&self.dir.display().to_string(), |name| {
+            let path = self.dir.join(name);
+            match fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
             }
-            fsx::write_atomic(&self.dir.join(name), &bytes, FILE_MODE)?;
-        }
-        let hash = secrets.ca_cert_hash()?;
-        fsx::write_atomic(
-            &self.dir.join(CA_HASH_FILE),
-            format!("{hash}\n").as_bytes(),
-            FILE_MODE,
-        )
+        })
+    }
+
+    /// Writes the secrets into `DIR/secrets/` on their own (a render writes them with the rest of
+    /// its output instead).
+    fn save(&self, secrets: &ClusterSecrets) -> Result<()> {
+        let mut tree = Tree::default();
+        Self::add_to(&mut tree, secrets)?;
+        tree.write(self.dir.parent().expect("the store is DIR/secrets"))
     }
 }
 

@@ -6,8 +6,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use kubeboot_nodeconfig::fsx;
+use nix::fcntl::{renameat2, RenameFlags};
 
 use crate::secrets::{DIR_MODE, FILE_MODE};
 
@@ -26,13 +27,12 @@ pub struct Tree {
 
 impl Tree {
     /// Adds a file readable by its owner only (every output may hold secrets or cluster
-    /// details) and its parent directories (0700).
+    /// details) and its parent directories (0700), the output directory itself (the empty path)
+    /// included.
     pub fn add(&mut self, path: impl Into<PathBuf>, bytes: Vec<u8>) {
         let path = path.into();
         for dir in path.ancestors().skip(1) {
-            if !dir.as_os_str().is_empty() {
-                self.dirs.insert(dir.to_path_buf(), DIR_MODE);
-            }
+            self.dirs.insert(dir.to_path_buf(), DIR_MODE);
         }
         self.files.insert(
             path,
@@ -47,9 +47,12 @@ impl Tree {
         self.files.get(path.as_ref()).map(|f| f.bytes.as_slice())
     }
 
-    /// Reads everything under `root` (contents and permission bits).
+    /// Reads everything under `root` (contents and permission bits), `root` itself included.
     pub fn read(root: &Path) -> Result<Self> {
         let mut tree = Self::default();
+        let meta = fs::metadata(root).with_context(|| format!("reading {}", root.display()))?;
+        tree.dirs
+            .insert(PathBuf::new(), meta.permissions().mode() & 0o7777);
         let mut pending = vec![PathBuf::new()];
         while let Some(rel) = pending.pop() {
             let dir = root.join(&rel);
@@ -72,8 +75,7 @@ impl Tree {
     }
 
     /// Writes every file atomically under `root`, directories first with their modes. Files that
-    /// already have these contents and mode are left alone, so a re-render that changes nothing
-    /// touches nothing.
+    /// already have these contents and mode are left alone.
     pub fn write(&self, root: &Path) -> Result<()> {
         for (dir, mode) in &self.dirs {
             fsx::create_dir_with_mode(&root.join(dir), *mode)?;
@@ -83,4 +85,84 @@ impl Tree {
         }
         Ok(())
     }
+
+    /// Makes `out` hold exactly this tree, all at once: the tree is written into a staging
+    /// directory beside `out`, which then takes `out`'s place in one rename (the old tree is
+    /// removed after), so a failure or a full disk leaves the old tree intact and nothing
+    /// half-written. An `out` that already holds this tree is left alone (nothing touched).
+    /// Refuses an `out` holding anything at its top level the tree does not, so a mistyped
+    /// `--out` cannot wipe an unrelated directory.
+    pub fn replace(&self, out: &Path) -> Result<()> {
+        let existing = match Tree::read(out) {
+            Ok(existing) => Some(existing),
+            Err(_) if !out.exists() => None,
+            Err(e) => return Err(e),
+        };
+        if existing.as_ref() == Some(self) {
+            return Ok(());
+        }
+        if let Some(existing) = &existing {
+            let foreign: Vec<String> = existing
+                .top_level()
+                .filter(|name| !self.top_level().any(|own| own == *name))
+                .filter(|name| !OWN_ENTRIES.contains(name))
+                .map(str::to_string)
+                .collect();
+            if !foreign.is_empty() {
+                bail!(
+                    "{} holds {}, which kubeboot-gen does not write; render into a new directory or one of an earlier render",
+                    out.display(),
+                    foreign.join(", ")
+                );
+            }
+        }
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = out
+            .file_name()
+            .with_context(|| format!("{}: not a directory name", out.display()))?
+            .to_string_lossy();
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".{name}.staging-"))
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
+        self.write(staging.path())?;
+        fsx::sync_dir(staging.path())?;
+        if existing.is_some() {
+            // The old tree moves to the staging path and is removed with it.
+            renameat2(
+                None,
+                staging.path(),
+                None,
+                out,
+                RenameFlags::RENAME_EXCHANGE,
+            )
+            .with_context(|| format!("moving the new output into {}", out.display()))?;
+        } else {
+            fs::rename(staging.keep(), out)
+                .with_context(|| format!("moving the new output into {}", out.display()))?;
+        }
+        fsx::sync_dir(parent)
+    }
+
+    /// The names of the entries directly under the root.
+    fn top_level(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .keys()
+            .chain(self.dirs.keys())
+            .filter_map(|p| p.components().next())
+            .filter_map(|c| c.as_os_str().to_str())
+    }
 }
+
+/// Everything a render may write at the top of its output directory (a spec change may drop the
+/// Azure files or the local secrets, and their old copies go with the old tree).
+const OWN_ENTRIES: &[&str] = &[
+    crate::render::AZURE_JSON,
+    crate::render::EFFECTIVE_SPEC,
+    "arm",
+    "pools",
+    crate::secrets::LOCAL_DIR,
+];

@@ -261,12 +261,15 @@ impl SecretStore for VaultStore {
         if data.is_null() {
             return Ok(None); // the latest version was deleted
         }
-        let secrets = serde_json::from_value(data).with_context(|| {
+        let secrets: ClusterSecrets = serde_json::from_value(data).with_context(|| {
             format!(
                 "vault {}: the document there is not kubeboot cluster secrets",
                 self.location()
             )
         })?;
+        secrets
+            .check()
+            .with_context(|| format!("secrets in vault {}", self.location()))?;
         Ok(Some(secrets))
     }
 

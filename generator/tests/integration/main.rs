@@ -8,6 +8,7 @@ mod custom_data_secrets;
 mod docs;
 mod fuzz_spec;
 mod operations_doc;
+mod output_dir;
 mod releases_doc;
 mod render;
 mod vault;
