@@ -40,10 +40,7 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>> {
 
 pub fn check_tree(tree: &Tree) -> Vec<String> {
     let parsed = ParsedTree::parse(tree);
-    crate::par::map(CHECKS, |check| check(&parsed))
-        .into_iter()
-        .flatten()
-        .collect()
+    CHECKS.iter().flat_map(|check| check(&parsed)).collect()
 }
 
 /// The output tree with what several checks read parsed once: the pools, each pool's NodeConfig
@@ -164,40 +161,40 @@ impl CloudConfig {
 
 /// The NodeConfig of each pool, parsed with the agent's own parser.
 fn node_configs(tree: &Tree, pools: &[String]) -> Vec<(PathBuf, Result<NodeConfig, String>)> {
-    crate::par::map(pools, |pool| {
-        let path = pool_dir(pool).join(USER_DATA);
-        let bytes = tree.get(&path)?;
-        let parsed = std::str::from_utf8(bytes)
-            .map_err(|_| "is not UTF-8".to_string())
-            .and_then(parse_cloud_config)
-            .and_then(|cc| {
-                let text = cc
-                    .file(DEFAULT_PATH)
-                    .ok_or(format!("does not write {DEFAULT_PATH}"))?;
-                let config =
-                    kubeboot_nodeconfig::parse(text).map_err(|e| format!("{DEFAULT_PATH}: {e}"))?;
-                if &config.node.pool != pool {
-                    return Err(format!(
-                        "{DEFAULT_PATH}: node.pool is {:?}, expected {pool:?}",
-                        config.node.pool
-                    ));
-                }
-                match (cc.file(&cloud_config_path(&config)), tree.get(AZURE_JSON)) {
-                    (Some(written), Some(rendered)) if written.as_bytes() != rendered => {
-                        Err(format!("its azure.json differs from {AZURE_JSON}"))
+    pools
+        .iter()
+        .filter_map(|pool| {
+            let path = pool_dir(pool).join(USER_DATA);
+            let bytes = tree.get(&path)?;
+            let parsed = std::str::from_utf8(bytes)
+                .map_err(|_| "is not UTF-8".to_string())
+                .and_then(parse_cloud_config)
+                .and_then(|cc| {
+                    let text = cc
+                        .file(DEFAULT_PATH)
+                        .ok_or(format!("does not write {DEFAULT_PATH}"))?;
+                    let config = kubeboot_nodeconfig::parse(text)
+                        .map_err(|e| format!("{DEFAULT_PATH}: {e}"))?;
+                    if &config.node.pool != pool {
+                        return Err(format!(
+                            "{DEFAULT_PATH}: node.pool is {:?}, expected {pool:?}",
+                            config.node.pool
+                        ));
                     }
-                    (None, Some(_)) => Err("does not write azure.json".into()),
-                    (Some(_), None) => {
-                        Err(format!("writes azure.json but {AZURE_JSON} is missing"))
+                    match (cc.file(&cloud_config_path(&config)), tree.get(AZURE_JSON)) {
+                        (Some(written), Some(rendered)) if written.as_bytes() != rendered => {
+                            Err(format!("its azure.json differs from {AZURE_JSON}"))
+                        }
+                        (None, Some(_)) => Err("does not write azure.json".into()),
+                        (Some(_), None) => {
+                            Err(format!("writes azure.json but {AZURE_JSON} is missing"))
+                        }
+                        _ => Ok(config),
                     }
-                    _ => Ok(config),
-                }
-            });
-        Some((path, parsed))
-    })
-    .into_iter()
-    .flatten()
-    .collect()
+                });
+            Some((path, parsed))
+        })
+        .collect()
 }
 
 fn cloud_config_path(config: &NodeConfig) -> String {

@@ -4,7 +4,6 @@ pub mod arm;
 pub mod azure_json;
 pub mod check;
 pub mod names;
-mod par;
 pub mod render;
 pub mod secrets;
 pub mod spec;

@@ -99,17 +99,10 @@ pub fn render(spec: &ValidSpec, secrets: &ClusterSecrets) -> Result<Rendered> {
     }
     let mut custom_data_sizes = Vec::new();
     let mut custom_data = BTreeMap::new();
-    let pools = &spec.cluster.spec.pools;
-    // Each pool's user data and its gzip on their own, spread over the cores.
-    let rendered = crate::par::map(pools, |pool| {
+    for (i, pool) in spec.cluster.spec.pools.iter().enumerate() {
         let config = node_config(spec, secrets, &ca_hash, pool);
-        render_user_data(tera, spec, &config, azure_json.as_deref()).map(|user_data| {
-            let gzipped = gzip(user_data.as_bytes());
-            (user_data, gzipped)
-        })
-    });
-    for (i, (pool, rendered)) in pools.iter().zip(rendered).enumerate() {
-        let (user_data, gzipped) = rendered?;
+        let user_data = render_user_data(tera, spec, &config, azure_json.as_deref())?;
+        let gzipped = gzip(user_data.as_bytes());
         if gzipped.len() > CUSTOM_DATA_LIMIT {
             bail!(
                 "spec.pools[{i}]: custom data is {} bytes gzip-compressed, over Azure's {CUSTOM_DATA_LIMIT}-byte limit",

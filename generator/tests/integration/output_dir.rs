@@ -50,7 +50,11 @@ fn a_key_from_another_cluster_is_refused_by_render_and_check_naming_the_file() {
         .unwrap()
         .to_string();
     let cases = [
-        ("ca.key", foreign_p256_key(), "ca.key: is not the key of ca.crt"),
+        (
+            "ca.key",
+            foreign_p256_key(),
+            "ca.key: is not the key of ca.crt",
+        ),
         (
             "front-proxy-ca.key",
             foreign_p256_key(),
@@ -61,8 +65,16 @@ fn a_key_from_another_cluster_is_refused_by_render_and_check_naming_the_file() {
             foreign_p256_key(),
             "etcd-ca.key: is not the key of etcd-ca.crt",
         ),
-        ("sa.key", foreign_p256_key(), "sa.key: is not the key of sa.pub"),
-        ("id_rsa", foreign_ssh, "id_rsa: is not the key of id_rsa.pub"),
+        (
+            "sa.key",
+            foreign_p256_key(),
+            "sa.key: is not the key of sa.pub",
+        ),
+        (
+            "id_rsa",
+            foreign_ssh,
+            "id_rsa: is not the key of id_rsa.pub",
+        ),
     ];
     for (file, foreign, message) in cases {
         let path = out.join("secrets").join(file);
@@ -73,7 +85,11 @@ fn a_key_from_another_cluster_is_refused_by_render_and_check_naming_the_file() {
         let o = gen(&["render", "--out", out.to_str().unwrap()]);
         assert!(!o.status.success(), "{file}: render accepted a foreign key");
         assert!(stderr(&o).contains(message), "{file}: {}", stderr(&o));
-        assert_eq!(Tree::read(&out).unwrap(), before, "{file}: render changed DIR");
+        assert_eq!(
+            Tree::read(&out).unwrap(),
+            before,
+            "{file}: render changed DIR"
+        );
 
         let o = gen(&["check", out.to_str().unwrap()]);
         assert!(!o.status.success(), "{file}: check passed a foreign key");
@@ -162,7 +178,10 @@ fn a_failed_render_leaves_the_previous_output_byte_identical() {
     assert!(!o.status.success(), "the render did not fail");
     assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
     assert_eq!(Tree::read(&out).unwrap(), before);
-    assert_eq!(entries_starting_with(dir.path(), ".out.staging"), Vec::<String>::new());
+    assert_eq!(
+        entries_starting_with(dir.path(), ".out.staging"),
+        Vec::<String>::new()
+    );
 
     // Without the limit the same render goes through and replaces everything.
     render_and_check(&out, &["--rotate"]);
