@@ -75,15 +75,9 @@ pub fn render_dir(spec: &ValidSpec, out: &Path, rotate: bool) -> Result<RenderSu
 /// Takes the lock of the output directory `out`: an exclusive `flock` on `.NAME.lock` beside it
 /// (not inside: the directory itself is replaced by each render), held until the guard drops.
 fn lock_output(out: &Path) -> Result<Flock<File>> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let (parent, name) = tree::beside(out)?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a directory name", out.display()))?;
-    let path = parent.join(format!(".{}.lock", name.to_string_lossy()));
+    let path = parent.join(format!(".{name}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

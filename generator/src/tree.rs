@@ -91,7 +91,8 @@ impl Tree {
     /// removed after), so a failure or a full disk leaves the old tree intact and nothing
     /// half-written. An `out` that already holds this tree is left alone (nothing touched).
     /// Refuses an `out` holding anything at its top level the tree does not, so a mistyped
-    /// `--out` cannot wipe an unrelated directory.
+    /// `--out` cannot wipe an unrelated directory. The caller holds the output's lock, so staging
+    /// directories of `out` left by a killed render are removed first.
     pub fn replace(&self, out: &Path) -> Result<()> {
         let existing = match Tree::read(out) {
             Ok(existing) => Some(existing),
@@ -116,16 +117,12 @@ impl Tree {
                 );
             }
         }
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = out
-            .file_name()
-            .with_context(|| format!("{}: not a directory name", out.display()))?
-            .to_string_lossy();
+        let (parent, name) = beside(out)?;
+        let prefix = format!(".{name}.staging-");
+        remove_stale_staging(parent, &prefix)?;
         let staging = tempfile::Builder::new()
-            .prefix(&format!(".{name}.staging-"))
+            .prefix(&prefix)
+            .rand_bytes(STAGING_RANDOM_CHARS)
             .tempdir_in(parent)
             .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
         self.write(staging.path())?;
@@ -155,6 +152,44 @@ impl Tree {
             .filter_map(|p| p.components().next())
             .filter_map(|c| c.as_os_str().to_str())
     }
+}
+
+/// The directory `out` is in and `out`'s own name, for the files kept beside it.
+pub(crate) fn beside(out: &Path) -> Result<(&Path, String)> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a directory name", out.display()))?;
+    Ok((parent, name.to_string_lossy().into_owned()))
+}
+
+/// Length of the random part of a staging directory's name (tempfile's default, made explicit
+/// because the sweep matches it: `.out.staging-x.staging-abcdef` is another output's).
+const STAGING_RANDOM_CHARS: usize = 6;
+
+/// Removes `PREFIX` + random part directories in `parent`: staging directories a killed render
+/// left behind.
+fn remove_stale_staging(parent: &Path, prefix: &str) -> Result<()> {
+    let entries = fs::read_dir(parent).with_context(|| format!("reading {}", parent.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let stale = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .is_some_and(|random| {
+                random.len() == STAGING_RANDOM_CHARS
+                    && random.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if stale {
+            fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything a render may write at the top of its output directory (a spec change may drop the

@@ -183,8 +183,19 @@ fn a_failed_render_leaves_the_previous_output_byte_identical() {
         Vec::<String>::new()
     );
 
+    // What a killed render leaves behind goes with the next render; another output's staging
+    // directory (`out.staging-x`'s) stays.
+    for leftover in [".out.staging-AbC123", ".out.staging-x.staging-AbC123"] {
+        fs::create_dir(dir.path().join(leftover)).unwrap();
+        fs::write(dir.path().join(leftover).join("cluster.yaml"), "half").unwrap();
+    }
+
     // Without the limit the same render goes through and replaces everything.
     render_and_check(&out, &["--rotate"]);
+    assert_eq!(
+        entries_starting_with(dir.path(), ".out.staging"),
+        [".out.staging-x.staging-AbC123"]
+    );
     assert_ne!(
         Tree::read(&out).unwrap().get("secrets/ca.crt"),
         before.get("secrets/ca.crt")
