@@ -286,20 +286,12 @@ mod tests {
     use super::*;
     use kubeboot_nodeconfig::{EncryptionProvider, Oidc};
 
-    const PEM: &str = "-----BEGIN X-----\nAA==\n-----END X-----\n";
-
+    /// The test master, with an encryption key (the fixture has none).
     fn master() -> NodeConfig {
-        let pair = format!("{{public: {PEM:?}, private: {PEM:?}}}");
-        let text = format!(
-            "apiVersion: kubeboot.io/v1alpha1\nkind: NodeConfig\n\
-             cluster: {{name: demo, kubernetesVersion: v1.36.0, controlPlaneEndpoint: 'api:6443', podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}}\n\
-             node: {{pool: master, role: master}}\nprovider: {{name: none}}\n\
-             bootstrap: {{token: abcdef.0123456789abcdef, caCertHashes: ['sha256:{}']}}\n\
-             pki: {{ca: {pair}, frontProxyCA: {pair}, etcdCA: {pair}, serviceAccount: {pair}, encryptionKey: {}}}\n",
-            "a".repeat(64),
-            "A".repeat(43) + "="
-        );
-        kubeboot_nodeconfig::parse(&text).unwrap()
+        let mut config = crate::testing::fixture::first_master();
+        let pki = config.pki.as_mut().unwrap();
+        pki.encryption_key = Some(kubeboot_nodeconfig::Secret::new("A".repeat(43) + "="));
+        config
     }
 
     fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use kubeboot_nodeconfig::{
-    check_encryption_key, check_token, fsx, KeyPair, Secret, SharedPki, ENCRYPTION_KEY_BYTES,
-};
+use kubeboot_nodeconfig::{check_token, fsx, KeyPair, Secret, SharedPki, ENCRYPTION_KEY_BYTES};
 use rand::rngs::OsRng;
 use rand::Rng;
 use rcgen::{
@@ -92,19 +90,10 @@ impl ClusterSecrets {
     pub fn check(&self) -> Result<()> {
         check_token(self.bootstrap_token.expose())
             .map_err(|m| anyhow::anyhow!("bootstrap token {m}"))?;
-        check_encryption_key(self.encryption_key.expose())
-            .map_err(|m| anyhow::anyhow!("encryption key {m}"))?;
-        for (name, pair) in [
-            ("ca", &self.ca),
-            ("front-proxy-ca", &self.front_proxy_ca),
-            ("etcd-ca", &self.etcd_ca),
-        ] {
-            ca_cert_hash(&pair.public).with_context(|| format!("{name} certificate"))?;
-            rcgen::KeyPair::from_pem(pair.private.expose())
-                .with_context(|| format!("{name} private key is not a PEM private key"))?;
-        }
-        rcgen::KeyPair::from_pem(self.service_account.private.expose())
-            .context("service-account private key is not a PEM private key")?;
+        // The NodeConfig's rules for the PKI masters get (certificates, keys, encryption key).
+        self.shared_pki()
+            .validate("secrets")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         ssh_key::PrivateKey::from_openssh(self.ssh.private.expose())
             .context("SSH private key is not an OpenSSH private key")?;
         Ok(())

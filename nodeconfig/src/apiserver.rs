@@ -506,14 +506,8 @@ impl ApiServer {
                 return err("oidc.usernameClaim".into(), "must not be empty".into());
             }
             if let Some(pem) = &oidc.ca_pem {
-                if !pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----")
-                    || !pem.contains("-----END CERTIFICATE-----")
-                {
-                    return err(
-                        "oidc.caPEM".into(),
-                        "is not a PEM certificate bundle".into(),
-                    );
-                }
+                crate::pem::check_certificate_bundle(pem)
+                    .map_err(|m| FieldError::new(format!("{at}.oidc.caPEM"), m))?;
             }
         }
         let audit = &self.audit;

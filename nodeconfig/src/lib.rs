@@ -9,6 +9,7 @@ mod endpoint;
 pub mod exit;
 pub mod fsx;
 pub mod labels;
+mod pem;
 pub mod releases;
 mod secret;
 mod taint;

@@ -212,15 +212,46 @@ pub struct SharedPki {
 }
 
 impl SharedPki {
-    /// Each pair with the field name used in errors and the file stem kubeadm expects under
-    /// /etc/kubernetes/pki (certificate `.crt`/public key `.pub`, private key `.key`).
-    pub fn pairs(&self) -> [(&'static str, &'static str, &KeyPair); 4] {
+    /// Each pair with the field name used in errors, the file stem kubeadm expects under
+    /// /etc/kubernetes/pki (private key `.key`) and what its public half is.
+    pub fn pairs(&self) -> [(&'static str, &'static str, PublicPart, &KeyPair); 4] {
+        use PublicPart::{Certificate, Key};
         [
-            ("ca", "ca", &self.ca),
-            ("frontProxyCA", "front-proxy-ca", &self.front_proxy_ca),
-            ("etcdCA", "etcd/ca", &self.etcd_ca),
-            ("serviceAccount", "sa", &self.service_account),
+            ("ca", "ca", Certificate, &self.ca),
+            (
+                "frontProxyCA",
+                "front-proxy-ca",
+                Certificate,
+                &self.front_proxy_ca,
+            ),
+            ("etcdCA", "etcd/ca", Certificate, &self.etcd_ca),
+            ("serviceAccount", "sa", Key, &self.service_account),
         ]
+    }
+}
+
+/// The public half of a key pair: a CA's is its certificate; the service-account pair is a bare
+/// key pair (kubeadm reads `sa.pub`, not a certificate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicPart {
+    Certificate,
+    Key,
+}
+
+impl PublicPart {
+    /// The extension of the file kubeadm reads it from (`ca.crt`, `sa.pub`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            PublicPart::Certificate => "crt",
+            PublicPart::Key => "pub",
+        }
+    }
+
+    fn check(self, pem: &str) -> Result<(), String> {
+        match self {
+            PublicPart::Certificate => crate::pem::check_certificate(pem),
+            PublicPart::Key => crate::pem::check_public_key(pem),
+        }
     }
 }
 
@@ -258,10 +289,24 @@ impl Default for Artifacts {
 }
 
 impl Artifacts {
-    /// containerd's and runc's versions are upstream release versions (`[v]X.Y.Z[-suffix]`: they
-    /// become part of the download URLs), and a containerd release must be one the kubelet of
-    /// `kubernetes` runs with. `prefix` is where these artifacts sit (`spec.artifacts`).
+    /// Every mirror is an http(s) URL, containerd's and runc's versions are upstream release
+    /// versions (`[v]X.Y.Z[-suffix]`: they become part of the download URLs), and a containerd
+    /// release must be one the kubelet of `kubernetes` runs with. `prefix` is where these
+    /// artifacts sit (`spec.artifacts`).
     pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
+        check_url(&self.release_base_url, &["http", "https"])
+            .map_err(|m| FieldError::new(format!("{prefix}.releaseBaseUrl"), m))?;
+        for (field, tool) in [
+            ("crictl", &self.crictl),
+            ("cniPlugins", &self.cni_plugins),
+            ("containerd", &self.containerd),
+            ("runc", &self.runc),
+        ] {
+            if let Some(tool) = tool {
+                check_url(&tool.base_url, &["http", "https"])
+                    .map_err(|m| FieldError::new(format!("{prefix}.{field}.baseUrl"), m))?;
+            }
+        }
         for (field, tool) in [("containerd", &self.containerd), ("runc", &self.runc)] {
             if let Some(tool) = tool.as_ref().filter(|t| !is_release_version(&t.version)) {
                 return Err(FieldError::new(
@@ -338,6 +383,12 @@ impl NodeConfig {
         c.kubernetes_version
             .release()
             .map_err(|m| FieldError::new("cluster.kubernetesVersion", m))?;
+        if !crate::labels::is_dns_subdomain(&c.dns_domain) {
+            return Err(FieldError::new(
+                "cluster.dnsDomain",
+                format!("{:?} must be a lowercase DNS name", c.dns_domain),
+            ));
+        }
         if !crate::labels::is_dns_subdomain(&c.name) || c.name.len() > 63 {
             return Err(FieldError::new(
                 "cluster.name",
@@ -362,8 +413,7 @@ impl NodeConfig {
             ));
         }
         for (key, value) in &self.node.labels {
-            crate::labels::check_qualified_name(key)
-                .and_then(|_| crate::labels::check_label_value(value))
+            crate::labels::check_node_label(key, value)
                 .map_err(|m| FieldError::new(format!("node.labels.{key}"), m))?;
         }
         match (self.provider.name, &self.provider.azure) {
@@ -404,6 +454,8 @@ impl NodeConfig {
             }
             (None, Some(_)) => {}
         }
+        check_token_ttl(&self.bootstrap.token_ttl)
+            .map_err(|m| FieldError::new("bootstrap.tokenTtl", m))?;
         if self.bootstrap.ca_cert_hashes.is_empty() {
             return Err(FieldError::new(
                 "bootstrap.caCertHashes",
@@ -478,10 +530,11 @@ impl SharedPki {
     /// Every key pair is PEM and the encryption key, if any, has the right length. Used for the
     /// inline `pki` and for the PKI read from a vault alike; `at` names where it came from.
     pub fn validate(&self, at: &str) -> Result<(), FieldError> {
-        for (field, _, pair) in self.pairs() {
-            check_pem(&pair.public)
+        for (field, _, public, pair) in self.pairs() {
+            public
+                .check(&pair.public)
                 .map_err(|m| FieldError::new(format!("{at}.{field}.public"), m))?;
-            check_pem(pair.private.expose())
+            crate::pem::check_private_key(pair.private.expose())
                 .map_err(|m| FieldError::new(format!("{at}.{field}.private"), m))?;
         }
         if let Some(key) = &self.encryption_key {
@@ -529,7 +582,8 @@ impl CustomCloud {
                 .map_err(|m| FieldError::new(format!("{at}.imdsEndpoint"), m))?;
         }
         if let Some(bundle) = &self.ca_bundle {
-            check_pem(bundle).map_err(|m| FieldError::new(format!("{at}.caBundle"), m))?;
+            crate::pem::check_certificate_bundle(bundle)
+                .map_err(|m| FieldError::new(format!("{at}.caBundle"), m))?;
         }
         Ok(())
     }
@@ -589,6 +643,39 @@ pub fn check_token(token: &str) -> Result<(), String> {
     }
 }
 
+/// kubeadm's bootstrap token TTL: a positive Go duration (`24h`, `1h30m`). kubeadm reads `0` as
+/// "never expires", which would leave a join credential valid for ever; it is refused.
+pub fn check_token_ttl(ttl: &str) -> Result<(), String> {
+    // Longest first, so "ms" is not read as "m" followed by "s".
+    const UNITS: &[&str] = &["ns", "us", "µs", "ms", "h", "m", "s"];
+    let refuse = || {
+        Err(format!(
+            "{ttl:?} is not a positive duration like 24h or 1h30m (units {})",
+            UNITS.join(", ")
+        ))
+    };
+    let mut rest = ttl;
+    let mut positive = false;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let Ok(number) = rest[..number_len].parse::<f64>() else {
+            return refuse();
+        };
+        rest = &rest[number_len..];
+        let Some(unit) = UNITS.iter().find(|u| rest.starts_with(**u)) else {
+            return refuse();
+        };
+        rest = &rest[unit.len()..];
+        positive |= number > 0.0;
+    }
+    match positive {
+        true => Ok(()),
+        false => refuse(),
+    }
+}
+
 /// Length in bytes of the Secrets encryption key (aescbc and secretbox both take 32).
 pub const ENCRYPTION_KEY_BYTES: usize = 32;
 
@@ -617,18 +704,6 @@ pub fn check_ca_pin(pin: &str) -> Result<(), String> {
             Ok(())
         }
         _ => Err(format!("{pin:?} is not sha256:<64 lowercase hex digits>")),
-    }
-}
-
-fn check_pem(text: &str) -> Result<(), String> {
-    let trimmed = text.trim();
-    if trimmed.starts_with("-----BEGIN ")
-        && trimmed.ends_with("-----")
-        && trimmed.contains("-----END ")
-    {
-        Ok(())
-    } else {
-        Err("is not a PEM block".into())
     }
 }
 

@@ -153,9 +153,15 @@ fn set(doc: &str, path: &str, value: Option<&str>) -> String {
 }
 
 /// (what is wrong, the document, the field path its error must name)
+/// PEM framing around a body that is base64 but no certificate.
+const GARBAGE_CERTIFICATE: &str =
+    "\"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"";
+
 fn table() -> Vec<(&'static str, String, &'static str)> {
     let m = |path, value| set(MASTER, path, value);
     let w = |path, value| set(WORKER, path, value);
+    let master: Value = serde_yaml_ng::from_str(MASTER).unwrap();
+    let key_as_yaml = serde_yaml_ng::to_string(&master["pki"]["etcdCA"]["private"]).unwrap();
     vec![
         ("empty file", String::new(), "(document)"),
         ("not YAML", "cluster: [unclosed".into(), "(document)"),
@@ -189,6 +195,20 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),
         ("AlwaysAllow authorization", m("apiServer.authorizationModes", Some("[Node, RBAC, AlwaysAllow]")), "apiServer.authorizationModes[2]"),
         ("plain-http OIDC issuer", m("apiServer.oidc.issuerURL", Some("http://login.example.com")), "apiServer.oidc.issuerURL"),
+        // The generator's rules, applied by the agent too (one contract, one set of rules).
+        ("a role label the kubelet may not set", w("node.labels", Some("{node-role.kubernetes.io/worker: ''}")), "node.labels.node-role.kubernetes.io/worker"),
+        ("a label kubeboot sets itself", w("node.labels", Some("{kubeboot.io/pool: other}")), "node.labels.kubeboot.io/pool"),
+        ("a label the kubelet sets itself", w("node.labels", Some("{kubernetes.io/hostname: other}")), "node.labels.kubernetes.io/hostname"),
+        ("an ftp mirror", w("artifacts", Some("{releaseBaseUrl: 'ftp://mirror.example'}")), "artifacts.releaseBaseUrl"),
+        ("an ftp tool mirror", w("artifacts", Some("{crictl: {version: v1.34.0, baseUrl: 'ftp://mirror.example'}}")), "artifacts.crictl.baseUrl"),
+        ("a DNS domain that is not a DNS name", m("cluster.dnsDomain", Some("Cluster_Local")), "cluster.dnsDomain"),
+        ("a token TTL that is not a duration", m("bootstrap.tokenTtl", Some("forever")), "bootstrap.tokenTtl"),
+        ("a token that never expires", m("bootstrap.tokenTtl", Some("'0'")), "bootstrap.tokenTtl"),
+        ("a certificate with a garbage body", m("pki.ca.public", Some(GARBAGE_CERTIFICATE)), "pki.ca.public"),
+        ("a private key with a garbage body", m("pki.frontProxyCA.private", Some("\"-----BEGIN PRIVATE KEY-----\\nAAAAAAAA\\n-----END PRIVATE KEY-----\\n\"")), "pki.frontProxyCA.private"),
+        ("a public key with a garbage body", m("pki.serviceAccount.public", Some("\"-----BEGIN PUBLIC KEY-----\\nAAAAAAAA\\n-----END PUBLIC KEY-----\\n\"")), "pki.serviceAccount.public"),
+        ("a key where the certificate belongs", m("pki.etcdCA.public", Some(key_as_yaml.as_str())), "pki.etcdCA.public"),
+        ("an OIDC CA with a garbage body", m("apiServer.oidc.caPEM", Some(GARBAGE_CERTIFICATE)), "apiServer.oidc.caPEM"),
     ]
 }
 

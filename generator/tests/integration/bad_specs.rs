@@ -51,6 +51,9 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
     (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
+    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: ftp://mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: \"ftp://mirror.example\" must start with http:// or https://"),
+    (EXAMPLE, "  network:", "  apiServer:\n    oidc: {issuerURL: \"https://login.example.com\", clientID: k, caPEM: \"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"}\n  network:", "spec.apiServer.oidc.caPEM: is not an X.509 certificate"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", caBundle: \"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n\"}", "spec.azure.customCloud.caBundle: is not a valid PEM block"),
     // Networks.
     (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),
@@ -73,6 +76,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "labels: {workload: general}", "labels: {\"bad key!\": general}", "spec.pools[1].labels.bad key!: \"bad key!\" must be"),
     (EXAMPLE, "labels: {workload: general}", "labels: {workload: \"gen eral\"}", "spec.pools[1].labels.workload: \"gen eral\" must be"),
     (EXAMPLE, "labels: {workload: general}", "labels: {node-role.kubernetes.io/worker: \"\"}", "spec.pools[1].labels.node-role.kubernetes.io/worker: \"node-role.kubernetes.io/worker\" is in a kubernetes.io/k8s.io namespace"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {kubeboot.io/pool: other}", "spec.pools[1].labels.kubeboot.io/pool: \"kubeboot.io/pool\" is in the kubeboot.io namespace, which kubeboot sets itself"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {topology.kubernetes.io/zone: \"1\"}", "spec.pools[1].labels.topology.kubernetes.io/zone: \"topology.kubernetes.io/zone\" is set by the kubelet, kubeboot or the cloud provider"),
     // Provider rules.
     (EXAMPLE, "  network:", "  controlPlaneEndpoint: api.example.com:6443\n  network:", "spec.controlPlaneEndpoint: is derived on Azure"),
     (EXAMPLE, "  network:", "  initNode: demo-master-0\n  network:", "spec.initNode: is not used on Azure"),
