@@ -321,6 +321,35 @@ mod tests {
         assert_eq!(names.len(), args.len(), "a flag is set twice: {args:?}");
     }
 
+    /// The contract's refused list is checked against every flag kubeboot writes, with every
+    /// optional setting on; kubeadm's own flags are checked by the hardening integration test.
+    #[test]
+    fn extra_args_can_override_no_flag_kubeboot_writes() {
+        let mut config = master();
+        config.api_server.oidc = Some(Oidc {
+            issuer_url: "https://login.example.com".into(),
+            client_id: "kubernetes".into(),
+            username_claim: "email".into(),
+            username_prefix: Some("oidc:".into()),
+            groups_claim: Some("groups".into()),
+            groups_prefix: Some("oidc:".into()),
+            ca_pem: Some(config.pki.as_ref().unwrap().ca.public.clone()),
+        });
+        config.api_server.validate("apiServer").unwrap();
+        let written = api_server_args(&config);
+        assert!(written.len() >= 20, "{written:?}");
+        for (name, value) in written {
+            let api = kubeboot_nodeconfig::ApiServer {
+                extra_args: [(name.clone(), value)].into(),
+                ..Default::default()
+            };
+            assert!(
+                api.validate("apiServer").is_err(),
+                "extraArgs.{name} is accepted although kubeboot writes --{name}"
+            );
+        }
+    }
+
     #[test]
     fn user_settings_reach_flags_files_and_volumes() {
         let mut config = master();

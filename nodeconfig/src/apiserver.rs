@@ -280,7 +280,9 @@ const AUTHORIZATION_MODES: &[&str] = &[
 
 /// kube-apiserver flags `extraArgs` may not set, with the field that controls each instead.
 /// kubeadm sets the first group from its own configuration (certificates, etcd, networking);
-/// kubeboot sets the rest for the hardened defaults.
+/// kubeboot sets the rest for the hardened defaults; the last group would undo one of those
+/// from another flag. The agent's tests derive the flags actually written (kubeboot's and
+/// kubeadm's) and check each is refused here, so the list cannot fall behind.
 pub const MANAGED_FLAGS: &[(&str, &str)] = &[
     (
         "advertise-address",
@@ -298,9 +300,17 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
     ("etcd-servers", "set by kubeadm"),
     ("kubelet-client-certificate", "set by kubeadm"),
     ("kubelet-client-key", "set by kubeadm"),
+    ("kubelet-preferred-address-types", "set by kubeadm"),
     ("proxy-client-cert-file", "set by kubeadm (front-proxy CA)"),
     ("proxy-client-key-file", "set by kubeadm"),
+    (
+        "requestheader-allowed-names",
+        "set by kubeadm (front-proxy client)",
+    ),
     ("requestheader-client-ca-file", "set by kubeadm"),
+    ("requestheader-extra-headers-prefix", "set by kubeadm"),
+    ("requestheader-group-headers", "set by kubeadm"),
+    ("requestheader-username-headers", "set by kubeadm"),
     (
         "secure-port",
         "set by kubeadm from the control-plane endpoint",
@@ -339,12 +349,27 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
         "tls-cipher-suites",
         "kubeboot offers only strong suites (CIS 1.2.29)",
     ),
+    ("tls-min-version", "kept at VersionTLS12"),
     ("token-auth-file", "static tokens are refused (CIS 1.2.2)"),
     (
         "service-account-extend-token-expiration",
         "kept false (CIS 1.2.30)",
     ),
     ("service-account-lookup", "kept true (CIS 1.2.21)"),
+    (
+        "authorization-config",
+        "replaces --authorization-mode; use apiServer.authorizationModes",
+    ),
+    (
+        "authentication-config",
+        "cannot be combined with the --oidc-* flags; use apiServer.oidc",
+    ),
+    ("contention-profiling", "profiling is kept off (CIS 1.2.15)"),
+    ("etcd-servers-overrides", "kubeadm sets etcd-servers"),
+    (
+        "requestheader-uid-headers",
+        "kubeadm sets the request headers",
+    ),
 ];
 
 /// Admission plugins CIS requires to stay enabled; `disable-admission-plugins` may not list them.
@@ -588,6 +613,8 @@ mod tests {
         };
         assert_eq!(arg("authorization-mode", "AlwaysAllow"), "spec.apiServer.extraArgs.authorization-mode: is managed by kubeboot: use apiServer.authorizationModes");
         assert!(arg("etcd-servers", "x").contains("set by kubeadm"));
+        assert!(arg("tls-min-version", "VersionTLS10").contains("is managed by kubeboot"));
+        assert!(arg("authorization-config", "/etc/authz.yaml").contains("authorizationModes"));
         assert!(arg("--v", "2").contains("without leading dashes"));
         assert!(arg("Bad_Flag", "2").contains("not a kube-apiserver flag name"));
         assert!(arg(

@@ -10,6 +10,7 @@ use crate::support;
 use std::path::Path;
 use std::process::Command;
 
+use kubeboot_nodeconfig::ApiServer;
 use kubeboot_test_kit::output::text;
 use kubeboot_test_kit::snapshot;
 use serde_yaml_ng::Value;
@@ -124,6 +125,43 @@ fn first_master_and_worker_pass_the_audit_and_leak_no_secret() {
     // The secrets are where they belong, so the scan was looking at the right values.
     let kubeadm_config = std::fs::read(master.node("/etc/kubeboot/kubeadm.yaml")).unwrap();
     assert!(!leaks::scan(&needles, "kubeadm.yaml (0600)", &kubeadm_config).is_empty());
+
+    // Every flag the master's API server runs with was set by kubeboot or kubeadm, so extraArgs
+    // may set none of them: the refused list is checked against what is actually written.
+    let manifest =
+        std::fs::read_to_string(master.node("/etc/kubernetes/manifests/kube-apiserver.yaml"))
+            .unwrap();
+    let flags = api_server_flags(&manifest);
+    assert!(flags.len() >= 30, "too few flags: {flags:?}");
+    let overridable: Vec<&(String, String)> = flags
+        .iter()
+        .filter(|(name, value)| {
+            let api = ApiServer {
+                extra_args: [(name.clone(), value.clone())].into(),
+                ..ApiServer::default()
+            };
+            api.validate("apiServer").is_ok()
+        })
+        .collect();
+    assert!(
+        overridable.is_empty(),
+        "extraArgs may override flags kubeboot or kubeadm set: {overridable:?}"
+    );
+}
+
+/// `--name=value` arguments of the kube-apiserver static pod's command.
+fn api_server_flags(manifest: &str) -> Vec<(String, String)> {
+    let pod: Value = serde_yaml_ng::from_str(manifest).unwrap();
+    pod["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .expect("the API server pod has a command")
+        .iter()
+        .filter_map(|arg| arg.as_str()?.strip_prefix("--"))
+        .map(|flag| {
+            let (name, value) = flag.split_once('=').unwrap_or((flag, ""));
+            (name.to_string(), value.to_string())
+        })
+        .collect()
 }
 
 const MASTER: &str = include_str!("../../../nodeconfig/tests/corpus/master.yaml");
@@ -193,6 +231,8 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("bad label", w("node.labels", Some("{'bad key!': x}")), "node.labels"),
         ("bad taint", w("node.taints.0", Some("no-effect")), "node.taints[0]"),
         ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),
+        ("TLS 1.0 through extraArgs", m("apiServer.extraArgs", Some("{tls-min-version: VersionTLS10}")), "apiServer.extraArgs.tls-min-version"),
+        ("an authorization config beside the modes", m("apiServer.extraArgs", Some("{authorization-config: /etc/authz.yaml}")), "apiServer.extraArgs.authorization-config"),
         ("AlwaysAllow authorization", m("apiServer.authorizationModes", Some("[Node, RBAC, AlwaysAllow]")), "apiServer.authorizationModes[2]"),
         ("plain-http OIDC issuer", m("apiServer.oidc.issuerURL", Some("http://login.example.com")), "apiServer.oidc.issuerURL"),
         // The generator's rules, applied by the agent too (one contract, one set of rules).

@@ -89,6 +89,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (PLAIN, "    podCIDR", "    vnetCIDR: 10.240.0.0/16\n    podCIDR", "spec.network.vnetCIDR: only applies with spec.azure"),
     (PLAIN, "      count: 2\n", "      count: 2\n      zones: [\"1\"]\n", "spec.pools[1].zones: only applies with spec.azure"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-mode: AlwaysAllow}", "spec.apiServer.extraArgs"),
+    (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {tls-min-version: VersionTLS10}", "spec.apiServer.extraArgs.tls-min-version: is managed by kubeboot"),
+    (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-config: /etc/authz.yaml}", "spec.apiServer.extraArgs.authorization-config: is managed by kubeboot"),
 ];
 
 #[test]
