@@ -197,8 +197,8 @@ impl Validator {
             check_admin_username(&spec.ssh.admin_username),
         );
         self.errors.extend(crate::vault::validate(&spec.secrets));
-        if let Err(e) = spec.api_server.validate("spec.apiServer") {
-            self.errors.push(e);
+        if let Err(problems) = spec.api_server.validate("spec.apiServer") {
+            self.errors.extend(problems);
         }
         if let Err(e) = spec
             .api_server

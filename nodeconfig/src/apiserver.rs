@@ -423,39 +423,48 @@ impl ApiServer {
         Ok(())
     }
 
-    /// Checks the settings; `at` is the path of this section (`spec.apiServer` or `apiServer`).
-    pub fn validate(&self, at: &str) -> Result<(), FieldError> {
-        let err = |field: String, msg: String| Err(FieldError::new(format!("{at}.{field}"), msg));
+    /// Checks the settings and returns every problem; `at` is the path of this section
+    /// (`spec.apiServer` or `apiServer`).
+    pub fn validate(&self, at: &str) -> Result<(), Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut err = |field: String, msg: String| {
+            problems.push(FieldError::new(format!("{at}.{field}"), msg))
+        };
         for (i, san) in self.cert_sans.iter().enumerate() {
             let ok = san.parse::<std::net::IpAddr>().is_ok()
                 || crate::labels::is_dns_subdomain(san.trim_start_matches("*."));
             if !ok {
-                return err(
+                err(
                     format!("certSANs[{i}]"),
                     format!("{san:?} is neither an IP address nor a DNS name"),
                 );
+                continue;
             }
         }
         for (name, value) in &self.extra_args {
             let field = format!("extraArgs.{name}");
             if name.starts_with('-') {
-                return err(field, "write the flag name without leading dashes".into());
+                err(field, "write the flag name without leading dashes".into());
+                continue;
             }
             if name.is_empty()
                 || !name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             {
-                return err(
+                err(
                     field,
                     "is not a kube-apiserver flag name (lowercase letters, digits, dashes)".into(),
                 );
+                continue;
             }
             if let Some((_, why)) = MANAGED_FLAGS.iter().find(|(f, _)| f == name) {
-                return err(field, format!("is managed by kubeboot: {why}"));
+                err(field, format!("is managed by kubeboot: {why}"));
+                continue;
             }
             if value.contains('\n') {
-                return err(field, "a flag value cannot contain a newline".into());
+                err(field, "a flag value cannot contain a newline".into());
+                continue;
             }
             if name == "disable-admission-plugins" {
                 if let Some(p) = value
@@ -463,49 +472,56 @@ impl ApiServer {
                     .map(str::trim)
                     .find(|p| REQUIRED_ADMISSION_PLUGINS.contains(p))
                 {
-                    return err(field, format!("{p} must stay enabled"));
+                    err(field, format!("{p} must stay enabled"));
+                    continue;
                 }
             }
             if name == "anonymous-auth" && value != "true" {
-                return err(field, "kubeadm's join discovery and the API server's health probes need anonymous access to a few paths; leave it on (RBAC grants anonymous nothing else)".into());
+                err(field, "kubeadm's join discovery and the API server's health probes need anonymous access to a few paths; leave it on (RBAC grants anonymous nothing else)".into());
+                continue;
             }
         }
         for (i, plugin) in self.admission_plugins.iter().enumerate() {
             let field = format!("admissionPlugins[{i}]");
             if let Some((_, why)) = REFUSED_ADMISSION_PLUGINS.iter().find(|(p, _)| p == plugin) {
-                return err(field, format!("{plugin} is refused: {why}"));
+                err(field, format!("{plugin} is refused: {why}"));
+                continue;
             }
             if !KNOWN_ADMISSION_PLUGINS.contains(&plugin.as_str()) {
-                return err(
+                err(
                     field,
                     format!(
                         "unknown admission plugin {plugin:?} (known: {})",
                         KNOWN_ADMISSION_PLUGINS.join(", ")
                     ),
                 );
+                continue;
             }
         }
         for (i, mode) in self.authorization_modes.iter().enumerate() {
             let field = format!("authorizationModes[{i}]");
             if !AUTHORIZATION_MODES.contains(&mode.as_str()) {
-                return err(
+                err(
                     field,
                     format!(
                         "unknown authorization mode {mode:?} (known: {})",
                         AUTHORIZATION_MODES.join(", ")
                     ),
                 );
+                continue;
             }
             if mode == "AlwaysAllow" {
-                return err(field, "AlwaysAllow is refused (CIS 1.2.6)".into());
+                err(field, "AlwaysAllow is refused (CIS 1.2.6)".into());
+                continue;
             }
             if self.authorization_modes[..i].contains(mode) {
-                return err(field, format!("{mode} is listed twice"));
+                err(field, format!("{mode} is listed twice"));
+                continue;
             }
         }
         for required in ["Node", "RBAC"] {
             if !self.authorization_modes.iter().any(|m| m == required) {
-                return err(
+                err(
                     "authorizationModes".into(),
                     format!("must include {required} (CIS 1.2.7, 1.2.8)"),
                 );
@@ -514,25 +530,26 @@ impl ApiServer {
         if let Some(oidc) = &self.oidc {
             match oidc.issuer_url.strip_prefix("https://") {
                 Some(rest) if !rest.is_empty() && !rest.contains(['#', '?', ' ']) => {}
-                _ => {
-                    return err(
-                        "oidc.issuerURL".into(),
-                        format!(
-                            "{:?} must be an https:// URL without query or fragment",
-                            oidc.issuer_url
-                        ),
-                    )
-                }
+                _ => err(
+                    "oidc.issuerURL".into(),
+                    format!(
+                        "{:?} must be an https:// URL without query or fragment",
+                        oidc.issuer_url
+                    ),
+                ),
             }
             if oidc.client_id.trim().is_empty() {
-                return err("oidc.clientID".into(), "must not be empty".into());
+                err("oidc.clientID".into(), "must not be empty".into());
             }
             if oidc.username_claim.trim().is_empty() {
-                return err("oidc.usernameClaim".into(), "must not be empty".into());
+                err("oidc.usernameClaim".into(), "must not be empty".into());
             }
-            if let Some(pem) = &oidc.ca_pem {
-                crate::pem::check_certificate_bundle(pem)
-                    .map_err(|m| FieldError::new(format!("{at}.oidc.caPEM"), m))?;
+            if let Some(Err(m)) = oidc
+                .ca_pem
+                .as_deref()
+                .map(crate::pem::check_certificate_bundle)
+            {
+                err("oidc.caPEM".into(), m);
             }
         }
         let audit = &self.audit;
@@ -540,7 +557,7 @@ impl ApiServer {
             || audit.log_path.ends_with('/')
             || audit.log_path.contains("..")
         {
-            return err(
+            err(
                 "audit.logPath".into(),
                 format!("{:?} must be an absolute file path", audit.log_path),
             );
@@ -551,17 +568,19 @@ impl ApiServer {
             ("maxSize", audit.max_size, 100, "1.2.19"),
         ] {
             if value < min {
-                return err(
+                err(
                     format!("audit.{field}"),
                     format!("{value} is below {min} (CIS {item})"),
                 );
             }
         }
-        if let Some(policy) = &audit.policy {
-            check_audit_policy(policy)
-                .map_err(|m| FieldError::new(format!("{at}.audit.policy"), m))?;
+        if let Some(Err(m)) = audit.policy.as_deref().map(check_audit_policy) {
+            err("audit.policy".into(), m);
         }
-        Ok(())
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems),
+        }
     }
 }
 
@@ -585,7 +604,9 @@ mod tests {
     fn refused(edit: impl FnOnce(&mut ApiServer)) -> String {
         let mut api = ApiServer::default();
         edit(&mut api);
-        api.validate("spec.apiServer").unwrap_err().to_string()
+        let problems = api.validate("spec.apiServer").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems[0].to_string()
     }
 
     #[test]

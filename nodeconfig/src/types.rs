@@ -41,9 +41,9 @@ pub struct ClusterInfo {
     pub kubernetes_version: KubernetesVersion,
     /// `host:port` every node uses to reach the API server.
     pub control_plane_endpoint: ControlPlaneEndpoint,
-    #[serde(rename = "podCIDR")]
+    #[serde(rename = "podCIDR", deserialize_with = "crate::cidr::ipv4_net")]
     pub pod_cidr: IpNet,
-    #[serde(rename = "serviceCIDR")]
+    #[serde(rename = "serviceCIDR", deserialize_with = "crate::cidr::ipv4_net")]
     pub service_cidr: IpNet,
     #[serde(default = "default_dns_domain")]
     pub dns_domain: String,
@@ -466,7 +466,11 @@ impl NodeConfig {
             check_ca_pin(pin)
                 .map_err(|m| FieldError::new(format!("bootstrap.caCertHashes[{i}]"), m))?;
         }
-        self.api_server.validate("apiServer")?;
+        if let Err(problems) = self.api_server.validate("apiServer") {
+            // The agent reports one line; the generator, which checks the same section of
+            // the spec, reports them all.
+            return Err(problems.into_iter().next().expect("an error has a problem"));
+        }
         self.api_server
             .check_for_version("apiServer", &c.kubernetes_version)?;
         self.artifacts.check("artifacts", &c.kubernetes_version)?;

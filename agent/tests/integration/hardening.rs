@@ -199,6 +199,7 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
     let m = |path, value| set(MASTER, path, value);
     let w = |path, value| set(WORKER, path, value);
     let master: Value = serde_yaml_ng::from_str(MASTER).unwrap();
+    let huge = "x".repeat(20 << 20);
     let key_as_yaml = serde_yaml_ng::to_string(&master["pki"]["etcdCA"]["private"]).unwrap();
     vec![
         ("empty file", String::new(), "(document)"),
@@ -217,6 +218,10 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("unsupported version", m("cluster.kubernetesVersion", Some("v1.30.0")), "cluster.kubernetesVersion"),
         ("malformed version", m("cluster.kubernetesVersion", Some("1.36")), "cluster.kubernetesVersion"),
         ("bad pod CIDR", m("cluster.podCIDR", Some("10.244.0.0/33")), "cluster.podCIDR"),
+        ("an IPv6 pod range", m("cluster.podCIDR", Some("fd00:10:244::/56")), "cluster.podCIDR: \"fd00:10:244::/56\" is IPv6"),
+        ("a dual-stack service range", m("cluster.serviceCIDR", Some("'10.96.0.0/12,fd00:10:96::/112'")), "cluster.serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\" is dual-stack"),
+        ("a tab for indentation", MASTER.replacen("\n  name: demo\n", "\n\tname: demo\n", 1), "line 4 is indented with a tab"),
+        ("a 20 MB value", m("cluster.name", Some(huge.as_str())), "cluster.name: \"xxxx"),
         ("overlapping service CIDR", m("cluster.serviceCIDR", Some("10.244.128.0/20")), "cluster.serviceCIDR"),
         ("token of the wrong shape", m("bootstrap.token", Some("ABCDEF.0123456789abcdef")), "bootstrap.token"),
         ("token without a dot", w("bootstrap.token", Some("abcdef0123456789abcdef")), "bootstrap.token"),
@@ -279,7 +284,17 @@ fn every_bad_node_config_is_refused_without_touching_the_node() {
             Some(2),
             "{what}: exit status; stderr: {stderr}"
         );
-        assert_eq!(lines.len(), 1, "{what}: not one line: {stderr}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: not one line: {}",
+            &stderr[..stderr.len().min(2000)]
+        );
+        assert!(
+            lines[0].len() < 2000,
+            "{what}: a {}-byte error",
+            lines[0].len()
+        );
         assert!(
             lines[0].contains(field),
             "{what}: {:?} does not name {field}",

@@ -20,6 +20,9 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "count: 3", "count: three", "spec.pools[0].count: invalid type"),
     (EXAMPLE, "count: 0", "count: -1", "spec.pools[2].count: invalid value"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/33", "spec.network.podCIDR: invalid"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: fd00:10:244::/56", "spec.network.podCIDR: \"fd00:10:244::/56\" is IPv6; kubeboot clusters are IPv4 only"),
+    (EXAMPLE, "serviceCIDR: 10.96.0.0/12", "serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\"", "spec.network.serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\" is dual-stack; kubeboot clusters are IPv4 only"),
+    (EXAMPLE, "    podCIDR: 10.244.0.0/16", "\tpodCIDR: 10.244.0.0/16", "(document): not valid YAML: line 14 is indented with a tab (YAML allows spaces only)"),
     (EXAMPLE, "v1.37.1", "v1.37", "spec.kubernetesVersion: \"v1.37\" is not a version"),
     (EXAMPLE, ":NoSchedule", ":Sometimes", "spec.pools[2].taints[0]: taint"),
     (EXAMPLE, "role: worker", "role: boss", "spec.pools[1].role: unknown variant"),
@@ -153,6 +156,59 @@ fn all_errors_are_reported_not_just_the_first() {
         );
     }
     assert_eq!(err.lines().count(), 3, "{err}");
+}
+
+#[test]
+fn every_api_server_problem_is_reported_not_just_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = EXAMPLE.replacen(
+        "store: local",
+        "store: local\n  apiServer:\n    extraArgs: {profiling: \"true\", tls-min-version: VersionTLS10}\n    authorizationModes: [RBAC]",
+        1,
+    );
+    std::fs::write(&spec, text).unwrap();
+    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for path in [
+        "spec.apiServer.extraArgs.profiling:",
+        "spec.apiServer.extraArgs.tls-min-version:",
+        "spec.apiServer.authorizationModes: must include Node",
+    ] {
+        assert!(
+            err.contains(&format!("error: {path}")),
+            "{path} missing in:\n{err}"
+        );
+    }
+    assert_eq!(err.lines().count(), 3, "{err}");
+}
+
+#[test]
+fn a_huge_value_is_not_echoed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let huge = "x".repeat(20 << 20);
+    let text = EXAMPLE.replacen(
+        "labels: {workload: general}",
+        &format!("labels: {{workload: {huge}}}"),
+        1,
+    );
+    std::fs::write(&spec, text).unwrap();
+    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: spec.pools[1].labels.workload: \"xxx"),
+        "{}",
+        &err[..err.len().min(500)]
+    );
+    assert!(
+        err.contains("characters left out"),
+        "{}",
+        &err[..err.len().min(500)]
+    );
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
 }
 
 #[test]
