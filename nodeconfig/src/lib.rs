@@ -152,6 +152,12 @@ pub fn parse(text: &str) -> Result<NodeConfig, FieldError> {
     Ok(config)
 }
 
+impl NodeConfig {
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("a NodeConfig always serialises")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,11 +186,5 @@ mod tests {
             long.message
         );
         assert!(long.message.contains("characters left out"));
-    }
-}
-
-impl NodeConfig {
-    pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).expect("a NodeConfig always serialises")
     }
 }

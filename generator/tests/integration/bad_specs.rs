@@ -133,95 +133,88 @@ fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[test]
-fn all_errors_are_reported_not_just_the_first() {
+/// `kubeboot-gen validate` of a spec text: its exit code and stderr.
+fn validate(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.yaml");
-    let text = EXAMPLE
-        .replacen("name: demo", "name: Demo", 1)
-        .replacen("location: westeurope", "location: West Europe", 1)
-        .replacen("zones: [\"1\"]", "zones: [\"7\"]", 1);
     std::fs::write(&spec, text).unwrap();
     let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
-    for path in [
-        "metadata.name:",
-        "spec.azure.location:",
-        "spec.pools[2].zones[0]:",
-    ] {
+    (o.status.code(), stderr(&o))
+}
+
+/// Each path has its error line, and there is no other line.
+fn assert_errors_exactly(err: &str, paths: &[&str]) {
+    for path in paths {
         assert!(
             err.contains(&format!("error: {path}")),
             "{path} missing in:\n{err}"
         );
     }
-    assert_eq!(err.lines().count(), 3, "{err}");
+    assert_eq!(err.lines().count(), paths.len(), "{err}");
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let text = EXAMPLE
+        .replacen("name: demo", "name: Demo", 1)
+        .replacen("location: westeurope", "location: West Europe", 1)
+        .replacen("zones: [\"1\"]", "zones: [\"7\"]", 1);
+    let (code, err) = validate(&text);
+    assert_ne!(code, Some(0));
+    assert_errors_exactly(
+        &err,
+        &[
+            "metadata.name:",
+            "spec.azure.location:",
+            "spec.pools[2].zones[0]:",
+        ],
+    );
 }
 
 #[test]
 fn every_api_server_problem_is_reported_not_just_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.yaml");
     let text = EXAMPLE.replacen(
         "store: local",
         "store: local\n  apiServer:\n    extraArgs: {profiling: \"true\", tls-min-version: VersionTLS10}\n    authorizationModes: [RBAC]",
         1,
     );
-    std::fs::write(&spec, text).unwrap();
-    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    for path in [
-        "spec.apiServer.extraArgs.profiling:",
-        "spec.apiServer.extraArgs.tls-min-version:",
-        "spec.apiServer.authorizationModes: must include Node",
-    ] {
-        assert!(
-            err.contains(&format!("error: {path}")),
-            "{path} missing in:\n{err}"
-        );
-    }
-    assert_eq!(err.lines().count(), 3, "{err}");
+    let (code, err) = validate(&text);
+    assert_eq!(code, Some(2));
+    assert_errors_exactly(
+        &err,
+        &[
+            "spec.apiServer.extraArgs.profiling:",
+            "spec.apiServer.extraArgs.tls-min-version:",
+            "spec.apiServer.authorizationModes: must include Node",
+        ],
+    );
 }
 
 #[test]
 fn a_huge_value_is_not_echoed_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.yaml");
     let huge = "x".repeat(20 << 20);
-    let text = EXAMPLE.replacen(
+    let (code, err) = validate(&EXAMPLE.replacen(
         "labels: {workload: general}",
         &format!("labels: {{workload: {huge}}}"),
         1,
-    );
-    std::fs::write(&spec, text).unwrap();
-    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
+    ));
+    assert_eq!(code, Some(2));
+    let start = &err[..err.len().min(500)];
     assert!(
         err.starts_with("error: spec.pools[1].labels.workload: \"xxx"),
-        "{}",
-        &err[..err.len().min(500)]
+        "{start}"
     );
-    assert!(
-        err.contains("characters left out"),
-        "{}",
-        &err[..err.len().min(500)]
-    );
+    assert!(err.contains("characters left out"), "{start}");
     assert!(err.len() < 2000, "{} bytes of error", err.len());
 }
 
 #[test]
 fn an_even_master_count_is_a_warning_not_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.yaml");
-    std::fs::write(&spec, EXAMPLE.replacen("count: 3", "count: 2", 1)).unwrap();
-    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, err) = validate(&EXAMPLE.replacen("count: 3", "count: 2", 1));
+    assert_eq!(code, Some(0), "{err}");
     assert!(
-        stderr(&o).starts_with("warning: spec.pools[0].count: 2 masters"),
-        "{}",
-        stderr(&o)
+        err.starts_with("warning: spec.pools[0].count: 2 masters"),
+        "{err}"
     );
 }
 
