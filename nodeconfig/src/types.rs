@@ -289,12 +289,12 @@ impl Default for Artifacts {
 }
 
 impl Artifacts {
-    /// Every mirror is an http(s) URL, containerd's and runc's versions are upstream release
+    /// Every mirror is an http(s) or file URL, containerd's and runc's versions are upstream release
     /// versions (`[v]X.Y.Z[-suffix]`: they become part of the download URLs), and a containerd
     /// release must be one the kubelet of `kubernetes` runs with. `prefix` is where these
     /// artifacts sit (`spec.artifacts`).
     pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
-        check_url(&self.release_base_url, &["http", "https"])
+        check_mirror_url(&self.release_base_url)
             .map_err(|m| FieldError::new(format!("{prefix}.releaseBaseUrl"), m))?;
         for (field, tool) in [
             ("crictl", &self.crictl),
@@ -303,7 +303,7 @@ impl Artifacts {
             ("runc", &self.runc),
         ] {
             if let Some(tool) = tool {
-                check_url(&tool.base_url, &["http", "https"])
+                check_mirror_url(&tool.base_url)
                     .map_err(|m| FieldError::new(format!("{prefix}.{field}.baseUrl"), m))?;
             }
         }
@@ -634,6 +634,18 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// A release mirror the agent can fetch from: http(s) with a host, or (air-gapped nodes) a
+/// `file://` URL of an absolute directory.
+fn check_mirror_url(url: &str) -> Result<(), String> {
+    match url.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') && !path.chars().any(char::is_control) => Ok(()),
+        Some(_) => Err(format!(
+            "{url:?} must name an absolute directory (file:///srv/mirror)"
+        )),
+        None => check_url(url, &["http", "https"]).map_err(|m| format!("{m} (or file://)")),
+    }
+}
+
 /// kubeadm's bootstrap token format: `[a-z0-9]{6}.[a-z0-9]{16}`.
 pub fn check_token(token: &str) -> Result<(), String> {
     let ok = |s: &str, n: usize| {
@@ -727,6 +739,16 @@ mod tests {
             runc: tool(runc),
             ..Artifacts::default()
         }
+    }
+
+    #[test]
+    fn mirrors_are_http_or_local_directories() {
+        assert!(check_mirror_url("https://dl.k8s.io").is_ok());
+        assert!(check_mirror_url("http://10.0.0.5:8080/k8s").is_ok());
+        assert!(check_mirror_url("file:///srv/mirror").is_ok());
+        assert!(check_mirror_url("file://srv/mirror").is_err());
+        assert!(check_mirror_url("ftp://mirror.example").is_err());
+        assert!(check_mirror_url("https://").is_err());
     }
 
     #[test]

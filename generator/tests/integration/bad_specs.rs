@@ -54,7 +54,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
     (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
-    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: ftp://mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: \"ftp://mirror.example\" must start with http:// or https://"),
+    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: ftp://mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: \"ftp://mirror.example\" must start with http:// or https:// (or file://)"),
     (EXAMPLE, "  network:", "  apiServer:\n    oidc: {issuerURL: \"https://login.example.com\", clientID: k, caPEM: \"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"}\n  network:", "spec.apiServer.oidc.caPEM: is not an X.509 certificate"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", caBundle: \"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n\"}", "spec.azure.customCloud.caBundle: is not a valid PEM block"),
     // Networks.
