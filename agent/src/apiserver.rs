@@ -286,20 +286,12 @@ mod tests {
     use super::*;
     use kubeboot_nodeconfig::{EncryptionProvider, Oidc};
 
-    const PEM: &str = "-----BEGIN X-----\nAA==\n-----END X-----\n";
-
+    /// The test master, with an encryption key (the fixture has none).
     fn master() -> NodeConfig {
-        let pair = format!("{{public: {PEM:?}, private: {PEM:?}}}");
-        let text = format!(
-            "apiVersion: kubeboot.io/v1alpha1\nkind: NodeConfig\n\
-             cluster: {{name: demo, kubernetesVersion: v1.36.0, controlPlaneEndpoint: 'api:6443', podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}}\n\
-             node: {{pool: master, role: master}}\nprovider: {{name: none}}\n\
-             bootstrap: {{token: abcdef.0123456789abcdef, caCertHashes: ['sha256:{}']}}\n\
-             pki: {{ca: {pair}, frontProxyCA: {pair}, etcdCA: {pair}, serviceAccount: {pair}, encryptionKey: {}}}\n",
-            "a".repeat(64),
-            "A".repeat(43) + "="
-        );
-        kubeboot_nodeconfig::parse(&text).unwrap()
+        let mut config = crate::testing::fixture::first_master();
+        let pki = config.pki.as_mut().unwrap();
+        pki.encryption_key = Some(kubeboot_nodeconfig::Secret::new("A".repeat(43) + "="));
+        config
     }
 
     fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -327,6 +319,35 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), args.len(), "a flag is set twice: {args:?}");
+    }
+
+    /// The contract's refused list is checked against every flag kubeboot writes, with every
+    /// optional setting on; kubeadm's own flags are checked by the hardening integration test.
+    #[test]
+    fn extra_args_can_override_no_flag_kubeboot_writes() {
+        let mut config = master();
+        config.api_server.oidc = Some(Oidc {
+            issuer_url: "https://login.example.com".into(),
+            client_id: "kubernetes".into(),
+            username_claim: "email".into(),
+            username_prefix: Some("oidc:".into()),
+            groups_claim: Some("groups".into()),
+            groups_prefix: Some("oidc:".into()),
+            ca_pem: Some(config.pki.as_ref().unwrap().ca.public.clone()),
+        });
+        config.api_server.validate("apiServer").unwrap();
+        let written = api_server_args(&config);
+        assert!(written.len() >= 20, "{written:?}");
+        for (name, value) in written {
+            let api = kubeboot_nodeconfig::ApiServer {
+                extra_args: [(name.clone(), value)].into(),
+                ..Default::default()
+            };
+            assert!(
+                api.validate("apiServer").is_err(),
+                "extraArgs.{name} is accepted although kubeboot writes --{name}"
+            );
+        }
     }
 
     #[test]

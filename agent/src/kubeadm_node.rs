@@ -16,10 +16,8 @@ use crate::root::Root;
 pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {
     fsx::create_dir_with_mode(&root.path(paths::PKI_DIR), 0o700)?;
     fsx::create_dir_with_mode(&root.path(format!("{PKI_DIR}/etcd")), 0o700)?;
-    for (_, stem, pair) in pki.pairs() {
-        // The service-account pair is a bare key pair: kubeadm reads sa.pub, not a certificate.
-        let public_ext = if stem == "sa" { "pub" } else { "crt" };
-        let public = root.path(format!("{PKI_DIR}/{stem}.{public_ext}"));
+    for (_, stem, public_part, pair) in pki.pairs() {
+        let public = root.path(format!("{PKI_DIR}/{stem}.{}", public_part.extension()));
         let private = root.path(format!("{PKI_DIR}/{stem}.key"));
         fsx::write_if_changed(&public, pair.public.as_bytes(), 0o644)?;
         fsx::write_if_changed(&private, pair.private.expose().as_bytes(), 0o600)?;

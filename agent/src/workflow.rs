@@ -120,6 +120,26 @@ pub enum Applicability {
     Undecided(&'static [NodeKind]),
 }
 
+/// Why a stage does or does not run here, as `plan` and errors say it.
+impl std::fmt::Display for Applicability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Applicability::Applies => write!(f, "it applies"),
+            Applicability::NotForKind(kind) => write!(f, "not run on a {kind}"),
+            Applicability::NotNeeded => write!(f, "nothing to do on this node"),
+            Applicability::Undecided(runs_on) => write!(
+                f,
+                "runs on a {}: the metadata phase decides which this master is",
+                runs_on
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        }
+    }
+}
+
 /// What the markers say of a stage, checked against the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -268,17 +288,13 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
         let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
         match state.applicability {
             Applicability::Applies => {}
-            Applicability::NotForKind(kind) if selection.only.is_none() => {
-                info!(phase = name, "not run on a {kind}");
-                continue;
-            }
-            Applicability::NotNeeded if selection.only.is_none() => {
-                info!(phase = name, "nothing to do on this node");
+            Applicability::NotForKind(_) | Applicability::NotNeeded if selection.only.is_none() => {
+                info!(phase = name, "{}", state.applicability);
                 continue;
             }
             other => {
                 return Err(Stop::BadConfig(format!(
-                    "phase {name} cannot run on this node now: {other:?}"
+                    "phase {name} cannot run on this node now: {other}"
                 ))
                 .into())
             }

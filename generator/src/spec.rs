@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 use kubeboot_nodeconfig::{
-    Addons, ApiServer, Artifacts, AzureCloud, CustomCloud, KubernetesVersion, Role, Taint,
+    cidr, Addons, ApiServer, Artifacts, AzureCloud, CustomCloud, KubernetesVersion, Role, Taint,
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,11 +108,16 @@ pub enum IdentityRoles {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Address space of the cluster VNet (Azure only).
-    #[serde(default, rename = "vnetCIDR", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "vnetCIDR",
+        deserialize_with = "cidr::optional_ipv4",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vnet_cidr: Option<Ipv4Net>,
-    #[serde(rename = "podCIDR")]
+    #[serde(rename = "podCIDR", deserialize_with = "cidr::ipv4")]
     pub pod_cidr: Ipv4Net,
-    #[serde(rename = "serviceCIDR")]
+    #[serde(rename = "serviceCIDR", deserialize_with = "cidr::ipv4")]
     pub service_cidr: Ipv4Net,
 }
 
@@ -130,6 +135,7 @@ pub struct PoolSpec {
     #[serde(
         default,
         rename = "subnetCIDR",
+        deserialize_with = "cidr::optional_ipv4",
         skip_serializing_if = "Option::is_none"
     )]
     pub subnet_cidr: Option<Ipv4Net>,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use kubeboot_nodeconfig::labels::{check_label_value, check_qualified_name, is_dns_subdomain};
+use kubeboot_nodeconfig::labels::{check_node_label, is_dns_subdomain};
 use kubeboot_nodeconfig::releases::{supported_minors, Support};
 use kubeboot_nodeconfig::{
     parse_versioned, ControlPlaneEndpoint, FieldError, KubernetesVersion, Role, API_VERSION,
@@ -197,8 +197,8 @@ impl Validator {
             check_admin_username(&spec.ssh.admin_username),
         );
         self.errors.extend(crate::vault::validate(&spec.secrets));
-        if let Err(e) = spec.api_server.validate("spec.apiServer") {
-            self.errors.push(e);
+        if let Err(problems) = spec.api_server.validate("spec.apiServer") {
+            self.errors.extend(problems);
         }
         if let Err(e) = spec
             .api_server
@@ -206,25 +206,10 @@ impl Validator {
         {
             self.errors.push(e);
         }
-        let artifacts = &spec.artifacts;
-        self.check(
-            "spec.artifacts.releaseBaseUrl",
-            check_url(&artifacts.release_base_url),
-        );
-        for (field, tool) in [
-            ("crictl", &artifacts.crictl),
-            ("cniPlugins", &artifacts.cni_plugins),
-            ("containerd", &artifacts.containerd),
-            ("runc", &artifacts.runc),
-        ] {
-            if let Some(tool) = tool {
-                self.check(
-                    format!("spec.artifacts.{field}.baseUrl"),
-                    check_url(&tool.base_url),
-                );
-            }
-        }
-        if let Err(e) = artifacts.check("spec.artifacts", &spec.kubernetes_version) {
+        if let Err(e) = spec
+            .artifacts
+            .check("spec.artifacts", &spec.kubernetes_version)
+        {
             self.errors.push(e);
         }
     }
@@ -450,10 +435,7 @@ impl Validator {
 
     fn labels(&mut self, path: &str, pool: &PoolSpec) {
         for (key, value) in &pool.labels {
-            let result = check_qualified_name(key)
-                .and_then(|_| check_label_value(value))
-                .and_then(|_| check_kubelet_may_set(key));
-            self.check(format!("{path}.labels.{key}"), result);
+            self.check(format!("{path}.labels.{key}"), check_node_label(key, value));
         }
         for (j, taint) in pool.taints.iter().enumerate() {
             if pool.taints[..j]
@@ -659,51 +641,6 @@ fn check_admin_username(name: &str) -> Result<(), String> {
     }
 }
 
-fn check_url(text: &str) -> Result<(), String> {
-    match reqwest::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        // Credentials are refused by the contract's rule (`Artifacts::check`); not repeated here.
-        _ => Err(format!(
-            "{:?} is not an http(s) URL",
-            kubeboot_nodeconfig::redact_userinfo(text)
-        )),
-    }
-}
-
-/// The NodeRestriction admission plugin lets a kubelet set only a few labels under
-/// kubernetes.io/k8s.io; any other label there would make the kubelet fail to register.
-fn check_kubelet_may_set(key: &str) -> Result<(), String> {
-    const ALLOWED_KEYS: &[&str] = &[
-        "kubernetes.io/hostname",
-        "kubernetes.io/arch",
-        "kubernetes.io/os",
-        "beta.kubernetes.io/instance-type",
-        "node.kubernetes.io/instance-type",
-        "failure-domain.beta.kubernetes.io/region",
-        "failure-domain.beta.kubernetes.io/zone",
-        "topology.kubernetes.io/region",
-        "topology.kubernetes.io/zone",
-    ];
-    const ALLOWED_PREFIXES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
-    let Some((prefix, _)) = key.split_once('/') else {
-        return Ok(());
-    };
-    let restricted = ["kubernetes.io", "k8s.io"]
-        .iter()
-        .any(|d| prefix == *d || prefix.ends_with(&format!(".{d}")));
-    let allowed = ALLOWED_KEYS.contains(&key)
-        || ALLOWED_PREFIXES
-            .iter()
-            .any(|p| prefix == *p || prefix.ends_with(&format!(".{p}")));
-    if restricted && !allowed {
-        Err(format!(
-            "{key:?} is in a kubernetes.io/k8s.io namespace the kubelet may not set (NodeRestriction)"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,8 +680,5 @@ mod tests {
         assert!(check_location("West Europe").is_err());
         assert!(check_resource_group("my_rg(1).x").is_ok());
         assert!(check_resource_group("rg.").is_err());
-        assert!(check_kubelet_may_set("node.kubernetes.io/pool").is_ok());
-        assert!(check_kubelet_may_set("node-role.kubernetes.io/worker").is_err());
-        assert!(check_kubelet_may_set("example.com/x").is_ok());
     }
 }

@@ -280,7 +280,9 @@ const AUTHORIZATION_MODES: &[&str] = &[
 
 /// kube-apiserver flags `extraArgs` may not set, with the field that controls each instead.
 /// kubeadm sets the first group from its own configuration (certificates, etcd, networking);
-/// kubeboot sets the rest for the hardened defaults.
+/// kubeboot sets the rest for the hardened defaults; the last group would undo one of those
+/// from another flag. The agent's tests derive the flags actually written (kubeboot's and
+/// kubeadm's) and check each is refused here, so the list cannot fall behind.
 pub const MANAGED_FLAGS: &[(&str, &str)] = &[
     (
         "advertise-address",
@@ -298,9 +300,17 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
     ("etcd-servers", "set by kubeadm"),
     ("kubelet-client-certificate", "set by kubeadm"),
     ("kubelet-client-key", "set by kubeadm"),
+    ("kubelet-preferred-address-types", "set by kubeadm"),
     ("proxy-client-cert-file", "set by kubeadm (front-proxy CA)"),
     ("proxy-client-key-file", "set by kubeadm"),
+    (
+        "requestheader-allowed-names",
+        "set by kubeadm (front-proxy client)",
+    ),
     ("requestheader-client-ca-file", "set by kubeadm"),
+    ("requestheader-extra-headers-prefix", "set by kubeadm"),
+    ("requestheader-group-headers", "set by kubeadm"),
+    ("requestheader-username-headers", "set by kubeadm"),
     (
         "secure-port",
         "set by kubeadm from the control-plane endpoint",
@@ -339,12 +349,27 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
         "tls-cipher-suites",
         "kubeboot offers only strong suites (CIS 1.2.29)",
     ),
+    ("tls-min-version", "kept at VersionTLS12"),
     ("token-auth-file", "static tokens are refused (CIS 1.2.2)"),
     (
         "service-account-extend-token-expiration",
         "kept false (CIS 1.2.30)",
     ),
     ("service-account-lookup", "kept true (CIS 1.2.21)"),
+    (
+        "authorization-config",
+        "replaces --authorization-mode; use apiServer.authorizationModes",
+    ),
+    (
+        "authentication-config",
+        "cannot be combined with the --oidc-* flags; use apiServer.oidc",
+    ),
+    ("contention-profiling", "profiling is kept off (CIS 1.2.15)"),
+    ("etcd-servers-overrides", "kubeadm sets etcd-servers"),
+    (
+        "requestheader-uid-headers",
+        "kubeadm sets the request headers",
+    ),
 ];
 
 /// Admission plugins CIS requires to stay enabled; `disable-admission-plugins` may not list them.
@@ -398,39 +423,48 @@ impl ApiServer {
         Ok(())
     }
 
-    /// Checks the settings; `at` is the path of this section (`spec.apiServer` or `apiServer`).
-    pub fn validate(&self, at: &str) -> Result<(), FieldError> {
-        let err = |field: String, msg: String| Err(FieldError::new(format!("{at}.{field}"), msg));
+    /// Checks the settings and returns every problem; `at` is the path of this section
+    /// (`spec.apiServer` or `apiServer`).
+    pub fn validate(&self, at: &str) -> Result<(), Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut err = |field: String, msg: String| {
+            problems.push(FieldError::new(format!("{at}.{field}"), msg))
+        };
         for (i, san) in self.cert_sans.iter().enumerate() {
             let ok = san.parse::<std::net::IpAddr>().is_ok()
                 || crate::labels::is_dns_subdomain(san.trim_start_matches("*."));
             if !ok {
-                return err(
+                err(
                     format!("certSANs[{i}]"),
                     format!("{san:?} is neither an IP address nor a DNS name"),
                 );
+                continue;
             }
         }
         for (name, value) in &self.extra_args {
             let field = format!("extraArgs.{name}");
             if name.starts_with('-') {
-                return err(field, "write the flag name without leading dashes".into());
+                err(field, "write the flag name without leading dashes".into());
+                continue;
             }
             if name.is_empty()
                 || !name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             {
-                return err(
+                err(
                     field,
                     "is not a kube-apiserver flag name (lowercase letters, digits, dashes)".into(),
                 );
+                continue;
             }
             if let Some((_, why)) = MANAGED_FLAGS.iter().find(|(f, _)| f == name) {
-                return err(field, format!("is managed by kubeboot: {why}"));
+                err(field, format!("is managed by kubeboot: {why}"));
+                continue;
             }
             if value.contains('\n') {
-                return err(field, "a flag value cannot contain a newline".into());
+                err(field, "a flag value cannot contain a newline".into());
+                continue;
             }
             if name == "disable-admission-plugins" {
                 if let Some(p) = value
@@ -438,84 +472,89 @@ impl ApiServer {
                     .map(str::trim)
                     .find(|p| REQUIRED_ADMISSION_PLUGINS.contains(p))
                 {
-                    return err(field, format!("{p} must stay enabled"));
+                    err(field, format!("{p} must stay enabled"));
+                    continue;
                 }
             }
             if name == "anonymous-auth" && value != "true" {
-                return err(field, "kubeadm's join discovery and the API server's health probes need anonymous access to a few paths; leave it on (RBAC grants anonymous nothing else)".into());
+                err(field, "kubeadm's join discovery and the API server's health probes need anonymous access to a few paths; leave it on (RBAC grants anonymous nothing else)".into());
+                continue;
             }
         }
         for (i, plugin) in self.admission_plugins.iter().enumerate() {
             let field = format!("admissionPlugins[{i}]");
             if let Some((_, why)) = REFUSED_ADMISSION_PLUGINS.iter().find(|(p, _)| p == plugin) {
-                return err(field, format!("{plugin} is refused: {why}"));
+                err(field, format!("{plugin} is refused: {why}"));
+                continue;
             }
             if !KNOWN_ADMISSION_PLUGINS.contains(&plugin.as_str()) {
-                return err(
+                err(
                     field,
                     format!(
                         "unknown admission plugin {plugin:?} (known: {})",
                         KNOWN_ADMISSION_PLUGINS.join(", ")
                     ),
                 );
+                continue;
             }
         }
         for (i, mode) in self.authorization_modes.iter().enumerate() {
             let field = format!("authorizationModes[{i}]");
             if !AUTHORIZATION_MODES.contains(&mode.as_str()) {
-                return err(
+                err(
                     field,
                     format!(
                         "unknown authorization mode {mode:?} (known: {})",
                         AUTHORIZATION_MODES.join(", ")
                     ),
                 );
+                continue;
             }
             if mode == "AlwaysAllow" {
-                return err(field, "AlwaysAllow is refused (CIS 1.2.6)".into());
+                err(field, "AlwaysAllow is refused (CIS 1.2.6)".into());
+                continue;
             }
             if self.authorization_modes[..i].contains(mode) {
-                return err(field, format!("{mode} is listed twice"));
+                err(field, format!("{mode} is listed twice"));
+                continue;
             }
         }
         for required in ["Node", "RBAC"] {
             if !self.authorization_modes.iter().any(|m| m == required) {
-                return err(
+                err(
                     "authorizationModes".into(),
                     format!("must include {required} (CIS 1.2.7, 1.2.8)"),
                 );
             }
         }
         if let Some(oidc) = &self.oidc {
-            crate::check_no_userinfo(&oidc.issuer_url)
-                .or_else(|m| err("oidc.issuerURL".into(), m))?;
-            match oidc.issuer_url.strip_prefix("https://") {
-                Some(rest) if !rest.is_empty() && !rest.contains(['#', '?', ' ']) => {}
-                _ => {
-                    return err(
-                        "oidc.issuerURL".into(),
-                        format!(
-                            "{:?} must be an https:// URL without query or fragment",
-                            oidc.issuer_url
-                        ),
-                    )
-                }
+            // A URL with credentials is named without echoing it.
+            let https_rest = oidc.issuer_url.strip_prefix("https://");
+            if let Err(m) = crate::check_no_userinfo(&oidc.issuer_url) {
+                err("oidc.issuerURL".into(), m);
+            } else if !https_rest
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(['#', '?', ' ']))
+            {
+                err(
+                    "oidc.issuerURL".into(),
+                    format!(
+                        "{:?} must be an https:// URL without query or fragment",
+                        oidc.issuer_url
+                    ),
+                );
             }
             if oidc.client_id.trim().is_empty() {
-                return err("oidc.clientID".into(), "must not be empty".into());
+                err("oidc.clientID".into(), "must not be empty".into());
             }
             if oidc.username_claim.trim().is_empty() {
-                return err("oidc.usernameClaim".into(), "must not be empty".into());
+                err("oidc.usernameClaim".into(), "must not be empty".into());
             }
-            if let Some(pem) = &oidc.ca_pem {
-                if !pem.trim_start().starts_with("-----BEGIN CERTIFICATE-----")
-                    || !pem.contains("-----END CERTIFICATE-----")
-                {
-                    return err(
-                        "oidc.caPEM".into(),
-                        "is not a PEM certificate bundle".into(),
-                    );
-                }
+            if let Some(Err(m)) = oidc
+                .ca_pem
+                .as_deref()
+                .map(crate::pem::check_certificate_bundle)
+            {
+                err("oidc.caPEM".into(), m);
             }
         }
         let audit = &self.audit;
@@ -523,7 +562,7 @@ impl ApiServer {
             || audit.log_path.ends_with('/')
             || audit.log_path.contains("..")
         {
-            return err(
+            err(
                 "audit.logPath".into(),
                 format!("{:?} must be an absolute file path", audit.log_path),
             );
@@ -534,17 +573,19 @@ impl ApiServer {
             ("maxSize", audit.max_size, 100, "1.2.19"),
         ] {
             if value < min {
-                return err(
+                err(
                     format!("audit.{field}"),
                     format!("{value} is below {min} (CIS {item})"),
                 );
             }
         }
-        if let Some(policy) = &audit.policy {
-            check_audit_policy(policy)
-                .map_err(|m| FieldError::new(format!("{at}.audit.policy"), m))?;
+        if let Some(Err(m)) = audit.policy.as_deref().map(check_audit_policy) {
+            err("audit.policy".into(), m);
         }
-        Ok(())
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems),
+        }
     }
 }
 
@@ -568,7 +609,9 @@ mod tests {
     fn refused(edit: impl FnOnce(&mut ApiServer)) -> String {
         let mut api = ApiServer::default();
         edit(&mut api);
-        api.validate("spec.apiServer").unwrap_err().to_string()
+        let problems = api.validate("spec.apiServer").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems[0].to_string()
     }
 
     #[test]
@@ -596,6 +639,8 @@ mod tests {
         };
         assert_eq!(arg("authorization-mode", "AlwaysAllow"), "spec.apiServer.extraArgs.authorization-mode: is managed by kubeboot: use apiServer.authorizationModes");
         assert!(arg("etcd-servers", "x").contains("set by kubeadm"));
+        assert!(arg("tls-min-version", "VersionTLS10").contains("is managed by kubeboot"));
+        assert!(arg("authorization-config", "/etc/authz.yaml").contains("authorizationModes"));
         assert!(arg("--v", "2").contains("without leading dashes"));
         assert!(arg("Bad_Flag", "2").contains("not a kube-apiserver flag name"));
         assert!(arg(

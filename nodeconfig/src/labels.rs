@@ -55,6 +55,58 @@ pub fn check_label_value(value: &str) -> Result<(), String> {
     }
 }
 
+/// The label prefix kubeboot sets its own labels under (`kubeboot.io/pool`).
+pub const KUBEBOOT_LABEL_PREFIX: &str = "kubeboot.io";
+
+/// A label a user asks for on a pool's nodes: valid syntax, and not one kubeboot, the kubelet or
+/// the cloud provider sets itself (a user value would silently override theirs) nor one the kubelet
+/// may not set under NodeRestriction (it would fail to register the node).
+pub fn check_node_label(key: &str, value: &str) -> Result<(), String> {
+    check_qualified_name(key)?;
+    check_label_value(value)?;
+    check_not_reserved(key)
+}
+
+/// The kubelet's `--node-labels` rule: in the kubernetes.io and k8s.io namespaces only
+/// `[*.]kubelet.kubernetes.io/*`, `[*.]node.kubernetes.io/*` and a fixed set of well-known keys may
+/// be set; those well-known keys are the ones the kubelet, kubeboot or the cloud provider set.
+fn check_not_reserved(key: &str) -> Result<(), String> {
+    const SET_BY_THE_NODE: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    const KUBELET_MAY_SET: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+    let Some((prefix, _)) = key.split_once('/') else {
+        return Ok(());
+    };
+    let within = |domain: &str| prefix == domain || prefix.ends_with(&format!(".{domain}"));
+    if prefix == KUBEBOOT_LABEL_PREFIX {
+        return Err(format!(
+            "{key:?} is in the {KUBEBOOT_LABEL_PREFIX} namespace, which kubeboot sets itself"
+        ));
+    }
+    if SET_BY_THE_NODE.contains(&key) {
+        return Err(format!(
+            "{key:?} is set by the kubelet, kubeboot or the cloud provider"
+        ));
+    }
+    if (within("kubernetes.io") || within("k8s.io")) && !KUBELET_MAY_SET.iter().any(|d| within(d)) {
+        return Err(format!(
+            "{key:?} is in a kubernetes.io/k8s.io namespace the kubelet may not set (NodeRestriction)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +122,25 @@ mod tests {
         assert!(check_label_value("a b").is_err());
         assert!(is_dns_subdomain("demo-abc.westeurope.cloudapp.azure.com"));
         assert!(!is_dns_subdomain("Demo"));
+        assert!(check_node_label(
+            "node.kubernetes.io/exclude-from-external-load-balancers",
+            ""
+        )
+        .is_ok());
+        assert!(check_node_label("team.kubelet.kubernetes.io/x", "y").is_ok());
+        assert!(check_node_label("example.com/x", "y").is_ok());
+        assert!(check_node_label("e2e.kubeboot.io/pool", "y").is_ok());
+        for reserved in [
+            "kubeboot.io/pool",
+            "node-role.kubernetes.io/worker",
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/instance-type",
+            "node-restriction.kubernetes.io/x",
+            "example.k8s.io/x",
+        ] {
+            assert!(check_node_label(reserved, "y").is_err(), "{reserved}");
+        }
+        assert!(check_node_label("workload", "a b").is_err());
     }
 }

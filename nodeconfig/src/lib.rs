@@ -5,10 +5,12 @@
 //! agent baked into an image never half-understands a newer generator's output.
 
 mod apiserver;
+pub mod cidr;
 mod endpoint;
 pub mod exit;
 pub mod fsx;
 pub mod labels;
+mod pem;
 pub mod releases;
 mod secret;
 mod taint;
@@ -40,13 +42,32 @@ pub struct FieldError {
 
 impl FieldError {
     /// Control characters (a newline in a key or value of the input, say) are escaped, so the
-    /// error always prints as one line.
+    /// error always prints as one line, and a long echoed value is cut (a 20 MB value must not
+    /// come back whole in the error).
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: one_line(path.into()),
-            message: one_line(message.into()),
+            path: shortened(one_line(path.into())),
+            message: shortened(one_line(message.into())),
         }
     }
+}
+
+/// Longest path or message kept whole, in characters.
+const MAX_ERROR_TEXT: usize = 400;
+
+/// Keeps the start and the end (where the explanation after an echoed value is) of a long text.
+fn shortened(text: String) -> String {
+    let count = text.chars().count();
+    if count <= MAX_ERROR_TEXT {
+        return text;
+    }
+    let (head, tail) = (MAX_ERROR_TEXT / 2, MAX_ERROR_TEXT / 4);
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!(
+        "{start}…({} characters left out)…{end}",
+        count - head - tail
+    )
 }
 
 fn one_line(text: String) -> String {
@@ -71,7 +92,7 @@ pub fn parse_versioned<T: serde::de::DeserializeOwned>(
     kind: &str,
 ) -> Result<T, FieldError> {
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| FieldError::new("(document)", format!("not valid YAML: {e}")))?;
+        .map_err(|e| FieldError::new("(document)", yaml_error(text, &e)))?;
     let map = value
         .as_mapping()
         .ok_or_else(|| FieldError::new("(document)", format!("expected a {kind} mapping")))?;
@@ -110,6 +131,22 @@ pub fn parse_versioned<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// YAML indents with spaces only; the parser's own message for a tab does not say "tab".
+fn yaml_error(text: &str, error: &serde_yaml_ng::Error) -> String {
+    let tab_indented = text.lines().position(|line| {
+        line.chars()
+            .take_while(|c| c.is_whitespace())
+            .any(|c| c == '\t')
+    });
+    match tab_indented {
+        Some(i) => format!(
+            "not valid YAML: line {} is indented with a tab (YAML allows spaces only): {error}",
+            i + 1
+        ),
+        None => format!("not valid YAML: {error}"),
+    }
+}
+
 /// Parses and validates a NodeConfig. This is the agent's parser; `kubeboot-gen check` uses it too.
 pub fn parse(text: &str) -> Result<NodeConfig, FieldError> {
     let config: NodeConfig = parse_versioned(text, API_VERSION, KIND)?;
@@ -120,5 +157,36 @@ pub fn parse(text: &str) -> Result<NodeConfig, FieldError> {
 impl NodeConfig {
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("a NodeConfig always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_tabs_and_leave_out_the_middle_of_long_values() {
+        let error =
+            parse("apiVersion: kubeboot.io/v1alpha1\nkind: NodeConfig\ncluster:\n\tname: x\n")
+                .unwrap_err();
+        assert!(
+            error.message.contains("line 4 is indented with a tab"),
+            "{error}"
+        );
+        let long = FieldError::new(
+            "cluster.name",
+            format!("{:?} must be short", "x".repeat(20_000_000)),
+        );
+        assert!(
+            long.message.len() < 2 * MAX_ERROR_TEXT,
+            "{}",
+            long.message.len()
+        );
+        assert!(
+            long.message.ends_with("\" must be short"),
+            "{}",
+            long.message
+        );
+        assert!(long.message.contains("characters left out"));
     }
 }

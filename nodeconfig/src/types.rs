@@ -44,9 +44,9 @@ pub struct ClusterInfo {
     pub kubernetes_version: KubernetesVersion,
     /// `host:port` every node uses to reach the API server.
     pub control_plane_endpoint: ControlPlaneEndpoint,
-    #[serde(rename = "podCIDR")]
+    #[serde(rename = "podCIDR", deserialize_with = "crate::cidr::ipv4_net")]
     pub pod_cidr: IpNet,
-    #[serde(rename = "serviceCIDR")]
+    #[serde(rename = "serviceCIDR", deserialize_with = "crate::cidr::ipv4_net")]
     pub service_cidr: IpNet,
     #[serde(default = "default_dns_domain")]
     pub dns_domain: String,
@@ -215,15 +215,46 @@ pub struct SharedPki {
 }
 
 impl SharedPki {
-    /// Each pair with the field name used in errors and the file stem kubeadm expects under
-    /// /etc/kubernetes/pki (certificate `.crt`/public key `.pub`, private key `.key`).
-    pub fn pairs(&self) -> [(&'static str, &'static str, &KeyPair); 4] {
+    /// Each pair with the field name used in errors, the file stem kubeadm expects under
+    /// /etc/kubernetes/pki (private key `.key`) and what its public half is.
+    pub fn pairs(&self) -> [(&'static str, &'static str, PublicPart, &KeyPair); 4] {
+        use PublicPart::{Certificate, Key};
         [
-            ("ca", "ca", &self.ca),
-            ("frontProxyCA", "front-proxy-ca", &self.front_proxy_ca),
-            ("etcdCA", "etcd/ca", &self.etcd_ca),
-            ("serviceAccount", "sa", &self.service_account),
+            ("ca", "ca", Certificate, &self.ca),
+            (
+                "frontProxyCA",
+                "front-proxy-ca",
+                Certificate,
+                &self.front_proxy_ca,
+            ),
+            ("etcdCA", "etcd/ca", Certificate, &self.etcd_ca),
+            ("serviceAccount", "sa", Key, &self.service_account),
         ]
+    }
+}
+
+/// The public half of a key pair: a CA's is its certificate; the service-account pair is a bare
+/// key pair (kubeadm reads `sa.pub`, not a certificate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicPart {
+    Certificate,
+    Key,
+}
+
+impl PublicPart {
+    /// The extension of the file kubeadm reads it from (`ca.crt`, `sa.pub`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            PublicPart::Certificate => "crt",
+            PublicPart::Key => "pub",
+        }
+    }
+
+    fn check(self, pem: &str) -> Result<(), String> {
+        match self {
+            PublicPart::Certificate => crate::pem::check_certificate(pem),
+            PublicPart::Key => crate::pem::check_public_key(pem),
+        }
     }
 }
 
@@ -261,10 +292,11 @@ impl Default for Artifacts {
 }
 
 impl Artifacts {
-    /// No URL holds credentials (they would be in user data and every log line naming the
-    /// URL); containerd's and runc's versions are upstream release versions (`[v]X.Y.Z[-suffix]`: they
-    /// become part of the download URLs), and a containerd release must be one the kubelet of
-    /// `kubernetes` runs with. `prefix` is where these artifacts sit (`spec.artifacts`).
+    /// Every mirror is an http(s) or file URL without credentials (they would be in user data and
+    /// every log line naming the URL); containerd's and runc's versions are upstream release
+    /// versions (`[v]X.Y.Z[-suffix]`: they become part of the download URLs), and a containerd
+    /// release must be one the kubelet of `kubernetes` runs with. `prefix` is where these
+    /// artifacts sit (`spec.artifacts`).
     pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
         let tools = [
             ("crictl", &self.crictl),
@@ -279,7 +311,9 @@ impl Artifacts {
             .into_iter()
             .chain(tool_urls)
         {
-            check_no_userinfo(url).map_err(|m| FieldError::new(format!("{prefix}.{field}"), m))?;
+            check_no_userinfo(url)
+                .and_then(|()| check_mirror_url(url))
+                .map_err(|m| FieldError::new(format!("{prefix}.{field}"), m))?;
         }
         for (field, tool) in [("containerd", &self.containerd), ("runc", &self.runc)] {
             if let Some(tool) = tool.as_ref().filter(|t| !is_release_version(&t.version)) {
@@ -357,6 +391,12 @@ impl NodeConfig {
         c.kubernetes_version
             .release()
             .map_err(|m| FieldError::new("cluster.kubernetesVersion", m))?;
+        if !crate::labels::is_dns_subdomain(&c.dns_domain) {
+            return Err(FieldError::new(
+                "cluster.dnsDomain",
+                format!("{:?} must be a lowercase DNS name", c.dns_domain),
+            ));
+        }
         if !crate::labels::is_dns_subdomain(&c.name) || c.name.len() > 63 {
             return Err(FieldError::new(
                 "cluster.name",
@@ -381,8 +421,7 @@ impl NodeConfig {
             ));
         }
         for (key, value) in &self.node.labels {
-            crate::labels::check_qualified_name(key)
-                .and_then(|_| crate::labels::check_label_value(value))
+            crate::labels::check_node_label(key, value)
                 .map_err(|m| FieldError::new(format!("node.labels.{key}"), m))?;
         }
         match (self.provider.name, &self.provider.azure) {
@@ -423,6 +462,8 @@ impl NodeConfig {
             }
             (None, Some(_)) => {}
         }
+        check_token_ttl(&self.bootstrap.token_ttl)
+            .map_err(|m| FieldError::new("bootstrap.tokenTtl", m))?;
         if self.bootstrap.ca_cert_hashes.is_empty() {
             return Err(FieldError::new(
                 "bootstrap.caCertHashes",
@@ -433,7 +474,11 @@ impl NodeConfig {
             check_ca_pin(pin)
                 .map_err(|m| FieldError::new(format!("bootstrap.caCertHashes[{i}]"), m))?;
         }
-        self.api_server.validate("apiServer")?;
+        if let Err(problems) = self.api_server.validate("apiServer") {
+            // The agent reports one line; the generator, which checks the same section of
+            // the spec, reports them all.
+            return Err(problems.into_iter().next().expect("an error has a problem"));
+        }
         self.api_server
             .check_for_version("apiServer", &c.kubernetes_version)?;
         self.artifacts.check("artifacts", &c.kubernetes_version)?;
@@ -497,10 +542,11 @@ impl SharedPki {
     /// Every key pair is PEM and the encryption key, if any, has the right length. Used for the
     /// inline `pki` and for the PKI read from a vault alike; `at` names where it came from.
     pub fn validate(&self, at: &str) -> Result<(), FieldError> {
-        for (field, _, pair) in self.pairs() {
-            check_pem(&pair.public)
+        for (field, _, public, pair) in self.pairs() {
+            public
+                .check(&pair.public)
                 .map_err(|m| FieldError::new(format!("{at}.{field}.public"), m))?;
-            check_pem(pair.private.expose())
+            crate::pem::check_private_key(pair.private.expose())
                 .map_err(|m| FieldError::new(format!("{at}.{field}.private"), m))?;
         }
         if let Some(key) = &self.encryption_key {
@@ -548,7 +594,8 @@ impl CustomCloud {
                 .map_err(|m| FieldError::new(format!("{at}.imdsEndpoint"), m))?;
         }
         if let Some(bundle) = &self.ca_bundle {
-            check_pem(bundle).map_err(|m| FieldError::new(format!("{at}.caBundle"), m))?;
+            crate::pem::check_certificate_bundle(bundle)
+                .map_err(|m| FieldError::new(format!("{at}.caBundle"), m))?;
         }
         Ok(())
     }
@@ -596,6 +643,18 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// A release mirror the agent can fetch from: http(s) with a host, or (air-gapped nodes) a
+/// `file://` URL of an absolute directory.
+fn check_mirror_url(url: &str) -> Result<(), String> {
+    match url.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') && !path.chars().any(char::is_control) => Ok(()),
+        Some(_) => Err(format!(
+            "{url:?} must name an absolute directory (file:///srv/mirror)"
+        )),
+        None => check_url(url, &["http", "https"]).map_err(|m| format!("{m} (or file://)")),
+    }
+}
+
 /// kubeadm's bootstrap token format: `[a-z0-9]{6}.[a-z0-9]{16}`.
 pub fn check_token(token: &str) -> Result<(), String> {
     let ok = |s: &str, n: usize| {
@@ -606,6 +665,39 @@ pub fn check_token(token: &str) -> Result<(), String> {
     match token.split_once('.') {
         Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(()),
         _ => Err("must match [a-z0-9]{6}.[a-z0-9]{16}".into()),
+    }
+}
+
+/// kubeadm's bootstrap token TTL: a positive Go duration (`24h`, `1h30m`). kubeadm reads `0` as
+/// "never expires", which would leave a join credential valid for ever; it is refused.
+pub fn check_token_ttl(ttl: &str) -> Result<(), String> {
+    // Longest first, so "ms" is not read as "m" followed by "s".
+    const UNITS: &[&str] = &["ns", "us", "µs", "ms", "h", "m", "s"];
+    let refuse = || {
+        Err(format!(
+            "{ttl:?} is not a positive duration like 24h or 1h30m (units {})",
+            UNITS.join(", ")
+        ))
+    };
+    let mut rest = ttl;
+    let mut positive = false;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let Ok(number) = rest[..number_len].parse::<f64>() else {
+            return refuse();
+        };
+        rest = &rest[number_len..];
+        let Some(unit) = UNITS.iter().find(|u| rest.starts_with(**u)) else {
+            return refuse();
+        };
+        rest = &rest[unit.len()..];
+        positive |= number > 0.0;
+    }
+    match positive {
+        true => Ok(()),
+        false => refuse(),
     }
 }
 
@@ -640,18 +732,6 @@ pub fn check_ca_pin(pin: &str) -> Result<(), String> {
     }
 }
 
-fn check_pem(text: &str) -> Result<(), String> {
-    let trimmed = text.trim();
-    if trimmed.starts_with("-----BEGIN ")
-        && trimmed.ends_with("-----")
-        && trimmed.contains("-----END ")
-    {
-        Ok(())
-    } else {
-        Err("is not a PEM block".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,6 +748,16 @@ mod tests {
             runc: tool(runc),
             ..Artifacts::default()
         }
+    }
+
+    #[test]
+    fn mirrors_are_http_or_local_directories() {
+        assert!(check_mirror_url("https://dl.k8s.io").is_ok());
+        assert!(check_mirror_url("http://10.0.0.5:8080/k8s").is_ok());
+        assert!(check_mirror_url("file:///srv/mirror").is_ok());
+        assert!(check_mirror_url("file://srv/mirror").is_err());
+        assert!(check_mirror_url("ftp://mirror.example").is_err());
+        assert!(check_mirror_url("https://").is_err());
     }
 
     #[test]

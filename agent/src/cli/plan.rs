@@ -53,19 +53,10 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlannedStage>> {
     for stage in Stage::all() {
         let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
         let (action, why) = match state.applicability {
-            Applicability::NotForKind(kind) => ("skip", format!("not run on a {kind}")),
-            Applicability::NotNeeded => ("skip", "nothing to do on this node".into()),
-            Applicability::Undecided(runs_on) => (
-                "decide",
-                format!(
-                    "runs on a {}: the metadata phase decides which this master is",
-                    runs_on
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ),
-            ),
+            Applicability::NotForKind(_) | Applicability::NotNeeded => {
+                ("skip", state.applicability.to_string())
+            }
+            Applicability::Undecided(_) => ("decide", state.applicability.to_string()),
             Applicability::Applies => match (state.progress, state.failed) {
                 (Progress::Done(done), _) => ("done", format!("finished {}", done.finished_at)),
                 (Progress::Stale(_, why), _) => ("rerun", format!("done, but {why}")),

@@ -65,7 +65,11 @@ pub fn wait_for_endpoint(
                         return Ok(());
                     }
                 }
-                bail!("{endpoint} ({addrs:?}) does not accept connections yet")
+                let tried: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                bail!(
+                    "{endpoint} ({}) does not accept connections yet",
+                    tried.join(", ")
+                )
             },
             report,
         )

@@ -129,10 +129,13 @@ impl Phase for Metadata {
         let facts = derive(&ctx.config, &md)?;
         tracing::info!(
             phase = self.name(),
-            "this node is {} ({}), provider-id {:?}",
+            "this node is {} ({}), provider-id {}",
             facts.node_name,
             facts.kind,
-            facts.provider_id
+            facts
+                .provider_id
+                .as_deref()
+                .unwrap_or("none (provider none)")
         );
         markers::write_json(&ctx.root.path(FACTS_FILE), &facts)
     }

@@ -255,10 +255,28 @@ impl Phase for Preflight {
         check_config(&ctx.config)?;
         warn_past_end_of_life(&ctx.config.cluster.kubernetes_version);
         let resources = Resources::of_this_machine(ctx)?;
-        tracing::info!(phase = self.name(), "{resources:?}");
+        tracing::info!(
+            phase = self.name(),
+            "{} CPUs, {} MB memory, {} MB free disk, kernel {}",
+            resources.cpus,
+            resources.memory_mb,
+            resources.free_disk_mb,
+            resources.kernel
+        );
         check_resources(&ctx.config, &resources)?;
         let runtime = Runtime::of_this_machine(ctx)?;
-        tracing::info!(phase = self.name(), "{runtime:?}");
+        tracing::info!(
+            phase = self.name(),
+            "cgroup v2: {}; containerd: {}",
+            if runtime.cgroup_v2 { "yes" } else { "no" },
+            runtime
+                .containerd
+                .as_ref()
+                .map_or("none".to_string(), |c| format!(
+                    "{} ({})",
+                    c.version, c.from
+                ))
+        );
         if let Some(warning) = check_runtime(&ctx.config.cluster.kubernetes_version, &runtime)? {
             tracing::warn!("{warning}");
         }

@@ -10,6 +10,7 @@ use crate::support;
 use std::path::Path;
 use std::process::Command;
 
+use kubeboot_nodeconfig::ApiServer;
 use kubeboot_test_kit::output::text;
 use kubeboot_test_kit::snapshot;
 use serde_yaml_ng::Value;
@@ -124,6 +125,43 @@ fn first_master_and_worker_pass_the_audit_and_leak_no_secret() {
     // The secrets are where they belong, so the scan was looking at the right values.
     let kubeadm_config = std::fs::read(master.node("/etc/kubeboot/kubeadm.yaml")).unwrap();
     assert!(!leaks::scan(&needles, "kubeadm.yaml (0600)", &kubeadm_config).is_empty());
+
+    // Every flag the master's API server runs with was set by kubeboot or kubeadm, so extraArgs
+    // may set none of them: the refused list is checked against what is actually written.
+    let manifest =
+        std::fs::read_to_string(master.node("/etc/kubernetes/manifests/kube-apiserver.yaml"))
+            .unwrap();
+    let flags = api_server_flags(&manifest);
+    assert!(flags.len() >= 30, "too few flags: {flags:?}");
+    let overridable: Vec<&(String, String)> = flags
+        .iter()
+        .filter(|(name, value)| {
+            let api = ApiServer {
+                extra_args: [(name.clone(), value.clone())].into(),
+                ..ApiServer::default()
+            };
+            api.validate("apiServer").is_ok()
+        })
+        .collect();
+    assert!(
+        overridable.is_empty(),
+        "extraArgs may override flags kubeboot or kubeadm set: {overridable:?}"
+    );
+}
+
+/// `--name=value` arguments of the kube-apiserver static pod's command.
+fn api_server_flags(manifest: &str) -> Vec<(String, String)> {
+    let pod: Value = serde_yaml_ng::from_str(manifest).unwrap();
+    pod["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .expect("the API server pod has a command")
+        .iter()
+        .filter_map(|arg| arg.as_str()?.strip_prefix("--"))
+        .map(|flag| {
+            let (name, value) = flag.split_once('=').unwrap_or((flag, ""));
+            (name.to_string(), value.to_string())
+        })
+        .collect()
 }
 
 const MASTER: &str = include_str!("../../../nodeconfig/tests/corpus/master.yaml");
@@ -153,9 +191,16 @@ fn set(doc: &str, path: &str, value: Option<&str>) -> String {
 }
 
 /// (what is wrong, the document, the field path its error must name)
+/// PEM framing around a body that is base64 but no certificate.
+const GARBAGE_CERTIFICATE: &str =
+    "\"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"";
+
 fn table() -> Vec<(&'static str, String, &'static str)> {
     let m = |path, value| set(MASTER, path, value);
     let w = |path, value| set(WORKER, path, value);
+    let master: Value = serde_yaml_ng::from_str(MASTER).unwrap();
+    let huge = "x".repeat(20 << 20);
+    let key_as_yaml = serde_yaml_ng::to_string(&master["pki"]["etcdCA"]["private"]).unwrap();
     vec![
         ("empty file", String::new(), "(document)"),
         ("not YAML", "cluster: [unclosed".into(), "(document)"),
@@ -173,6 +218,10 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("unsupported version", m("cluster.kubernetesVersion", Some("v1.30.0")), "cluster.kubernetesVersion"),
         ("malformed version", m("cluster.kubernetesVersion", Some("1.36")), "cluster.kubernetesVersion"),
         ("bad pod CIDR", m("cluster.podCIDR", Some("10.244.0.0/33")), "cluster.podCIDR"),
+        ("an IPv6 pod range", m("cluster.podCIDR", Some("fd00:10:244::/56")), "cluster.podCIDR: \"fd00:10:244::/56\" is IPv6"),
+        ("a dual-stack service range", m("cluster.serviceCIDR", Some("'10.96.0.0/12,fd00:10:96::/112'")), "cluster.serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\" is dual-stack"),
+        ("a tab for indentation", MASTER.replacen("\n  name: demo\n", "\n\tname: demo\n", 1), "line 4 is indented with a tab"),
+        ("a 20 MB value", m("cluster.name", Some(huge.as_str())), "cluster.name: \"xxxx"),
         ("overlapping service CIDR", m("cluster.serviceCIDR", Some("10.244.128.0/20")), "cluster.serviceCIDR"),
         ("token of the wrong shape", m("bootstrap.token", Some("ABCDEF.0123456789abcdef")), "bootstrap.token"),
         ("token without a dot", w("bootstrap.token", Some("abcdef0123456789abcdef")), "bootstrap.token"),
@@ -187,11 +236,27 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("bad label", w("node.labels", Some("{'bad key!': x}")), "node.labels"),
         ("bad taint", w("node.taints.0", Some("no-effect")), "node.taints[0]"),
         ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),
+        ("TLS 1.0 through extraArgs", m("apiServer.extraArgs", Some("{tls-min-version: VersionTLS10}")), "apiServer.extraArgs.tls-min-version"),
+        ("an authorization config beside the modes", m("apiServer.extraArgs", Some("{authorization-config: /etc/authz.yaml}")), "apiServer.extraArgs.authorization-config"),
         ("AlwaysAllow authorization", m("apiServer.authorizationModes", Some("[Node, RBAC, AlwaysAllow]")), "apiServer.authorizationModes[2]"),
         ("plain-http OIDC issuer", m("apiServer.oidc.issuerURL", Some("http://login.example.com")), "apiServer.oidc.issuerURL"),
         ("credentials in the OIDC issuer", m("apiServer.oidc.issuerURL", Some("'https://user:s3cret-pw@login.example.com'")), "apiServer.oidc.issuerURL"),
         ("credentials in the release mirror", w("artifacts", Some("{releaseBaseUrl: 'https://user:s3cret-pw@mirror.example'}")), "artifacts.releaseBaseUrl"),
         ("credentials in a tool's mirror", w("artifacts", Some("{crictl: {version: v1.35.0, baseUrl: 'https://s3cret-pw@mirror.example/crictl'}}")), "artifacts.crictl.baseUrl"),
+        // The generator's rules, applied by the agent too (one contract, one set of rules).
+        ("a role label the kubelet may not set", w("node.labels", Some("{node-role.kubernetes.io/worker: ''}")), "node.labels.node-role.kubernetes.io/worker"),
+        ("a label kubeboot sets itself", w("node.labels", Some("{kubeboot.io/pool: other}")), "node.labels.kubeboot.io/pool"),
+        ("a label the kubelet sets itself", w("node.labels", Some("{kubernetes.io/hostname: other}")), "node.labels.kubernetes.io/hostname"),
+        ("an ftp mirror", w("artifacts", Some("{releaseBaseUrl: 'ftp://mirror.example'}")), "artifacts.releaseBaseUrl"),
+        ("an ftp tool mirror", w("artifacts", Some("{crictl: {version: v1.34.0, baseUrl: 'ftp://mirror.example'}}")), "artifacts.crictl.baseUrl"),
+        ("a DNS domain that is not a DNS name", m("cluster.dnsDomain", Some("Cluster_Local")), "cluster.dnsDomain"),
+        ("a token TTL that is not a duration", m("bootstrap.tokenTtl", Some("forever")), "bootstrap.tokenTtl"),
+        ("a token that never expires", m("bootstrap.tokenTtl", Some("'0'")), "bootstrap.tokenTtl"),
+        ("a certificate with a garbage body", m("pki.ca.public", Some(GARBAGE_CERTIFICATE)), "pki.ca.public"),
+        ("a private key with a garbage body", m("pki.frontProxyCA.private", Some("\"-----BEGIN PRIVATE KEY-----\\nAAAAAAAA\\n-----END PRIVATE KEY-----\\n\"")), "pki.frontProxyCA.private"),
+        ("a public key with a garbage body", m("pki.serviceAccount.public", Some("\"-----BEGIN PUBLIC KEY-----\\nAAAAAAAA\\n-----END PUBLIC KEY-----\\n\"")), "pki.serviceAccount.public"),
+        ("a key where the certificate belongs", m("pki.etcdCA.public", Some(key_as_yaml.as_str())), "pki.etcdCA.public"),
+        ("an OIDC CA with a garbage body", m("apiServer.oidc.caPEM", Some(GARBAGE_CERTIFICATE)), "apiServer.oidc.caPEM"),
     ]
 }
 
@@ -222,7 +287,17 @@ fn every_bad_node_config_is_refused_without_touching_the_node() {
             Some(2),
             "{what}: exit status; stderr: {stderr}"
         );
-        assert_eq!(lines.len(), 1, "{what}: not one line: {stderr}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: not one line: {}",
+            &stderr[..stderr.len().min(2000)]
+        );
+        assert!(
+            lines[0].len() < 2000,
+            "{what}: a {}-byte error",
+            lines[0].len()
+        );
         assert!(
             !stderr.contains("s3cret-pw"),
             "{what}: the credential is echoed: {stderr}"

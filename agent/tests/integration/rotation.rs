@@ -4,6 +4,7 @@
 //! kube-system Secrets and refuses expired or deleted ones), REAL kubectl, and Azure faked at its
 //! HTTP boundary (IMDS and Key Vault over TLS, `kubeboot_stand_ins::fake_azure`).
 
+use crate::common::checked_status;
 use crate::support;
 
 use std::process::{Command, Output, Stdio};
@@ -92,9 +93,7 @@ fn agent(m: &Machine, fake: &FakeAzure, args: &[&str]) -> Command {
 }
 
 fn status(m: &Machine) -> Value {
-    let out = m.agent(&["status", "--output", "json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    checked_status(&m.agent(&["status", "--output", "json"]))
 }
 
 fn finish(child: std::process::Child) -> Output {

@@ -20,6 +20,9 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "count: 3", "count: three", "spec.pools[0].count: invalid type"),
     (EXAMPLE, "count: 0", "count: -1", "spec.pools[2].count: invalid value"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/33", "spec.network.podCIDR: invalid"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: fd00:10:244::/56", "spec.network.podCIDR: \"fd00:10:244::/56\" is IPv6; kubeboot clusters are IPv4 only"),
+    (EXAMPLE, "serviceCIDR: 10.96.0.0/12", "serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\"", "spec.network.serviceCIDR: \"10.96.0.0/12,fd00:10:96::/112\" is dual-stack; kubeboot clusters are IPv4 only"),
+    (EXAMPLE, "    podCIDR: 10.244.0.0/16", "\tpodCIDR: 10.244.0.0/16", "(document): not valid YAML: line 14 is indented with a tab (YAML allows spaces only)"),
     (EXAMPLE, "v1.37.1", "v1.37", "spec.kubernetesVersion: \"v1.37\" is not a version"),
     (EXAMPLE, ":NoSchedule", ":Sometimes", "spec.pools[2].taints[0]: taint"),
     (EXAMPLE, "role: worker", "role: boss", "spec.pools[1].role: unknown variant"),
@@ -54,6 +57,9 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
     (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: https://user:s3cret-pw@mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: must not hold credentials"),
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: \"ftp://user:s3cret-pw@mirror.example/containerd\"}\n  network:", "spec.artifacts.containerd.baseUrl: must not hold credentials"),
+    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: ftp://mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: \"ftp://mirror.example\" must start with http:// or https:// (or file://)"),
+    (EXAMPLE, "  network:", "  apiServer:\n    oidc: {issuerURL: \"https://login.example.com\", clientID: k, caPEM: \"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"}\n  network:", "spec.apiServer.oidc.caPEM: is not an X.509 certificate"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", caBundle: \"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n\"}", "spec.azure.customCloud.caBundle: is not a valid PEM block"),
     // Networks.
     (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),
@@ -79,6 +85,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "labels: {workload: general}", "labels: {\"bad key!\": general}", "spec.pools[1].labels.bad key!: \"bad key!\" must be"),
     (EXAMPLE, "labels: {workload: general}", "labels: {workload: \"gen eral\"}", "spec.pools[1].labels.workload: \"gen eral\" must be"),
     (EXAMPLE, "labels: {workload: general}", "labels: {node-role.kubernetes.io/worker: \"\"}", "spec.pools[1].labels.node-role.kubernetes.io/worker: \"node-role.kubernetes.io/worker\" is in a kubernetes.io/k8s.io namespace"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {kubeboot.io/pool: other}", "spec.pools[1].labels.kubeboot.io/pool: \"kubeboot.io/pool\" is in the kubeboot.io namespace, which kubeboot sets itself"),
+    (EXAMPLE, "labels: {workload: general}", "labels: {topology.kubernetes.io/zone: \"1\"}", "spec.pools[1].labels.topology.kubernetes.io/zone: \"topology.kubernetes.io/zone\" is set by the kubelet, kubeboot or the cloud provider"),
     // Provider rules.
     (EXAMPLE, "  network:", "  controlPlaneEndpoint: api.example.com:6443\n  network:", "spec.controlPlaneEndpoint: is derived on Azure"),
     (EXAMPLE, "  network:", "  initNode: demo-master-0\n  network:", "spec.initNode: is not used on Azure"),
@@ -90,6 +98,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (PLAIN, "    podCIDR", "    vnetCIDR: 10.240.0.0/16\n    podCIDR", "spec.network.vnetCIDR: only applies with spec.azure"),
     (PLAIN, "      count: 2\n", "      count: 2\n      zones: [\"1\"]\n", "spec.pools[1].zones: only applies with spec.azure"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-mode: AlwaysAllow}", "spec.apiServer.extraArgs"),
+    (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {tls-min-version: VersionTLS10}", "spec.apiServer.extraArgs.tls-min-version: is managed by kubeboot"),
+    (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-config: /etc/authz.yaml}", "spec.apiServer.extraArgs.authorization-config: is managed by kubeboot"),
 ];
 
 #[test]
@@ -130,42 +140,88 @@ fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[test]
-fn all_errors_are_reported_not_just_the_first() {
+/// `kubeboot-gen validate` of a spec text: its exit code and stderr.
+fn validate(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.yaml");
-    let text = EXAMPLE
-        .replacen("name: demo", "name: Demo", 1)
-        .replacen("location: westeurope", "location: West Europe", 1)
-        .replacen("zones: [\"1\"]", "zones: [\"7\"]", 1);
     std::fs::write(&spec, text).unwrap();
     let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
-    for path in [
-        "metadata.name:",
-        "spec.azure.location:",
-        "spec.pools[2].zones[0]:",
-    ] {
+    (o.status.code(), stderr(&o))
+}
+
+/// Each path has its error line, and there is no other line.
+fn assert_errors_exactly(err: &str, paths: &[&str]) {
+    for path in paths {
         assert!(
             err.contains(&format!("error: {path}")),
             "{path} missing in:\n{err}"
         );
     }
-    assert_eq!(err.lines().count(), 3, "{err}");
+    assert_eq!(err.lines().count(), paths.len(), "{err}");
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let text = EXAMPLE
+        .replacen("name: demo", "name: Demo", 1)
+        .replacen("location: westeurope", "location: West Europe", 1)
+        .replacen("zones: [\"1\"]", "zones: [\"7\"]", 1);
+    let (code, err) = validate(&text);
+    assert_ne!(code, Some(0));
+    assert_errors_exactly(
+        &err,
+        &[
+            "metadata.name:",
+            "spec.azure.location:",
+            "spec.pools[2].zones[0]:",
+        ],
+    );
+}
+
+#[test]
+fn every_api_server_problem_is_reported_not_just_the_first() {
+    let text = EXAMPLE.replacen(
+        "store: local",
+        "store: local\n  apiServer:\n    extraArgs: {profiling: \"true\", tls-min-version: VersionTLS10}\n    authorizationModes: [RBAC]",
+        1,
+    );
+    let (code, err) = validate(&text);
+    assert_eq!(code, Some(2));
+    assert_errors_exactly(
+        &err,
+        &[
+            "spec.apiServer.extraArgs.profiling:",
+            "spec.apiServer.extraArgs.tls-min-version:",
+            "spec.apiServer.authorizationModes: must include Node",
+        ],
+    );
+}
+
+#[test]
+fn a_huge_value_is_not_echoed_whole() {
+    let huge = "x".repeat(20 << 20);
+    let (code, err) = validate(&EXAMPLE.replacen(
+        "labels: {workload: general}",
+        &format!("labels: {{workload: {huge}}}"),
+        1,
+    ));
+    assert_eq!(code, Some(2));
+    let start = &err[..err.len().min(500)];
+    assert!(
+        err.starts_with("error: spec.pools[1].labels.workload: \"xxx"),
+        "{start}"
+    );
+    assert!(err.contains("characters left out"), "{start}");
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
 }
 
 #[test]
 fn an_even_master_count_is_a_warning_not_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.yaml");
-    std::fs::write(&spec, EXAMPLE.replacen("count: 3", "count: 2", 1)).unwrap();
-    let o = gen(&["validate", "--spec", spec.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, err) = validate(&EXAMPLE.replacen("count: 3", "count: 2", 1));
+    assert_eq!(code, Some(0), "{err}");
     assert!(
-        stderr(&o).starts_with("warning: spec.pools[0].count: 2 masters"),
-        "{}",
-        stderr(&o)
+        err.starts_with("warning: spec.pools[0].count: 2 masters"),
+        "{err}"
     );
 }
 

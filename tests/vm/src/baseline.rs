@@ -104,8 +104,8 @@ pub fn write_user_data(
     }
     if let Some(pki) = &config.pki {
         script += "umask 077\nmkdir -p /etc/kubernetes/pki/etcd\n";
-        for (_, stem, pair) in pki.pairs() {
-            let public = if stem == "sa" { "pub" } else { "crt" };
+        for (_, stem, public_part, pair) in pki.pairs() {
+            let public = public_part.extension();
             for (ext, text) in [
                 (public, pair.public.as_str()),
                 ("key", pair.private.expose()),

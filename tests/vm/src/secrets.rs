@@ -82,7 +82,7 @@ pub fn needles(config: &NodeConfig) -> Vec<Needle> {
         })
         .collect();
     if let Some(pki) = &config.pki {
-        for (field, _, pair) in pki.pairs() {
+        for (field, _, _, pair) in pki.pairs() {
             out.push(pem_needle(
                 &format!("pki.{field}.private"),
                 pair.private.expose(),

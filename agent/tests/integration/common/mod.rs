@@ -58,20 +58,24 @@ impl Node {
     }
 
     pub fn status_json(&self) -> serde_json::Value {
-        let out = self.run(&["status", "--output", "json"]);
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        // Exit 4 exactly when a phase failed (docs/cli.md#exit-codes).
-        let failed = status["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["state"] == "failed");
-        assert_eq!(
-            out.status.code(),
-            Some(if failed { 4 } else { 0 }),
-            "{status:#}"
-        );
-        status
+        checked_status(&self.run(&["status", "--output", "json"]))
     }
+}
+
+/// The JSON of `kubeboot-agent status --output json`, checked against its exit code: 4 exactly
+/// when a phase failed, else 0 (docs/cli.md#exit-codes).
+pub fn checked_status(out: &Output) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let failed = status["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["state"] == "failed");
+    assert_eq!(
+        out.status.code(),
+        Some(if failed { 4 } else { 0 }),
+        "{status:#}"
+    );
+    status
 }
