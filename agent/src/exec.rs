@@ -77,22 +77,59 @@ impl fmt::Display for Cmd {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Runner {
     root: Root,
-    dry_run: bool,
+    mode: Mode,
+}
+
+/// Whether commands run.
+#[derive(Debug)]
+enum Mode {
+    Run,
+    /// A dry run: each command is printed instead.
+    Print,
+    /// Unit tests: each command is recorded instead, for the test to read.
+    #[cfg(test)]
+    Record(std::sync::Mutex<Vec<String>>),
 }
 
 /// Lines of a failed command's stderr kept in the error message.
 const STDERR_TAIL_LINES: usize = 20;
 
 impl Runner {
-    pub fn new(root: Root, dry_run: bool) -> Self {
-        Self { root, dry_run }
+    /// Runs commands, or prints them when `root` is a dry run's.
+    pub fn new(root: Root) -> Self {
+        let mode = if root.overlay().is_some() {
+            Mode::Print
+        } else {
+            Mode::Run
+        };
+        Self { root, mode }
     }
 
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
+    /// Runs no command but records each (unit tests).
+    #[cfg(test)]
+    pub fn recording(root: Root) -> Self {
+        Self {
+            root,
+            mode: Mode::Record(Default::default()),
+        }
+    }
+
+    /// The commands a recording runner was given, in order.
+    #[cfg(test)]
+    pub fn recorded(&self) -> Vec<String> {
+        match &self.mode {
+            Mode::Record(commands) => commands.lock().unwrap().clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether commands really run (not under dry-run nor in unit tests): what depends on their
+    /// effects (a socket, an API server answering) can only be waited for then.
+    pub fn runs_commands(&self) -> bool {
+        matches!(self.mode, Mode::Run)
     }
 
     pub fn path_of(&self, program: Program) -> PathBuf {
@@ -103,11 +140,20 @@ impl Runner {
     }
 
     /// Runs `cmd` to completion and returns its stdout; a non-zero exit is an error carrying the
-    /// tail of its stderr. Under dry-run prints the command and returns empty output.
+    /// tail of its stderr. Unless commands run, prints (dry run) or records (unit tests) it and
+    /// returns empty output.
     pub fn run(&self, phase: &str, cmd: &Cmd) -> Result<String> {
-        if self.dry_run {
-            println!("[dry-run] {phase}: would run: {cmd}");
-            return Ok(String::new());
+        match &self.mode {
+            Mode::Run => {}
+            Mode::Print => {
+                println!("[dry-run] {phase}: would run: {cmd}");
+                return Ok(String::new());
+            }
+            #[cfg(test)]
+            Mode::Record(commands) => {
+                commands.lock().unwrap().push(cmd.to_string());
+                return Ok(String::new());
+            }
         }
         info!(phase, "running: {cmd}");
         let starting = || format!("starting {}", self.path_of(cmd.program).display());
@@ -142,8 +188,8 @@ impl Runner {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Runs a read-only check and reports whether it succeeded. Never called under dry-run:
-    /// callers decide from files alone there.
+    /// Runs a read-only check and reports whether it succeeded. Only called when commands run:
+    /// callers decide from files alone otherwise.
     pub fn probe(&self, phase: &str, cmd: &Cmd) -> bool {
         info!(phase, "checking: {cmd}");
         self.command(cmd)
@@ -189,7 +235,7 @@ mod tests {
     #[test]
     fn resolves_kube_binaries_under_the_root_and_reports_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let runner = Runner::new(Root::new(dir.path()), false);
+        let runner = Runner::new(Root::new(dir.path()));
         assert_eq!(
             runner.path_of(Program::Kube("kubeadm")),
             dir.path().join("usr/local/bin/kubeadm")
@@ -216,9 +262,18 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_runs_nothing() {
-        let runner = Runner::new(Root::new("/nonexistent"), true);
-        let cmd = Cmd::new(Program::System("false"), Vec::<String>::new());
+    fn dry_run_and_recording_runners_run_nothing() {
+        let node = tempfile::tempdir().unwrap();
+        let overlay = tempfile::tempdir().unwrap();
+        let dry = Root::new(node.path())
+            .with_overlay(crate::overlay::Overlay::kept_in(overlay.path(), node.path()).unwrap());
+        let cmd = Cmd::new(Program::System("false"), ["--flag"]);
+        let runner = Runner::new(dry);
+        assert!(!runner.runs_commands());
         assert_eq!(runner.run("test", &cmd).unwrap(), "");
+        let recording = Runner::recording(Root::new(node.path()));
+        assert!(!recording.runs_commands());
+        assert_eq!(recording.run("test", &cmd).unwrap(), "");
+        assert_eq!(recording.recorded(), ["false --flag"]);
     }
 }

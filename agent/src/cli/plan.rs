@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = Context::load(args.node.root(), args.node.config(), true)?;
+    let ctx = Context::load(args.node.root(), args.node.config())?;
     print!("{}", render(&ctx)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -34,7 +34,7 @@ pub struct Status {
 
 pub fn collect(args: &Args) -> Result<Status> {
     let root = args.node.root();
-    let ctx = Context::load(root.clone(), args.node.config(), true).ok();
+    let ctx = Context::load(root.clone(), args.node.config()).ok();
     let node = match &ctx {
         Some(ctx) => ctx.try_facts()?,
         None => None,

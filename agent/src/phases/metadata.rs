@@ -134,7 +134,7 @@ impl Phase for Metadata {
             facts.kind,
             facts.provider_id
         );
-        markers::write_json(&ctx.root.path(FACTS_FILE), &facts)
+        markers::write_json(&ctx.root, FACTS_FILE, &facts)
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         ctx.facts().map(drop)
