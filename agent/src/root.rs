@@ -153,7 +153,7 @@ impl Root {
             Some(self.live_path(node_path)),
             self.overlay
                 .as_ref()
-                .map(|o| o.write_path(relative(Path::new(node_path)))),
+                .map(|o| o.own_path(relative(Path::new(node_path)))),
         ];
         for dir in dirs.into_iter().flatten() {
             let entries = match fs::read_dir(&dir) {
