@@ -57,5 +57,11 @@ mod tests {
         assert_idempotent(&Kubelet, &ctx);
         let drop_in = std::fs::read_to_string(sandbox.root().path(paths::KUBELET_DROP_IN)).unwrap();
         assert!(drop_in.contains("ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS"));
+        // The units are reloaded after they are written, then the kubelet enabled (on each run).
+        let once = [
+            "systemctl daemon-reload",
+            "systemctl enable --no-reload kubelet",
+        ];
+        assert_eq!(ctx.runner.recorded(), [once, once].concat());
     }
 }
