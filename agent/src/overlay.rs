@@ -45,8 +45,8 @@ impl Overlay {
         Ok(Self::at(dir, true))
     }
 
-    /// An overlay in `dir` (absent or empty, outside `root`), kept after the run so the operator
-    /// can read the files the run would write.
+    /// An overlay in `dir` (absent or empty, outside `root` unless that is `/`, where every
+    /// directory is), kept after the run so the operator can read the files the run would write.
     pub fn kept_in(dir: &Path, root: &Path) -> Result<Self> {
         // Checked before anything is created: the parent must exist.
         let dir =
@@ -57,7 +57,7 @@ impl Overlay {
             _ => dir.clone(),
         };
         let root = canonical(root)?;
-        if dir.starts_with(&root) {
+        if root != Path::new("/") && dir.starts_with(&root) {
             return Err(Stop::BadConfig(format!(
                 "--dry-run-dir {} is under --root {}: a dry run writes nothing under the root",
                 dir.display(),
@@ -404,5 +404,9 @@ mod tests {
         fs::write(full.path().join("x"), "x").unwrap();
         let err = Overlay::kept_in(full.path(), node.path()).unwrap_err();
         assert!(format!("{err:#}").contains("not empty"), "{err:#}");
+        // On a node (root /) every directory is under the root: the operator's choice stands.
+        let on_node = node.path().join("kept");
+        Overlay::kept_in(&on_node, Path::new("/")).unwrap();
+        assert!(on_node.is_dir());
     }
 }

@@ -17,8 +17,8 @@ pub struct Args {
     /// command instead of running it, then print what a real run would change (a diff per file).
     #[arg(long)]
     pub dry_run: bool,
-    /// With --dry-run: keep the files the run would write in DIR (absent or empty, outside
-    /// --root) to read them; the printed diff withholds private files' contents.
+    /// With --dry-run: keep the files the run would write in DIR (absent or empty; outside
+    /// --root unless that is /) to read them; the printed diff withholds private files' contents.
     #[arg(long, value_name = "DIR", requires = "dry_run")]
     pub dry_run_dir: Option<PathBuf>,
     /// Run only this phase (it must apply to this node).
