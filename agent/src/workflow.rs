@@ -226,7 +226,8 @@ fn begin_run(ctx: &Context) -> Result<Option<Flock<File>>> {
 }
 
 /// The exclusive run lock. A dry run writes nothing on the node, so it locks the lock file only
-/// where a real run created it (None where none ever ran: there is nothing to race with yet).
+/// where a real run created it: None where none ever ran (a real run that starts meanwhile then
+/// runs beside it, and the dry run's diff may show a half-written node).
 fn take_run_lock(ctx: &Context) -> Result<Option<Flock<File>>> {
     let path = ctx.root.live_path(paths::RUN_LOCK);
     let file = if ctx.dry_run() {
