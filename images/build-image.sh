@@ -7,8 +7,8 @@
 #   --bake ARGS  also run `kubeboot-agent bake ARGS` inside the image root (as Packer's provisioner does);
 #                the VM tests leave it out, because their host serves the Kubernetes binaries at first boot.
 #
-# Outputs in DIR (see docs/images.md): vmlinuz, initrd.img, root.img (raw ext4 for
-# /dev/vda, boot it with snapshot=on to keep it pristine) and image.env with their absolute paths.
+# Outputs in DIR (see docs/images.md): vmlinuz, initrd.img and root.img (raw ext4 for /dev/vda), bootable with
+# target/debug/kubeboot-vm --image DIR (tests/vm/src/bin/kubeboot-vm.rs), which never writes the image.
 #
 # Cache: the Debian root filesystem is the expensive part (~1 min, network); it is kept under
 # ${KUBEBOOT_CACHE:-/var/cache/kubeboot}/images/<sha256 of its recipe> and reused until the recipe changes.
@@ -92,10 +92,4 @@ rm -f "$out/root.img"
 mkfs.ext4 -q -F -L kubeboot-root -d "$work/rootfs" "$out/root.img" "${size_mib}M"
 cp "$base/vmlinuz" "$out/vmlinuz"
 cp "$base/initrd.img" "$out/initrd.img"
-cat > "$out/image.env" <<ENV
-KB_KERNEL=$out/vmlinuz
-KB_INITRD=$out/initrd.img
-KB_ROOT_IMG=$out/root.img
-KB_IMAGE_KEY=$key
-ENV
 echo "build-image.sh: image in $out ($(du -sh --apparent-size "$out/root.img" | cut -f1) apparent, $(du -sh "$out/root.img" | cut -f1) on disk) after $(( $(date +%s) - started )) s" >&2

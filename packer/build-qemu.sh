@@ -7,7 +7,8 @@
 #                 upstream layout (DIR/release/<version>/bin/linux/amd64/kubelet{,.sha256}, kubeadm, kubectl),
 #                 DIR/crictl/crictl-<v>-linux-amd64.tar.gz{,.sha256} and
 #                 DIR/cni-plugins/cni-plugins-linux-amd64-<v>.tgz{,.sha256} (bake's default versions).
-# Output in --out: root.img (the baked image), vmlinuz, initrd.img and image.env, bootable with tests/vm/run-vm.sh.
+# Output in --out: root.img (the baked image), vmlinuz and initrd.img, bootable with
+# target/debug/kubeboot-vm --image DIR (tests/vm/src/bin/kubeboot-vm.rs).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -68,8 +69,3 @@ packer build -color=false \
 
 mv "$work/output/root.img" "$out/root.img"
 cp "$work/base/vmlinuz" "$work/base/initrd.img" "$out/"
-cat > "$out/image.env" <<ENV
-KB_KERNEL=$out/vmlinuz
-KB_INITRD=$out/initrd.img
-KB_ROOT_IMG=$out/root.img
-ENV

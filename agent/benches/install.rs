@@ -1,8 +1,10 @@
 //! `cargo bench -p kubeboot-agent --bench install`: serves three ~60 MB release binaries from a
 //! loopback server and compares `kubeboot-agent install` (the real binary, built by cargo in the
 //! bench profile) with `curl -o` + `sha256sum -c` of the same files, sequentially and in parallel,
-//! then again with 50 ms of added latency per request. Prints throughputs and ratios; asserts no
-//! timing.
+//! then again with 50 ms of added latency per request. Prints throughputs, the CPU time the
+//! agent and the curl + sha256sum processes used per GB (their own user + system time, from
+//! `getrusage(RUSAGE_CHILDREN)`; the loopback server is this process, not counted) and ratios;
+//! asserts no timing.
 
 // Shared with the tests, which use other parts of it.
 #[allow(dead_code)]
@@ -13,6 +15,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::{getrusage, UsageWho};
+
 use release::server::ReleaseServer;
 use release::{binary_path, ReleaseTree};
 
@@ -20,22 +24,47 @@ const FILE_SIZE: usize = 60 << 20;
 const NAMES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
 const RUNS: usize = 3;
 
-fn agent(server: &ReleaseServer, parallel: usize) -> Duration {
-    let root = tempfile::tempdir().unwrap();
+/// One run: its wall-clock time and the CPU time of the processes it started.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// CPU time (user + system) of every child process this one has waited for so far.
+fn children_cpu() -> Duration {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let time =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    time(usage.user_time()) + time(usage.system_time())
+}
+
+/// Runs `work` and measures it.
+fn sample(work: impl FnOnce()) -> Sample {
+    let cpu = children_cpu();
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
-        .args(["install", "--version", release::VERSION, "--from"])
-        .arg(server.url())
-        .arg("--root")
-        .arg(root.path())
-        .args(["--parallel", &parallel.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(status.success(), "kubeboot-agent install failed");
-    elapsed
+    work();
+    Sample {
+        wall: started.elapsed(),
+        cpu: children_cpu() - cpu,
+    }
+}
+
+fn agent(server: &ReleaseServer, parallel: usize) -> Sample {
+    let root = tempfile::tempdir().unwrap();
+    sample(|| {
+        let status = Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+            .args(["install", "--version", release::VERSION, "--from"])
+            .arg(server.url())
+            .arg("--root")
+            .arg(root.path())
+            .args(["--parallel", &parallel.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kubeboot-agent install failed");
+    })
 }
 
 /// `curl -o` the file and its checksum file, then `sha256sum -c`: what a shell script would do.
@@ -47,36 +76,43 @@ fn curl_script(server: &ReleaseServer, dir: &Path, name: &str) -> String {
     )
 }
 
-fn curl(server: &ReleaseServer, parallel: bool) -> Duration {
+fn curl(server: &ReleaseServer, parallel: bool) -> Sample {
     let dir = tempfile::tempdir().unwrap();
     let scripts: Vec<String> = NAMES
         .iter()
         .map(|n| curl_script(server, dir.path(), n))
         .collect();
-    let started = Instant::now();
-    if parallel {
-        let children: Vec<_> = scripts
-            .iter()
-            .map(|s| Command::new("sh").args(["-c", s]).spawn().unwrap())
-            .collect();
-        for mut child in children {
-            assert!(child.wait().unwrap().success(), "curl/sha256sum failed");
+    sample(|| {
+        if parallel {
+            let children: Vec<_> = scripts
+                .iter()
+                .map(|s| Command::new("sh").args(["-c", s]).spawn().unwrap())
+                .collect();
+            for mut child in children {
+                assert!(child.wait().unwrap().success(), "curl/sha256sum failed");
+            }
+        } else {
+            let status = Command::new("sh")
+                .args(["-c", &scripts.join(" && ")])
+                .status()
+                .unwrap();
+            assert!(status.success(), "curl/sha256sum failed");
         }
-    } else {
-        let status = Command::new("sh")
-            .args(["-c", &scripts.join(" && ")])
-            .status()
-            .unwrap();
-        assert!(status.success(), "curl/sha256sum failed");
-    }
-    started.elapsed()
+    })
 }
 
-/// The fastest of `RUNS` runs (after one warm-up), in MB/s over all three files.
-fn throughput(mut run: impl FnMut() -> Duration) -> f64 {
+/// The best of `RUNS` runs (after one warm-up): MB/s over all three files from the fastest, CPU
+/// seconds per GB from the cheapest.
+fn measure(mut run: impl FnMut() -> Sample) -> (f64, f64) {
     run();
-    let best = (0..RUNS).map(|_| run()).min().unwrap();
-    (NAMES.len() * FILE_SIZE) as f64 / 1e6 / best.as_secs_f64()
+    let samples: Vec<Sample> = (0..RUNS).map(|_| run()).collect();
+    let megabytes = (NAMES.len() * FILE_SIZE) as f64 / 1e6;
+    let wall = samples.iter().map(|s| s.wall).min().unwrap();
+    let cpu = samples.iter().map(|s| s.cpu).min().unwrap();
+    (
+        megabytes / wall.as_secs_f64(),
+        cpu.as_secs_f64() / (megabytes / 1e3),
+    )
 }
 
 fn main() {
@@ -94,15 +130,24 @@ fn main() {
 
     for latency in [Duration::ZERO, Duration::from_millis(50)] {
         server.set_latency(latency);
-        let agent_seq = throughput(|| agent(&server, 1));
-        let agent_par = throughput(|| agent(&server, NAMES.len()));
-        let curl_seq = throughput(|| curl(&server, false));
-        let curl_par = throughput(|| curl(&server, true));
+        let (agent_seq, agent_seq_cpu) = measure(|| agent(&server, 1));
+        let (agent_par, agent_par_cpu) = measure(|| agent(&server, NAMES.len()));
+        let (curl_seq, curl_seq_cpu) = measure(|| curl(&server, false));
+        let (curl_par, curl_par_cpu) = measure(|| curl(&server, true));
         println!("\nadded latency per request: {} ms", latency.as_millis());
-        println!("  kubeboot-agent install, sequential: {agent_seq:7.0} MB/s");
-        println!("  kubeboot-agent install, parallel:   {agent_par:7.0} MB/s");
-        println!("  curl -o + sha256sum -c, sequential: {curl_seq:7.0} MB/s");
-        println!("  curl -o + sha256sum -c, parallel:   {curl_par:7.0} MB/s");
+        println!("  kubeboot-agent install, sequential: {agent_seq:7.0} MB/s {agent_seq_cpu:6.2} CPU s/GB");
+        println!("  kubeboot-agent install, parallel:   {agent_par:7.0} MB/s {agent_par_cpu:6.2} CPU s/GB");
+        println!(
+            "  curl -o + sha256sum -c, sequential: {curl_seq:7.0} MB/s {curl_seq_cpu:6.2} CPU s/GB"
+        );
+        println!(
+            "  curl -o + sha256sum -c, parallel:   {curl_par:7.0} MB/s {curl_par_cpu:6.2} CPU s/GB"
+        );
+        println!(
+            "  CPU per GB, agent / curl: sequential {:.2}, parallel {:.2}",
+            agent_seq_cpu / curl_seq_cpu,
+            agent_par_cpu / curl_par_cpu
+        );
         println!(
             "  agent / curl: sequential {:.2}, parallel {:.2}",
             agent_seq / curl_seq,

@@ -1,16 +1,6 @@
-//! Failures that map to a documented exit code other than "a phase failed".
+//! Failures that map to a documented exit code (`kubeboot_nodeconfig::exit`) other than "failed".
 
-/// Process exit codes of `kubeboot-agent` (documented in docs/agent.md).
-pub mod exit {
-    /// The command did what it was asked (for `run`: every applicable phase is done).
-    pub const OK: u8 = 0;
-    /// A phase failed; its `.failed` marker holds the message. Re-running resumes there.
-    pub const PHASE_FAILED: u8 = 1;
-    /// The NodeConfig or the command line is invalid (clap also exits 2 on usage errors).
-    pub const BAD_CONFIG: u8 = 2;
-    /// The machine cannot host this node (too few CPUs, too little memory, old kernel, ...).
-    pub const UNSUPPORTED: u8 = 3;
-}
+use kubeboot_nodeconfig::exit;
 
 /// An error that is not the phase's own failure but a reason to stop with a specific exit code.
 /// Phases return it inside `anyhow::Error`; the CLI finds it with `downcast_ref`.
@@ -32,10 +22,10 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
             .is_some()
     });
     match stop {
-        Some(Stop::BadConfig(_)) => exit::BAD_CONFIG,
+        Some(Stop::BadConfig(_)) => exit::BAD_INPUT,
         Some(Stop::Unsupported(_)) => exit::UNSUPPORTED,
-        None if bad_config => exit::BAD_CONFIG,
-        None => exit::PHASE_FAILED,
+        None if bad_config => exit::BAD_INPUT,
+        None => exit::FAILED,
     }
 }
 
@@ -72,7 +62,7 @@ mod tests {
             .split_whitespace()
             .map(|c| c.parse().unwrap())
             .collect();
-        assert_eq!(prevented, [exit::BAD_CONFIG, exit::UNSUPPORTED]);
-        assert!(!prevented.contains(&exit::PHASE_FAILED));
+        assert_eq!(prevented, [exit::BAD_INPUT, exit::UNSUPPORTED]);
+        assert!(!prevented.contains(&exit::FAILED));
     }
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::paths;
 
 /// Length of a rotation window.
@@ -162,6 +162,7 @@ fn kubectl(ctx: &Context, args: &[&str]) -> Cmd {
         ["--kubeconfig", admin_conf.as_str()]
             .into_iter()
             .chain(args.iter().copied()),
+        deadline::KUBECTL_REQUEST,
     )
 }
 
@@ -174,19 +175,22 @@ enum Found {
 }
 
 fn get_window_token(ctx: &Context, name: &str, now: SystemTime) -> Result<Found> {
-    let json = ctx.exec(&kubectl(
-        ctx,
-        &[
-            "get",
-            "secret",
-            "--namespace",
-            NAMESPACE,
-            name,
-            "--ignore-not-found",
-            "--output",
-            "json",
-        ],
-    ))?;
+    let json = ctx.exec(
+        &kubectl(
+            ctx,
+            &[
+                "get",
+                "secret",
+                "--namespace",
+                NAMESPACE,
+                name,
+                "--ignore-not-found",
+                "--output",
+                "json",
+            ],
+        )
+        .with_secret_stdout(),
+    )?;
     if json.trim().is_empty() {
         return Ok(Found::Absent);
     }
@@ -241,19 +245,22 @@ fn window_token(ctx: &Context, window: Window, now: SystemTime) -> Result<(Secre
 
 /// Step (3): kubeboot's token Secrets whose expiration has passed at `now`.
 fn delete_expired(ctx: &Context, now: SystemTime) -> Result<Vec<String>> {
-    let json = ctx.exec(&kubectl(
-        ctx,
-        &[
-            "get",
-            "secrets",
-            "--namespace",
-            NAMESPACE,
-            "--selector",
-            MANAGED_BY,
-            "--output",
-            "json",
-        ],
-    ))?;
+    let json = ctx.exec(
+        &kubectl(
+            ctx,
+            &[
+                "get",
+                "secrets",
+                "--namespace",
+                NAMESPACE,
+                "--selector",
+                MANAGED_BY,
+                "--output",
+                "json",
+            ],
+        )
+        .with_secret_stdout(),
+    )?;
     let list: SecretList = parse("list of kubeboot's token Secrets", &json)?;
     let mut deleted = Vec::new();
     for secret in list.items {

@@ -23,6 +23,9 @@ use crate::paths;
 const JOIN_DISCOVERY_TIMEOUT: &str = "2m0s";
 /// The group kubeadm's node bootstrap tokens belong to (its RBAC rules are bound to it).
 const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// The key type of the certificates kubeadm signs: the shared CAs kubeboot generates are ECDSA
+/// P-256, and kubeadm's default (RSA-2048) would mix key types under them.
+const ENCRYPTION_ALGORITHM: &str = "ECDSA-P256";
 
 /// Writes kubeadm's configuration for `config` (with its secrets resolved); returns whether it
 /// changed.
@@ -129,6 +132,7 @@ pub fn documents(config: &NodeConfig, facts: &NodeFacts) -> Result<Vec<Value>> {
                     "clusterName": cluster.name,
                     "kubernetesVersion": cluster.kubernetes_version.to_string(),
                     "controlPlaneEndpoint": cluster.control_plane_endpoint,
+                    "encryptionAlgorithm": ENCRYPTION_ALGORITHM,
                     "networking": {
                         "podSubnet": cluster.pod_cidr.to_string(),
                         "serviceSubnet": cluster.service_cidr.to_string(),
@@ -218,6 +222,7 @@ mod tests {
         assert_eq!(docs[0]["localAPIEndpoint"]["advertiseAddress"], "10.0.0.4");
         assert_eq!(docs[1]["networking"]["podSubnet"], "10.244.0.0/16");
         assert_eq!(docs[1]["clusterName"], "demo");
+        assert_eq!(docs[1]["encryptionAlgorithm"], "ECDSA-P256");
         let api_args = docs[1]["apiServer"]["extraArgs"].as_array().unwrap();
         assert!(api_args.contains(&json!({"name": "profiling", "value": "false"})));
         assert_eq!(

@@ -7,7 +7,7 @@ use kubeboot_nodeconfig::SharedPki;
 use tracing::warn;
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::paths::{self, PKI_DIR};
 use crate::root::Root;
 
@@ -53,7 +53,11 @@ pub fn reset(ctx: &Context, why: &str) -> Result<()> {
         phase = ctx.phase(),
         "{why}: resetting with kubeadm before trying again"
     );
-    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), ["reset", "-f"]))?;
+    ctx.exec(&Cmd::new(
+        Program::Kube("kubeadm"),
+        ["reset", "-f"],
+        deadline::KUBEADM_RESET,
+    ))?;
     Ok(())
 }
 

@@ -2,12 +2,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
 use kubeboot_gen::render::CUSTOM_DATA_LIMIT;
 use kubeboot_gen::validate::{validate_text_with, Lifecycle, ValidSpec, EXAMPLE_SPEC};
 use kubeboot_gen::{check, render_dir, SecretsOrigin};
 use kubeboot_nodeconfig::releases::RELEASES;
+use kubeboot_nodeconfig::{exit, FieldError};
+use serde_json::json;
 
 /// Renders a kubeboot cluster (ARM template, per-pool cloud-init user data, azure.json, secrets) from one spec.
 #[derive(Parser)]
@@ -21,13 +23,15 @@ struct Cli {
 enum Command {
     /// Print the built-in example spec.
     Example,
-    /// Validate a spec; every problem is printed on one line naming its field.
+    /// Validate a spec; every problem is printed on one line naming its field (exit 2 if any).
     Validate {
         #[arg(long, value_name = "FILE")]
         spec: PathBuf,
         /// Print the spec with every default applied.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "output")]
         show_effective: bool,
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: OutputFormat,
         #[command(flatten)]
         lifecycle: LifecycleArgs,
     },
@@ -48,11 +52,20 @@ enum Command {
     /// kubeadm pulls (for mirroring into an air-gapped registry), cloud-provider-azure's tag and the
     /// containerd a node needs.
     Releases,
-    /// Re-validate everything a render wrote into DIR.
+    /// Re-validate everything a render wrote into DIR (exit 1 if a problem is found).
     Check {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: OutputFormat,
     },
+}
+
+/// `--output`: text for people, or one JSON document (docs/cli.md#json-output).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -69,16 +82,12 @@ impl LifecycleArgs {
     }
 }
 
-/// Exit status for a spec that is not valid, as the agent's for a bad NodeConfig (other failures
-/// exit 1).
-const INVALID_SPEC: u8 = 2;
-
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILED)
         }
     }
 }
@@ -92,10 +101,24 @@ fn run() -> Result<ExitCode> {
         Command::Validate {
             spec,
             show_effective,
+            output,
             lifecycle,
         } => {
-            let Some(valid) = load_spec(Some(&spec), lifecycle.lifecycle())? else {
-                return Ok(ExitCode::from(INVALID_SPEC));
+            let outcome = validate_file(Some(&spec), lifecycle.lifecycle());
+            if output == OutputFormat::Json {
+                let (errors, warnings) = match &outcome {
+                    Ok(valid) => (&[][..], &valid.warnings[..]),
+                    Err(errors) => (&errors[..], &[][..]),
+                };
+                let report = json!({"spec": spec, "valid": outcome.is_ok(), "errors": errors, "warnings": warnings});
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::from(match outcome {
+                    Ok(_) => exit::OK,
+                    Err(_) => exit::BAD_INPUT,
+                }));
+            }
+            let Some(valid) = report_problems(outcome) else {
+                return Ok(ExitCode::from(exit::BAD_INPUT));
             };
             if show_effective {
                 print!("{}", valid.effective_yaml());
@@ -110,8 +133,9 @@ fn run() -> Result<ExitCode> {
             rotate,
             lifecycle,
         } => {
-            let Some(valid) = load_spec(spec.as_deref(), lifecycle.lifecycle())? else {
-                return Ok(ExitCode::from(INVALID_SPEC));
+            let outcome = validate_file(spec.as_deref(), lifecycle.lifecycle());
+            let Some(valid) = report_problems(outcome) else {
+                return Ok(ExitCode::from(exit::BAD_INPUT));
             };
             let summary = render_dir(&valid, &out, rotate)?;
             let origin = match summary.secrets {
@@ -130,40 +154,62 @@ fn run() -> Result<ExitCode> {
             print!("{}", releases_table());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { dir } => {
+        Command::Check { dir, output } => {
             let problems = check::check_dir(&dir)?;
-            for problem in &problems {
-                eprintln!("error: {problem}");
-            }
-            if problems.is_empty() {
-                println!("{}: ok", dir.display());
-                Ok(ExitCode::SUCCESS)
+            if output == OutputFormat::Json {
+                let report = json!({"dir": dir, "ok": problems.is_empty(), "problems": problems});
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                Ok(ExitCode::FAILURE)
+                for problem in &problems {
+                    eprintln!("error: {problem}");
+                }
+                if problems.is_empty() {
+                    println!("{}: ok", dir.display());
+                }
             }
+            Ok(ExitCode::from(if problems.is_empty() {
+                exit::OK
+            } else {
+                exit::FAILED
+            }))
         }
     }
 }
 
-/// Reads and validates a spec, printing warnings; prints every error and returns `None` when
-/// the spec is invalid.
-fn load_spec(path: Option<&Path>, lifecycle: Lifecycle) -> Result<Option<ValidSpec>> {
+/// Reads and validates a spec (the built-in example without a path). A file that cannot be read
+/// or is not UTF-8 is bad input like an invalid spec: one error naming the file.
+fn validate_file(path: Option<&Path>, lifecycle: Lifecycle) -> Result<ValidSpec, Vec<FieldError>> {
     let text = match path {
-        Some(p) => fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => fs::read(p)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|e| {
+                    format!(
+                        "not UTF-8 text (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    )
+                })
+            })
+            .map_err(|message| vec![FieldError::new(p.display().to_string(), message)])?,
         None => EXAMPLE_SPEC.to_string(),
     };
-    match validate_text_with(&text, lifecycle) {
+    validate_text_with(&text, lifecycle)
+}
+
+/// Prints a validation's warnings or errors on stderr; the spec when it is valid.
+fn report_problems(outcome: Result<ValidSpec, Vec<FieldError>>) -> Option<ValidSpec> {
+    match outcome {
         Ok(valid) => {
             for warning in &valid.warnings {
                 eprintln!("warning: {warning}");
             }
-            Ok(Some(valid))
+            Some(valid)
         }
         Err(errors) => {
             for error in &errors {
                 eprintln!("error: {error}");
             }
-            Ok(None)
+            None
         }
     }
 }

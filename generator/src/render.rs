@@ -11,9 +11,9 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use ipnet::IpNet;
 use kubeboot_nodeconfig::{
-    default_dns_domain, default_token_ttl, AzureProvider, Bootstrap, ClusterInfo, KeyVaultSecrets,
-    NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets, API_VERSION, DEFAULT_PATH,
-    KIND,
+    default_dns_domain, default_token_ttl, ApiServer, AzureProvider, Bootstrap, ClusterInfo,
+    KeyVaultSecrets, NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets,
+    API_VERSION, DEFAULT_PATH, KIND,
 };
 use tera::Tera;
 
@@ -144,12 +144,18 @@ pub fn node_config(
     pool: &PoolSpec,
 ) -> NodeConfig {
     let s = &spec.cluster.spec;
-    let mut api_server = s.api_server.clone();
-    let host = spec.control_plane_endpoint.host().to_string();
-    if !api_server.cert_sans.contains(&host) {
-        api_server.cert_sans.insert(0, host);
-    }
     let master = pool.role == Role::Master;
+    // Workers run no API server, so their NodeConfig carries none of its settings.
+    let api_server = if master {
+        let mut api_server = s.api_server.clone();
+        let host = spec.control_plane_endpoint.host().to_string();
+        if !api_server.cert_sans.contains(&host) {
+            api_server.cert_sans.insert(0, host);
+        }
+        api_server
+    } else {
+        ApiServer::default()
+    };
     let (provider, vault) = match &s.azure {
         Some(azure) => (
             ProviderConfig {

@@ -661,7 +661,11 @@ fn check_admin_username(name: &str) -> Result<(), String> {
 fn check_url(text: &str) -> Result<(), String> {
     match reqwest::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(format!("{text:?} is not an http(s) URL")),
+        // Credentials are refused by the contract's rule (`Artifacts::check`); not repeated here.
+        _ => Err(format!(
+            "{:?} is not an http(s) URL",
+            kubeboot_nodeconfig::redact_userinfo(text)
+        )),
     }
 }
 

@@ -39,6 +39,12 @@ pub struct ApiServer {
     pub encryption: Encryption,
 }
 
+impl ApiServer {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl Default for ApiServer {
     fn default() -> Self {
         Self {
@@ -481,6 +487,8 @@ impl ApiServer {
             }
         }
         if let Some(oidc) = &self.oidc {
+            crate::check_no_userinfo(&oidc.issuer_url)
+                .or_else(|m| err("oidc.issuerURL".into(), m))?;
             match oidc.issuer_url.strip_prefix("https://") {
                 Some(rest) if !rest.is_empty() && !rest.contains(['#', '?', ' ']) => {}
                 _ => {

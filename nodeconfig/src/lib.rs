@@ -6,12 +6,14 @@
 
 mod apiserver;
 mod endpoint;
+pub mod exit;
 pub mod fsx;
 pub mod labels;
 pub mod releases;
 mod secret;
 mod taint;
 mod types;
+mod url;
 mod version;
 
 pub use apiserver::*;
@@ -19,6 +21,7 @@ pub use endpoint::{ControlPlaneEndpoint, Host};
 pub use secret::Secret;
 pub use taint::{Taint, TaintEffect};
 pub use types::*;
+pub use url::{check_no_userinfo, redact_userinfo};
 pub use version::KubernetesVersion;
 
 /// The apiVersion of everything in this crate.
@@ -28,7 +31,7 @@ pub const KIND: &str = "NodeConfig";
 pub const DEFAULT_PATH: &str = "/etc/kubeboot/node.yaml";
 
 /// One problem with a document, as one line naming the field path (`bootstrap.token: ...`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{path}: {message}")]
 pub struct FieldError {
     pub path: String,

@@ -6,7 +6,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::releases::ComponentVersion;
-use crate::{ApiServer, ControlPlaneEndpoint, FieldError, KubernetesVersion, Secret, Taint};
+use crate::{
+    check_no_userinfo, ApiServer, ControlPlaneEndpoint, FieldError, KubernetesVersion, Secret,
+    Taint,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -26,8 +29,8 @@ pub struct NodeConfig {
     pub secrets: Option<Secrets>,
     #[serde(default)]
     pub artifacts: Artifacts,
-    /// API server settings; used on masters only.
-    #[serde(default)]
+    /// API server settings; used on masters only, so a worker's NodeConfig leaves them out.
+    #[serde(default, skip_serializing_if = "ApiServer::is_default")]
     pub api_server: ApiServer,
     #[serde(default)]
     pub addons: Addons,
@@ -258,10 +261,26 @@ impl Default for Artifacts {
 }
 
 impl Artifacts {
-    /// containerd's and runc's versions are upstream release versions (`[v]X.Y.Z[-suffix]`: they
+    /// No URL holds credentials (they would be in user data and every log line naming the
+    /// URL); containerd's and runc's versions are upstream release versions (`[v]X.Y.Z[-suffix]`: they
     /// become part of the download URLs), and a containerd release must be one the kubelet of
     /// `kubernetes` runs with. `prefix` is where these artifacts sit (`spec.artifacts`).
     pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
+        let tools = [
+            ("crictl", &self.crictl),
+            ("cniPlugins", &self.cni_plugins),
+            ("containerd", &self.containerd),
+            ("runc", &self.runc),
+        ];
+        let tool_urls = tools.iter().filter_map(|(field, tool)| {
+            Some((format!("{field}.baseUrl"), &tool.as_ref()?.base_url))
+        });
+        for (field, url) in [("releaseBaseUrl".to_string(), &self.release_base_url)]
+            .into_iter()
+            .chain(tool_urls)
+        {
+            check_no_userinfo(url).map_err(|m| FieldError::new(format!("{prefix}.{field}"), m))?;
+        }
         for (field, tool) in [("containerd", &self.containerd), ("runc", &self.runc)] {
             if let Some(tool) = tool.as_ref().filter(|t| !is_release_version(&t.version)) {
                 return Err(FieldError::new(
@@ -565,6 +584,7 @@ pub fn check_vault_secret_name(name: &str) -> Result<(), String> {
 
 /// `<scheme>://<host>[:port][/path]` with one of the given schemes and a non-empty host.
 fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+    check_no_userinfo(url)?;
     let rest = schemes
         .iter()
         .find_map(|s| url.strip_prefix(s).and_then(|r| r.strip_prefix("://")))

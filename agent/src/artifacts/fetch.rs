@@ -9,6 +9,7 @@
 use std::io::{self, Read, SeekFrom};
 
 use anyhow::{anyhow, Context, Result};
+use kubeboot_nodeconfig::redact_userinfo;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{redirect, StatusCode, Url};
 use sha2::{Digest, Sha256};
@@ -131,7 +132,11 @@ impl Fetcher {
 
     /// The expected SHA-256 of `artifact` (lowercase hex), from its checksum file.
     pub(super) async fn checksum(&self, artifact: &Artifact) -> Result<String> {
-        let what = format!("{}: checksum {}", artifact.name, artifact.checksum_url);
+        let what = format!(
+            "{}: checksum {}",
+            artifact.name,
+            redact_userinfo(&artifact.checksum_url)
+        );
         let url = parse_url(&artifact.checksum_url).with_context(|| what.clone())?;
         let text = match local_path(&url) {
             Some(path) => {
@@ -160,9 +165,9 @@ impl Fetcher {
         file: &mut NamedTempFile,
         progress: &Progress,
     ) -> Result<u64> {
-        let what = format!("{}: {}", artifact.name, artifact.url);
+        let what = format!("{}: {}", artifact.name, redact_userinfo(&artifact.url));
         let url = parse_url(&artifact.url).with_context(|| what.clone())?;
-        let bar = progress.start(&artifact.name, &artifact.url);
+        let bar = progress.start(&artifact.name, &redact_userinfo(&artifact.url));
         let result = match local_path(&url) {
             Some(path) => copy_local(&path, expected, file)
                 .await
@@ -418,8 +423,9 @@ fn redirect_policy(allowed_hosts: Vec<String>) -> redirect::Policy {
             attempt.follow()
         } else {
             let refusal = format!(
-                "{from} redirects to {}, which is neither the same origin nor an allowed https host",
-                attempt.url()
+                "{} redirects to {}, which is neither the same origin nor an allowed https host",
+                redact_userinfo(from.as_str()),
+                redact_userinfo(attempt.url().as_str())
             );
             attempt.error(refusal)
         }

@@ -430,7 +430,7 @@ pub fn install_for_phase(ctx: &crate::context::Context, set: &ArtifactSet) -> Re
                 ctx.phase(),
                 a.name,
                 a.version,
-                a.url
+                kubeboot_nodeconfig::redact_userinfo(&a.url)
             );
         }
         return Ok(());

@@ -149,7 +149,13 @@ impl Source for Mirror {
                         tarball::extract(download.as_file(), &owned, &root)
                     })
                     .await?
-                    .with_context(|| format!("{}: extracting {}", artifact.name, artifact.url))?
+                    .with_context(|| {
+                        format!(
+                            "{}: extracting {}",
+                            artifact.name,
+                            kubeboot_nodeconfig::redact_userinfo(&artifact.url)
+                        )
+                    })?
                 }
             };
             Ok(Provided::Staged { files, bytes })

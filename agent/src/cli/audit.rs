@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use kubeboot_nodeconfig::Role;
+use kubeboot_nodeconfig::{exit, Role};
 
 use crate::audit::{self, Node, Status};
-use crate::error::{exit, Stop};
+use crate::error::Stop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RoleArg {
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
     #[arg(long, short, value_enum, default_value = "text")]
-    pub output: super::status::Output,
+    pub output: super::OutputFormat,
 }
 
 fn role(args: &Args) -> Result<Role> {
@@ -55,8 +55,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let role = role(&args)?;
     let report = audit::run(&Node::new(args.node.root())?, role);
     match args.output {
-        super::status::Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        super::status::Output::Text => {
+        super::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        super::OutputFormat::Text => {
             for check in &report.checks {
                 let status = match check.status {
                     Status::Pass => "PASS",
@@ -84,6 +84,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(if report.all_passed() {
         exit::OK
     } else {
-        exit::PHASE_FAILED
+        exit::FAILED
     }))
 }

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kubeboot_nodeconfig::{Artifacts, KubernetesVersion, ToolRelease};
+use kubeboot_nodeconfig::{check_no_userinfo, Artifacts, KubernetesVersion, ToolRelease};
 
 use crate::artifacts::{self, ArtifactSet, InstallOptions, InstallReport};
 use crate::error::Stop;
@@ -142,6 +142,18 @@ impl ArtifactArgs {
         ] {
             if from.is_some() && version.is_none() && !has_default {
                 return Err(Stop::BadConfig(flags.into()));
+            }
+        }
+        // A password on the command line would be in the process list and the shell's history.
+        for (flag, url) in [
+            ("--from", Some(&self.from)),
+            ("--crictl-from", self.crictl_from.as_ref()),
+            ("--cni-plugins-from", self.cni_plugins_from.as_ref()),
+            ("--containerd-from", self.containerd_from.as_ref()),
+            ("--runc-from", self.runc_from.as_ref()),
+        ] {
+            if let Some(Err(why)) = url.map(|u| check_no_userinfo(u)) {
+                return Err(Stop::BadConfig(format!("{flag}: {why}")));
             }
         }
         Ok(())

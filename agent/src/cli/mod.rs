@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{exit, exit_code_for};
+use kubeboot_nodeconfig::exit;
+
+use crate::error::exit_code_for;
 use crate::root::Root;
 
 pub mod audit;
@@ -63,6 +65,13 @@ impl Common {
     }
 }
 
+/// `--output`: text for people, or one JSON document (docs/cli.md#json-output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
 /// Options of the subcommands that read this node's NodeConfig.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
@@ -90,7 +99,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
-                exit::BAD_CONFIG
+                exit::BAD_INPUT
             } else {
                 exit::OK
             });

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use serde::Serialize;
 
+use super::OutputFormat;
 use crate::context::Context;
 use crate::markers::Markers;
 use crate::workflow::{stage_state, Applicability, Invariants, Progress, Stage};
@@ -12,18 +14,42 @@ use crate::workflow::{stage_state, Applicability, Invariants, Progress, Stage};
 pub struct Args {
     #[command(flatten)]
     pub node: super::NodeArgs,
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+/// What `run` would do with one stage, and why (`action` is one of run, done, rerun, retry, skip,
+/// decide).
+#[derive(Debug, Serialize)]
+pub struct PlannedStage {
+    pub name: &'static str,
+    pub action: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Plan {
+    stages: Vec<PlannedStage>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let ctx = Context::load(args.node.root(), args.node.config())?;
-    print!("{}", render(&ctx)?);
+    let stages = plan(&ctx)?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&Plan { stages })?),
+        OutputFormat::Text => {
+            for s in &stages {
+                println!("{:<20} {:<7} {}", s.name, s.action, s.reason);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per stage: name, what `run` would do with it, and why.
-pub fn render(ctx: &Context) -> Result<String> {
+/// Every stage in order with what `run` would do with it.
+pub fn plan(ctx: &Context) -> Result<Vec<PlannedStage>> {
     let markers = Markers::new(&ctx.root);
-    let mut out = String::new();
+    let mut stages = Vec::new();
     for stage in Stage::all() {
         let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
         let (action, why) = match state.applicability {
@@ -49,7 +75,11 @@ pub fn render(ctx: &Context) -> Result<String> {
                 (Progress::NotDone, None) => ("run", stage.description().to_string()),
             },
         };
-        out.push_str(&format!("{:<20} {:<7} {why}\n", stage.name(), action));
+        stages.push(PlannedStage {
+            name: stage.name(),
+            action,
+            reason: why,
+        });
     }
-    Ok(out)
+    Ok(stages)
 }

@@ -1,28 +1,25 @@
 //! `kubeboot-agent status`: per-phase state from the markers. `--output json` is a stable schema
-//! (documented in docs/agent.md) that the end-to-end tests parse.
+//! (documented in docs/agent.md) that the end-to-end tests parse. Exits 4 when a phase failed.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
+use kubeboot_nodeconfig::exit;
 use serde::Serialize;
 
+use super::OutputFormat;
 use crate::context::Context;
+use crate::error::Stop;
 use crate::facts::NodeFacts;
 use crate::markers::Markers;
-use crate::workflow::{self, PhaseStatus};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+use crate::workflow::{self, PhaseState, PhaseStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub node: super::NodeArgs,
     #[arg(long, short, value_enum, default_value = "text")]
-    pub output: Output,
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +31,14 @@ pub struct Status {
 
 pub fn collect(args: &Args) -> Result<Status> {
     let root = args.node.root();
+    // A mistyped --root would otherwise read as a node where nothing has run yet.
+    if !args.node.common.root.is_dir() {
+        return Err(Stop::BadConfig(format!(
+            "--root {}: no such directory",
+            args.node.common.root.display()
+        ))
+        .into());
+    }
     let ctx = Context::load(root.clone(), args.node.config()).ok();
     let node = match &ctx {
         Some(ctx) => ctx.try_facts()?,
@@ -49,8 +54,8 @@ pub fn collect(args: &Args) -> Result<Status> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let status = collect(&args)?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Output::Text => {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        OutputFormat::Text => {
             println!("done: {}", status.done);
             if let Some(node) = &status.node {
                 println!("node: {} ({})", node.node_name, node.kind);
@@ -74,5 +79,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let failed = status.phases.iter().any(|p| p.state == PhaseState::Failed);
+    Ok(ExitCode::from(if failed {
+        exit::PHASE_FAILED
+    } else {
+        exit::OK
+    }))
 }

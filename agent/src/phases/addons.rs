@@ -10,7 +10,7 @@ use anyhow::Result;
 use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::paths;
 use crate::phases::Phase;
 
@@ -98,6 +98,7 @@ impl Phase for Addons {
                 "-f",
                 addons_dir.as_str(),
             ],
+            deadline::KUBECTL_APPLY,
         ))?;
         Ok(())
     }

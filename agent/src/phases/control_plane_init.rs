@@ -21,7 +21,7 @@ use anyhow::Result;
 use tracing::info;
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::hosts;
 use crate::kubeadm_node::{leftovers, reset, write_pki};
 use crate::paths;
@@ -65,6 +65,7 @@ fn api_answers(ctx: &Context) -> bool {
             "--raw",
             "/readyz",
         ],
+        deadline::KUBECTL_REQUEST,
     );
     API_WAIT
         .retry(|attempt| {
@@ -78,9 +79,13 @@ fn api_answers(ctx: &Context) -> bool {
         .is_ok()
 }
 
-fn kubeadm(ctx: &Context, args: &[&str]) -> Result<()> {
-    ctx.exec(&Cmd::new(Program::Kube("kubeadm"), args.iter().copied()))
-        .map(drop)
+fn kubeadm(ctx: &Context, args: &[&str], deadline: Duration) -> Result<()> {
+    ctx.exec(&Cmd::new(
+        Program::Kube("kubeadm"),
+        args.iter().copied(),
+        deadline,
+    ))
+    .map(drop)
 }
 
 impl Phase for ControlPlaneInit {
@@ -110,7 +115,7 @@ impl Phase for ControlPlaneInit {
                 let mut args = vec!["init", "phase"];
                 args.extend_from_slice(phase);
                 args.extend_from_slice(&["--config", config_file.as_str()]);
-                kubeadm(ctx, &args)?;
+                kubeadm(ctx, &args, deadline::KUBEADM_INIT_PHASE)?;
             }
             return Ok(());
         }
@@ -134,6 +139,7 @@ impl Phase for ControlPlaneInit {
                 config_file.as_str(),
                 "--skip-token-print",
             ],
+            deadline::KUBEADM_INIT,
         )
     }
 }

@@ -22,7 +22,7 @@ use kubeboot_nodeconfig::ControlPlaneEndpoint;
 use tracing::info;
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::facts::NodeKind;
 use crate::hosts;
 use crate::kubeadm;
@@ -136,6 +136,7 @@ impl Phase for Join {
             ctx.exec(&Cmd::new(
                 Program::Kube("kubeadm"),
                 ["join", "--config", config_file.as_str()],
+                deadline::KUBEADM_JOIN,
             ))?;
         }
         if kind == NodeKind::ExtraMaster {

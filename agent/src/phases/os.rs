@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use tracing::info;
 
 use crate::context::Context;
-use crate::exec::{Cmd, Program};
+use crate::exec::{deadline, Cmd, Program};
 use crate::paths;
 use crate::phases::Phase;
 use crate::root::Root;
@@ -118,7 +118,11 @@ impl Phase for Os {
         ctx.root
             .write_if_changed(paths::MODULES_FILE, modules.as_bytes(), 0o644)?;
         for module in MODULES {
-            ctx.exec(&Cmd::new(Program::System("modprobe"), [*module]))?;
+            ctx.exec(&Cmd::new(
+                Program::System("modprobe"),
+                [*module],
+                deadline::MODPROBE,
+            ))?;
         }
         let sysctls: String = SYSCTLS
             .iter()

@@ -18,6 +18,7 @@ use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::context::Context;
 use crate::error::Stop;
+use crate::exec::{deadline, DeadlineExceeded};
 use crate::phases::Phase;
 
 pub struct Preflight;
@@ -86,7 +87,7 @@ pub struct Containerd {
 }
 
 impl Runtime {
-    pub fn of_this_machine(ctx: &Context) -> Result<Self, Stop> {
+    pub fn of_this_machine(ctx: &Context) -> Result<Self> {
         let containerd = match &ctx.config.artifacts.containerd {
             // It will be installed by the container-runtime phase, replacing the image's.
             Some(tool) => Some(Containerd {
@@ -112,8 +113,10 @@ impl Runtime {
     }
 }
 
-/// The version `containerd --version` of the image's binary at `path` reports.
-fn image_containerd(ctx: &Context, node_path: &str, path: &Path) -> Result<Containerd, Stop> {
+/// The version `containerd --version` of the image's binary at `path` reports. A binary that
+/// answers nothing usable makes the machine unsupported; one that hangs past its deadline fails
+/// the phase (retried), since the next try may well answer.
+fn image_containerd(ctx: &Context, node_path: &str, path: &Path) -> Result<Containerd> {
     let unreadable = |why: String| {
         Stop::Unsupported(format!(
             "cannot tell the version of {node_path} ({why}); {CONTAINERD_FIX}"
@@ -121,8 +124,11 @@ fn image_containerd(ctx: &Context, node_path: &str, path: &Path) -> Result<Conta
     };
     let output = ctx
         .runner
-        .query(ctx.phase(), path, &["--version"])
-        .map_err(|e| unreadable(format!("{e:#}")))?;
+        .query(ctx.phase(), path, &["--version"], deadline::VERSION_QUERY)
+        .map_err(|e| match e.downcast_ref::<DeadlineExceeded>() {
+            Some(_) => e,
+            None => unreadable(format!("{e:#}")).into(),
+        })?;
     let version = ComponentVersion::find_in(&output)
         .ok_or_else(|| unreadable(format!("`--version` printed {:?}", output.trim())))?;
     Ok(Containerd {

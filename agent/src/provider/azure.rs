@@ -19,7 +19,8 @@ pub use environment::Environment;
 use key_vault::KeyVault;
 
 use super::{
-    inline_pki, inline_token, not_json, AzureInstance, InstanceMetadata, Provider, Report,
+    http_error, inline_pki, inline_token, not_json, AzureInstance, InstanceMetadata, Provider,
+    Report,
 };
 use crate::retry::{Backoff, Failure};
 
@@ -153,12 +154,12 @@ impl Provider for Azure {
                         .get(&url)
                         .header("Metadata", "true")
                         .send()
-                        .map_err(|e| anyhow!("IMDS: {e}"))?;
+                        .map_err(|e| http_error("IMDS", &e))?;
                     let status = response.status();
                     if !status.is_success() {
                         return Err(anyhow!("IMDS answered {status}").into());
                     }
-                    let body = response.bytes().map_err(|e| anyhow!("IMDS: {e}"))?;
+                    let body = response.bytes().map_err(|e| http_error("IMDS", &e))?;
                     serde_json::from_slice(&body)
                         .map_err(|e| Failure::permanent(not_json("IMDS instance document", &e)))
                 },
@@ -262,8 +263,9 @@ mod mock_tests {
     //! Against a scripted HTTP server on loopback that, like IMDS, refuses requests without the
     //! `Metadata: true` header.
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use kubeboot_test_kit::http::LoopbackServer;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -279,34 +281,26 @@ mod mock_tests {
         status: u16,
     }
 
-    /// Serves the replies in order (the last one repeats); returns the URL and a request counter.
-    fn serve(replies: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+    /// Serves the replies in order (the last one repeats); returns the server (stopped when
+    /// dropped) and a request counter.
+    fn serve(replies: Vec<Reply>) -> (LoopbackServer, Arc<AtomicUsize>) {
         let count = Arc::new(AtomicUsize::new(0));
         let seen = count.clone();
         let replies = Arc::new(replies);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let n = seen.fetch_add(1, Ordering::SeqCst);
-                let replies = replies.clone();
-                // One thread per connection: a slow reply must not hold up the retry.
-                std::thread::spawn(move || answer(stream, &replies[n.min(replies.len() - 1)]));
-            }
+        let server = LoopbackServer::start(None, move |request, _| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let replies = replies.clone();
+            let has_header = request
+                .headers()
+                .get("metadata")
+                .is_some_and(|v| v.as_bytes() == b"true");
+            async move { answer(has_header, &replies[n.min(replies.len() - 1)]).await }
         });
-        (url, count)
+        (server, count)
     }
 
-    fn answer(mut stream: std::net::TcpStream, reply: &Reply) {
-        let mut has_header = false;
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-            has_header |= line.to_ascii_lowercase().trim() == "metadata: true";
-            line.clear();
-        }
-        std::thread::sleep(reply.delay);
+    async fn answer(has_header: bool, reply: &Reply) -> hyper::Response<Full<Bytes>> {
+        tokio::time::sleep(reply.delay).await;
         let (status, body) = if !has_header {
             (
                 400,
@@ -317,11 +311,11 @@ mod mock_tests {
         } else {
             (reply.status, "{}")
         };
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        hyper::Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid response")
     }
 
     fn backoff(max_attempts: u32) -> Backoff {
@@ -351,8 +345,8 @@ mod mock_tests {
 
     #[test]
     fn normal_answer() {
-        let (url, count) = serve(vec![ok(0)]);
-        let md = Azure::with_imds(url, backoff(1), Duration::from_secs(5))
+        let (server, count) = serve(vec![ok(0)]);
+        let md = Azure::with_imds(server.url(), backoff(1), Duration::from_secs(5))
             .fetch(&|_| {})
             .unwrap();
         assert_eq!(md.computer_name, "DEMO-MASTER000002");
@@ -368,32 +362,33 @@ mod mock_tests {
 
     #[test]
     fn slow_answer_within_the_timeout() {
-        let (url, count) = serve(vec![ok(300)]);
-        let md = Azure::with_imds(url, backoff(1), Duration::from_secs(5)).fetch(&|_| {});
+        let (server, count) = serve(vec![ok(300)]);
+        let md = Azure::with_imds(server.url(), backoff(1), Duration::from_secs(5)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn too_slow_answer_times_out_and_is_retried() {
-        let (url, count) = serve(vec![ok(1500), ok(0)]);
-        let md = Azure::with_imds(url, backoff(3), Duration::from_millis(400)).fetch(&|_| {});
+        let (server, count) = serve(vec![ok(1500), ok(0)]);
+        let md =
+            Azure::with_imds(server.url(), backoff(3), Duration::from_millis(400)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn server_errors_then_success() {
-        let (url, count) = serve(vec![error(500), error(500), ok(0)]);
-        let md = Azure::with_imds(url, backoff(5), Duration::from_secs(5)).fetch(&|_| {});
+        let (server, count) = serve(vec![error(500), error(500), ok(0)]);
+        let md = Azure::with_imds(server.url(), backoff(5), Duration::from_secs(5)).fetch(&|_| {});
         assert!(md.is_ok(), "{md:?}");
         assert_eq!(count.load(Ordering::SeqCst), 3);
     }
 
     #[test]
     fn server_errors_with_retries_off_fail() {
-        let (url, count) = serve(vec![error(500)]);
-        let err = Azure::with_imds(url, backoff(1), Duration::from_secs(5))
+        let (server, count) = serve(vec![error(500)]);
+        let err = Azure::with_imds(server.url(), backoff(1), Duration::from_secs(5))
             .fetch(&|_| {})
             .unwrap_err();
         assert!(format!("{err:#}").contains("500"), "{err:#}");
@@ -402,12 +397,12 @@ mod mock_tests {
 
     #[test]
     fn mock_rejects_requests_without_the_metadata_header() {
-        let (url, _) = serve(vec![ok(0)]);
+        let (server, _) = serve(vec![ok(0)]);
         let plain = reqwest::blocking::Client::builder()
             .no_proxy()
             .build()
             .unwrap()
-            .get(format!("{url}/metadata/instance"))
+            .get(format!("{}/metadata/instance", server.url()))
             .send()
             .unwrap();
         assert_eq!(plain.status().as_u16(), 400);

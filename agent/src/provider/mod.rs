@@ -84,6 +84,14 @@ fn inline_pki(config: &NodeConfig) -> Result<SharedPki> {
         .context("pki: required on a master, and no vault holds it")
 }
 
+/// A failed HTTP request to `what`: reqwest's message names the URL, whose userinfo is cut.
+pub fn http_error(what: &str, e: &reqwest::Error) -> anyhow::Error {
+    anyhow!(
+        "{what}: {}",
+        kubeboot_nodeconfig::redact_userinfo(&e.to_string())
+    )
+}
+
 /// Where and how JSON failed to parse, without serde's message (it may quote the value, which is
 /// a secret).
 pub fn not_json(what: &str, e: &serde_json::Error) -> anyhow::Error {

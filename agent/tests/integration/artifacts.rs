@@ -708,4 +708,69 @@ fn cli_install_with_containerd_writes_its_unit() {
     let orphan = run(&["--runc-from", &runc_base]);
     assert_eq!(orphan.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&orphan.stderr).contains("--runc-from needs --runc"));
+    // A password on the command line is refused, without repeating it.
+    let with_password = runc_base.replacen("://", "://user:s3cret-pw@", 1);
+    let refused = run(&[
+        "--runc",
+        release::RUNC_VERSION,
+        "--runc-from",
+        &with_password,
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--runc-from: must not hold credentials"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}
+
+/// Every log record of this test binary, as text: the agent logs downloads through `log`.
+struct CapturedLog(std::sync::Mutex<Vec<String>>);
+
+impl log::Log for CapturedLog {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        self.0.lock().unwrap().push(record.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURED_LOG: CapturedLog = CapturedLog(std::sync::Mutex::new(Vec::new()));
+
+#[test]
+fn credentials_in_a_mirror_url_reach_no_log_line_nor_error() {
+    let _ = log::set_logger(&CAPTURED_LOG);
+    log::set_max_level(log::LevelFilter::Trace);
+    let case = Case::new();
+    case.server
+        .fault(&binary_path("kubelet"), Fault::Status(503), usize::MAX);
+    let base = case
+        .server
+        .url()
+        .replacen("://", "://mirror-user:s3cret-pw@", 1);
+    let error = format!(
+        "{:#}",
+        install_with(&set_for(&base), &case.root(), &options()).unwrap_err()
+    );
+    let lines = CAPTURED_LOG.0.lock().unwrap().clone();
+    // The failing download was retried and reported, naming its URL without the userinfo.
+    assert!(
+        error.contains("://***@127.0.0.1") && error.contains("HTTP 503"),
+        "{error}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("retrying") && l.contains("://***@127.0.0.1")),
+        "{lines:#?}"
+    );
+    for text in lines.iter().chain([&error]) {
+        assert!(
+            !text.contains("s3cret-pw") && !text.contains("mirror-user"),
+            "{text}"
+        );
+    }
 }

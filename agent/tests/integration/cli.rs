@@ -247,7 +247,60 @@ fn a_node_that_cannot_run_the_minor_stops_in_preflight_with_one_line() {
         }
         // Nothing after preflight ran.
         assert!(!node.path("/var/lib/kubeboot/phases/metadata.done").exists());
+        // `status` tells a failed phase by its exit code (4), in text and JSON alike.
+        let status = node.status_json();
+        let preflight = status["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "preflight")
+            .unwrap();
+        assert_eq!(preflight["state"], "failed", "{status:#}");
+        assert_eq!(node.run(&["status"]).status.code(), Some(4));
     }
+}
+
+#[test]
+fn status_of_a_missing_root_is_bad_input() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["status", "--root", "/nonexistent/root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--root /nonexistent/root: no such directory"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn plan_as_json_lists_the_same_stages_as_the_text() {
+    let node = Node::new("node-3", WORKER_YAML);
+    let out = node.run(&["plan", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text_plan = String::from_utf8(node.run(&["plan"]).stdout).unwrap();
+    let from_text: Vec<(&str, &str)> = text_plan
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next().unwrap(), words.next().unwrap())
+        })
+        .collect();
+    let from_json: Vec<(&str, &str)> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(from_json, from_text);
+    assert!(from_json.contains(&("join", "run")), "{plan:#}");
+    assert!(
+        from_json.contains(&("control-plane-init", "skip")),
+        "{plan:#}"
+    );
 }
 
 /// Join-token rotation is the masters' job, and only where a vault holds the token: a worker, and

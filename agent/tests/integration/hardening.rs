@@ -200,6 +200,9 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),
         ("AlwaysAllow authorization", m("apiServer.authorizationModes", Some("[Node, RBAC, AlwaysAllow]")), "apiServer.authorizationModes[2]"),
         ("plain-http OIDC issuer", m("apiServer.oidc.issuerURL", Some("http://login.example.com")), "apiServer.oidc.issuerURL"),
+        ("credentials in the OIDC issuer", m("apiServer.oidc.issuerURL", Some("'https://user:s3cret-pw@login.example.com'")), "apiServer.oidc.issuerURL"),
+        ("credentials in the release mirror", w("artifacts", Some("{releaseBaseUrl: 'https://user:s3cret-pw@mirror.example'}")), "artifacts.releaseBaseUrl"),
+        ("credentials in a tool's mirror", w("artifacts", Some("{crictl: {version: v1.35.0, baseUrl: 'https://s3cret-pw@mirror.example/crictl'}}")), "artifacts.crictl.baseUrl"),
     ]
 }
 
@@ -231,6 +234,10 @@ fn every_bad_node_config_is_refused_without_touching_the_node() {
             "{what}: exit status; stderr: {stderr}"
         );
         assert_eq!(lines.len(), 1, "{what}: not one line: {stderr}");
+        assert!(
+            !stderr.contains("s3cret-pw"),
+            "{what}: the credential is echoed: {stderr}"
+        );
         assert!(
             lines[0].contains(field),
             "{what}: {:?} does not name {field}",

@@ -1,10 +1,13 @@
 //! The way the agent reaches a node: its systemd units, its Debian package, the test VM image built from that
-//! package, and a first boot of that image under QEMU (TCG) from a NoCloud seed.
+//! package, and a first boot of that image under QEMU (TCG) from a NoCloud seed, with the VM test crate's launcher
+//! (`kubeboot-vm`).
 //! Needs root and the tools `.ci/install-deps` installs (systemd-analyze, dpkg-deb, mmdebstrap, QEMU, genisoimage).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use kubeboot_test_kit::binaries::binaries;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -211,24 +214,19 @@ fn image_boots_and_runs_the_agent_unit_at_first_boot() {
         .arg(&deb)
         .arg("--out")
         .arg(w.join("image")));
-    let seed_dir = repo.join("tests/vm/image-check");
-    run(Command::new(repo.join("tests/vm/make-seed.sh"))
-        .arg(w.join("seed.iso"))
-        .arg(seed_dir.join("user-data"))
-        .arg(seed_dir.join("meta-data")));
-    let serial_log = w.join("serial.log");
+    // The repository's one QEMU launcher (tests/vm/src/qemu.rs), through its command-line front end.
     let started = std::time::Instant::now();
-    let boot = Command::new(repo.join("tests/vm/run-vm.sh"))
-        .arg("--image-env")
-        .arg(w.join("image/image.env"))
-        .arg("--seed")
-        .arg(w.join("seed.iso"))
-        .arg("--serial")
-        .arg(&serial_log)
-        .args(["--timeout", "900", "--no-reboot"])
+    let boot = Command::new(binaries().join("kubeboot-vm"))
+        .arg("--image")
+        .arg(w.join("image"))
+        .arg("--user-data")
+        .arg(repo.join("tests/vm/image-check/user-data"))
+        .args(["--hostname", "image-check", "--timeout", "900"])
+        .arg("--workdir")
+        .arg(w.join("vm"))
         .output()
-        .expect("run-vm.sh runs");
-    let serial = std::fs::read_to_string(&serial_log).unwrap_or_default();
+        .expect("kubeboot-vm runs");
+    let serial = std::fs::read_to_string(w.join("vm/image-check.console.log")).unwrap_or_default();
     println!(
         "VM boot to poweroff: {:.1} s\n--- serial console ---\n{serial}",
         started.elapsed().as_secs_f64()

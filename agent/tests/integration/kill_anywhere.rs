@@ -1,6 +1,6 @@
 //! Kill anywhere, converge anyway: `kubeboot-agent run` is SIGKILLed (with its whole process
-//! group, as systemd stops a unit: the kubeadm it runs dies too, the API server it started, a
-//! static pod in real life, does not) at every phase boundary and in the middle of phases, then
+//! group and the group of each command it runs, as systemd stops a unit's whole cgroup: the
+//! kubeadm it runs dies too, the API server it started, a static pod in real life, does not) at every phase boundary and in the middle of phases, then
 //! run again until done. Every such node must end with the same files as a node whose run was
 //! never interrupted. For a first master and for a worker, NodeConfigs rendered by kubeboot-gen.
 //!
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use kubeboot_test_kit::output::text;
 use kubeboot_test_kit::port::free_port;
 use kubeboot_test_kit::snapshot::{self, Entry, Snapshot};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use support::machine::{loopback_spec, with_endpoint_port, Machine, Rendered};
 
@@ -126,7 +126,45 @@ fn run_to_done(machine: &Machine, what: &str) -> usize {
     panic!("{what}: not done after {MAX_RERUNS} re-runs; the last one: {last_failure}");
 }
 
-/// Starts a slow run, kills its process group at `point`, then re-runs until done.
+/// Kills the agent `pid` as systemd stops its unit (the whole cgroup): its process group, and the
+/// group each command it runs leads (the agent starts every child in a group of its own, so that
+/// a deadline kills what the child started). The agent is stopped first, so it starts nothing
+/// while its children are found. The API server kubeadm started, in a group of its own under
+/// kubeadm, survives, as a static pod would.
+fn kill_like_systemd(pid: u32) {
+    let agent = Pid::from_raw(pid as i32);
+    kill(agent, Signal::SIGSTOP).unwrap();
+    for command in children_of(pid) {
+        // Gone already, or forked but not yet in its own group (then in the agent's).
+        let _ = killpg(Pid::from_raw(command), Signal::SIGKILL);
+    }
+    killpg(agent, Signal::SIGKILL).unwrap();
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<i32> {
+    let parent_of = |stat: &str| -> Option<u32> {
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| parent_of(&stat))
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Starts a slow run, kills it as systemd would at `point`, then re-runs until done.
 fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcome, Machine) {
     let machine = Machine::new(subject.hostname, &(subject.node_yaml)());
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -150,7 +188,7 @@ fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcom
             break false;
         }
         if point.reached(&machine) {
-            killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+            kill_like_systemd(child.id());
             child.wait().unwrap();
             break true;
         }

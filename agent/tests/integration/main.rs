@@ -10,6 +10,7 @@ mod support {
 }
 mod artifacts;
 mod bake;
+mod bounded_commands;
 mod cli;
 mod hardening;
 mod image_and_packaging;

@@ -301,11 +301,20 @@ fn render_writes_the_template_and_check_walks_it() {
     )
     .unwrap();
     let o = gen(&["check", out_s]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(1));
+    let problem = "arm/azuredeploy.json: load balancer: sku \"Basic\" must be Standard";
+    assert!(stderr(&o).contains(problem), "{}", stderr(&o));
+    let o = gen(&["check", out_s, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ok"], false);
     assert!(
-        stderr(&o).contains("arm/azuredeploy.json: load balancer: sku \"Basic\" must be Standard"),
-        "{}",
-        stderr(&o)
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains(problem)),
+        "{report:#}"
     );
 }
 

@@ -40,6 +40,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom", "spec.azure.customCloud: required when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\"}", "spec.azure.customCloud: only allowed when cloud is Custom"),
     (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"http://vault.example.test\"}", "spec.azure.customCloud.keyVaultResource: \"http://vault.example.test\" must start with https://"),
+    (EXAMPLE, "location: westeurope", "location: westeurope\n    cloud: Custom\n    customCloud: {keyVaultDnsSuffix: vault.example.test, keyVaultResource: \"https://vault.example.test\", imdsEndpoint: \"http://user:s3cret-pw@169.254.169.254\"}", "spec.azure.customCloud.imdsEndpoint: must not hold credentials"),
     // Versions and GUIDs.
     (EXAMPLE, "v1.37.1", "v1.30.4", "spec.kubernetesVersion: Kubernetes v1.30.4 is not a release kubeboot knows"),
     (EXAMPLE, "v1.37.1", "v1.38.0", "spec.kubernetesVersion: Kubernetes v1.38.0 is not a release kubeboot knows"),
@@ -51,6 +52,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v1.6.20, baseUrl: https://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.version: containerd 1.6.20 is older than 1.7.0"),
     (EXAMPLE, "  network:", "  artifacts:\n    runc: {version: latest, baseUrl: https://mirror.example/runc}\n  network:", "spec.artifacts.runc.version: \"latest\" is not a release version"),
     (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: ftp://mirror.example/containerd}\n  network:", "spec.artifacts.containerd.baseUrl:"),
+    (EXAMPLE, "  network:", "  artifacts:\n    releaseBaseUrl: https://user:s3cret-pw@mirror.example\n  network:", "spec.artifacts.releaseBaseUrl: must not hold credentials"),
+    (EXAMPLE, "  network:", "  artifacts:\n    containerd: {version: v2.1.4, baseUrl: \"ftp://user:s3cret-pw@mirror.example/containerd\"}\n  network:", "spec.artifacts.containerd.baseUrl: must not hold credentials"),
     // Networks.
     (EXAMPLE, "vnetCIDR: 10.240.0.0/16", "vnetCIDR: 10.240.0.1/16", "spec.network.vnetCIDR: 10.240.0.1/16 has host bits set"),
     (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.96.0.0/16", "spec.network.serviceCIDR: 10.96.0.0/12 overlaps spec.network.podCIDR"),
@@ -105,9 +108,10 @@ fn every_bad_spec_fails_with_its_one_line_error_and_writes_nothing() {
             l.strip_prefix("error: ")
                 .is_some_and(|l| l.starts_with(expected))
         });
-        if o.status.code() != Some(2) || !found || out.exists() {
+        let echoed = err.contains("s3cret-pw");
+        if o.status.code() != Some(2) || !found || out.exists() || echoed {
             failures.push(format!(
-                "case {i} ({expected}): status {:?}, out written: {}, stderr:\n{err}",
+                "case {i} ({expected}): status {:?}, out written: {}, credential echoed: {echoed}, stderr:\n{err}",
                 o.status.code(),
                 out.exists()
             ));
@@ -160,4 +164,63 @@ fn an_even_master_count_is_a_warning_not_an_error() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Unreadable input is bad input (exit 2) like an invalid spec, and nothing is rendered.
+#[test]
+fn a_spec_that_is_not_utf8_or_missing_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("latin1.yaml");
+    let mut bytes = EXAMPLE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&spec, &bytes).unwrap();
+    let out = dir.path().join("out");
+    for o in [
+        gen(&["validate", "--spec", spec.to_str().unwrap()]),
+        gen_render(&spec, &out),
+    ] {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let expected = format!(
+            "error: {}: not UTF-8 text (invalid byte at offset {})\n",
+            spec.display(),
+            EXAMPLE.len() + 5
+        );
+        assert_eq!(stderr(&o), expected);
+    }
+    assert!(!out.exists());
+    let missing = gen(&["validate", "--spec", "/nonexistent/spec.yaml"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).starts_with("error: /nonexistent/spec.yaml: "));
+}
+
+#[test]
+fn validate_reports_errors_and_warnings_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let json = |text: &str| {
+        std::fs::write(&spec, text).unwrap();
+        let o = gen(&["validate", "--spec", spec.to_str().unwrap(), "-o", "json"]);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["spec"], spec.to_str().unwrap());
+        (o.status.code(), report)
+    };
+    let (code, report) = json(&EXAMPLE.replacen("name: demo", "name: Demo", 1).replacen(
+        "location: westeurope",
+        "location: West Europe",
+        1,
+    ));
+    assert_eq!(code, Some(2));
+    assert_eq!(report["valid"], false);
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["metadata.name", "spec.azure.location"]);
+    let (code, report) = json(&EXAMPLE.replacen("count: 3", "count: 2", 1));
+    assert_eq!(code, Some(0));
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
+    assert_eq!(report["warnings"][0]["path"], "spec.pools[0].count");
 }

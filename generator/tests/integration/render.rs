@@ -152,15 +152,21 @@ fn workers_never_get_the_pki_and_masters_do() {
     let hash = secrets().ca_cert_hash().unwrap();
     for pool in &spec.cluster.spec.pools {
         let config = kubeboot_gen::render::node_config(&spec, secrets(), &hash, pool);
-        let reparsed = kubeboot_nodeconfig::parse(&config.to_yaml()).unwrap();
+        let yaml = config.to_yaml();
+        let reparsed = kubeboot_nodeconfig::parse(&yaml).unwrap();
         assert_eq!(
             reparsed.cluster.control_plane_endpoint,
             spec.control_plane_endpoint
         );
-        assert!(reparsed
-            .api_server
-            .cert_sans
-            .contains(&spec.control_plane_endpoint.host().to_string()));
+        // The API server's settings reach the masters only.
+        if pool.role == Role::Master {
+            assert!(reparsed
+                .api_server
+                .cert_sans
+                .contains(&spec.control_plane_endpoint.host().to_string()));
+        } else {
+            assert!(!yaml.contains("apiServer:"), "{}: {yaml}", pool.name);
+        }
         assert_eq!(reparsed.bootstrap.ca_cert_hashes, vec![hash.clone()]);
     }
 }

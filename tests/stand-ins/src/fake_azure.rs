@@ -12,8 +12,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, Uri};
+use kubeboot_test_kit::http::{query, LoopbackServer};
+use tokio::net::TcpStream;
 
 pub const VAULT_SUFFIX: &str = "vault.fake-azure.test";
 pub const VAULT_RESOURCE: &str = "https://vault.fake-azure.test";
@@ -71,54 +74,29 @@ struct State {
 
 pub struct FakeAzure {
     state: Arc<Mutex<State>>,
-    imds: SocketAddr,
-    vault: SocketAddr,
-    proxy: SocketAddr,
+    imds: LoopbackServer,
+    vault: LoopbackServer,
+    proxy: LoopbackServer,
     pub ca_pem: String,
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl FakeAzure {
     pub fn start() -> FakeAzure {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(Mutex::new(State {
             vm_name: "demo-workers_3".into(),
             ..State::default()
         }));
         let (ca_pem, tls) = tls_config();
-        let bind = || runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let (imds_listener, vault_listener, proxy_listener) = (bind(), bind(), bind());
-        let imds = imds_listener.local_addr().unwrap();
-        let vault = vault_listener.local_addr().unwrap();
-        let proxy = proxy_listener.local_addr().unwrap();
         let shared = state.clone();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = imds_listener.accept().await {
-                tokio::spawn(serve_imds(stream, shared.clone()));
-            }
+        let imds =
+            LoopbackServer::start(None, move |request, _| serve_imds(request, shared.clone()));
+        let shared = state.clone();
+        let vault = LoopbackServer::start(Some(tls), move |request, _| {
+            serve_vault(request, shared.clone())
         });
-        let shared = state.clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = vault_listener.accept().await {
-                let acceptor = acceptor.clone();
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await {
-                        serve_vault(tls, shared).await;
-                    }
-                });
-            }
-        });
-        let shared = state.clone();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = proxy_listener.accept().await {
-                tokio::spawn(serve_proxy(stream, vault, shared.clone()));
-            }
+        let (shared, vault_addr) = (state.clone(), vault.addr());
+        let proxy = LoopbackServer::start(None, move |request, _| {
+            serve_proxy(request, vault_addr, shared.clone())
         });
         FakeAzure {
             state,
@@ -126,22 +104,21 @@ impl FakeAzure {
             vault,
             proxy,
             ca_pem,
-            _runtime: runtime,
         }
     }
 
     pub fn imds_url(&self) -> String {
-        format!("http://{}", self.imds)
+        self.imds.url()
     }
 
     /// The vault's TLS listener on loopback (what `https://<vault>.<VAULT_SUFFIX>` must reach).
     pub fn vault_addr(&self) -> SocketAddr {
-        self.vault
+        self.vault.addr()
     }
 
     /// For the node's `HTTPS_PROXY`.
     pub fn proxy_url(&self) -> String {
-        format!("http://{}", self.proxy)
+        self.proxy.url()
     }
 
     /// Writes a secret (readable by the VM only once `grant`ed).
@@ -240,88 +217,39 @@ fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
     (ca.pem(), Arc::new(cfg))
 }
 
-/// The request line and headers (lowercased names) of one request.
-async fn read_head<S: AsyncReadExt + Unpin>(
-    stream: &mut S,
-) -> Option<(String, Vec<(String, String)>)> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 || buf.len() > 64 * 1024 {
-            return None;
-        }
-        buf.push(byte[0]);
+fn header<'a>(request: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn respond(code: u16, retry_after: Option<u64>, body: String) -> Reply {
+    let mut reply = Response::builder()
+        .status(code)
+        .header("Content-Type", "application/json");
+    if let Some(seconds) = retry_after {
+        reply = reply.header("Retry-After", seconds);
     }
-    let text = String::from_utf8(buf).ok()?;
-    let mut lines = text.split("\r\n");
-    let request = lines.next()?.to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some((request, headers))
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn respond<S: AsyncWriteExt + Unpin>(stream: &mut S, code: u16, extra: &str, body: &str) {
-    let head = format!(
-        "HTTP/1.1 {code} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-fn query_param(target: &str, name: &str) -> Option<String> {
-    let query = target.split_once('?')?.1;
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    reply
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
 }
 
 /// IMDS's answer to an identity token request (`target`: path and query): 400 without
 /// `Metadata: true`, or for another api-version or resource than the vault's; else a token the
 /// fake vault accepts.
 pub fn identity_token_answer(metadata: bool, target: &str) -> (u16, String) {
-    let resource = query_param(target, "resource").unwrap_or_default();
+    let query = target
+        .parse::<Uri>()
+        .map_or_else(|_| Default::default(), |uri| query(&uri));
+    let resource = query.get("resource").cloned().unwrap_or_default();
     if !metadata {
         (
             400,
             r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#
                 .to_string(),
         )
-    } else if query_param(target, "api-version").as_deref() != Some("2018-02-01")
+    } else if query.get("api-version").map(String::as_str) != Some("2018-02-01")
         || resource != VAULT_RESOURCE
     {
         (400, r#"{"error":"invalid_resource"}"#.to_string())
@@ -337,18 +265,14 @@ pub fn identity_token_answer(metadata: bool, target: &str) -> (u16, String) {
     }
 }
 
-async fn serve_imds(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    let Some((request, headers)) = read_head(&mut stream).await else {
-        return;
-    };
+async fn serve_imds(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
     let latency = state.lock().unwrap().latency;
     tokio::time::sleep(latency).await;
-    let target = request.split(' ').nth(1).unwrap_or("").to_string();
-    let metadata = header(&headers, "metadata") == Some("true");
-    let path = target.split('?').next().unwrap_or("");
-    let (code, body) = match path {
+    let target = request.uri().to_string();
+    let metadata = header(&request, "metadata") == Some("true");
+    let (code, body) = match request.uri().path() {
         "/metadata/identity/oauth2/token" => {
-            let resource = query_param(&target, "resource").unwrap_or_default();
+            let resource = query(request.uri()).remove("resource").unwrap_or_default();
             state
                 .lock()
                 .unwrap()
@@ -372,36 +296,25 @@ async fn serve_imds(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         }
         _ => (404, "{}".to_string()),
     };
-    respond(&mut stream, code, "", &body).await;
+    respond(code, None, body)
 }
 
-async fn serve_vault<S: AsyncReadExt + AsyncWriteExt + Unpin>(
-    mut stream: S,
-    state: Arc<Mutex<State>>,
-) {
-    let Some((request, headers)) = read_head(&mut stream).await else {
-        return;
-    };
+async fn serve_vault(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Reply {
     let latency = state.lock().unwrap().latency;
     tokio::time::sleep(latency).await;
-    let target = request.split(' ').nth(1).unwrap_or("").to_string();
-    let path = target.split('?').next().unwrap_or("").to_string();
-    let bearer_ok = header(&headers, "authorization") == Some(&format!("Bearer {ACCESS_TOKEN}"));
+    let path = request.uri().path().to_string();
+    let api_version = query(request.uri()).remove("api-version");
+    let bearer_ok = header(&request, "authorization") == Some(&format!("Bearer {ACCESS_TOKEN}"));
     let name = path.strip_prefix("/secrets/").unwrap_or("").to_string();
-    let write = request.starts_with("PUT ");
-    // Set Secret's body: `{"value": ...}` (Content-Length bytes after the head).
+    let write = request.method() == Method::PUT;
+    // Set Secret's body: `{"value": ...}`.
     let value = match write {
         false => None,
         true => {
-            let length = header(&headers, "content-length")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(0)
-                .min(64 * 1024);
-            let mut body = vec![0u8; length];
-            if stream.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            serde_json::from_slice::<serde_json::Value>(&body)
+            let Ok(body) = request.into_body().collect().await else {
+                return respond(400, None, "{}".into());
+            };
+            serde_json::from_slice::<serde_json::Value>(&body.to_bytes())
                 .ok()
                 .and_then(|v| v["value"].as_str().map(str::to_string))
         }
@@ -423,7 +336,7 @@ async fn serve_vault<S: AsyncReadExt + AsyncWriteExt + Unpin>(
             false => s.granted.contains(&name),
             true => s.writable.contains(&name),
         };
-        let answer = if query_param(&target, "api-version").as_deref() != Some("7.4") {
+        let answer = if api_version.as_deref() != Some("7.4") {
             (400, r#"{"error":{"code":"BadParameter"}}"#.to_string())
         } else if !bearer_ok {
             (401, r#"{"error":{"code":"Unauthorized"}}"#.to_string())
@@ -457,46 +370,48 @@ async fn serve_vault<S: AsyncReadExt + AsyncWriteExt + Unpin>(
         (fault, answer)
     };
     match fault {
-        Some(Fault::Status(code)) => respond(&mut stream, code, "", "{}").await,
-        Some(Fault::Throttle(secs)) => {
-            respond(&mut stream, 429, &format!("Retry-After: {secs}\r\n"), "{}").await
-        }
+        Some(Fault::Status(code)) => respond(code, None, "{}".into()),
+        Some(Fault::Throttle(secs)) => respond(429, Some(secs), "{}".into()),
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
-            respond(&mut stream, answer.0, "", &answer.1).await
+            respond(answer.0, None, answer.1)
         }
-        None => respond(&mut stream, answer.0, "", &answer.1).await,
+        None => respond(answer.0, None, answer.1),
     }
 }
 
 /// `CONNECT <host>:443`: hosts under the fake vault suffix go to the fake vault.
-async fn serve_proxy(mut stream: TcpStream, vault: SocketAddr, state: Arc<Mutex<State>>) {
-    let Some((request, _)) = read_head(&mut stream).await else {
-        return;
-    };
-    let mut parts = request.split(' ');
-    let (method, authority) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+async fn serve_proxy(
+    mut request: Request<Incoming>,
+    vault: SocketAddr,
+    state: Arc<Mutex<State>>,
+) -> Reply {
+    // Absolute-form targets (a proxied GET) are logged as the authority they name, as CONNECT's are.
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     state
         .lock()
         .unwrap()
         .seen
-        .push(Seen::Connect(authority.to_string()));
+        .push(Seen::Connect(authority.clone()));
     let host = authority
         .rsplit_once(':')
         .map(|(h, _)| h)
-        .unwrap_or(authority);
-    if method != "CONNECT" || !host.ends_with(&format!(".{VAULT_SUFFIX}")) {
-        respond(&mut stream, 502, "", "").await;
-        return;
+        .unwrap_or(&authority);
+    if request.method() != Method::CONNECT || !host.ends_with(&format!(".{VAULT_SUFFIX}")) {
+        return respond(502, None, String::new());
     }
-    let Ok(mut upstream) = TcpStream::connect(vault).await else {
-        return;
-    };
-    if stream
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await
-        .is_ok()
-    {
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
-    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let (Ok(upgraded), Ok(mut upstream)) = (upgrade.await, TcpStream::connect(vault).await)
+        else {
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(upgraded);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    respond(200, None, String::new())
 }

@@ -34,8 +34,9 @@ impl Ca {
         Ok(Ca { cert_pem, issuer })
     }
 
-    pub fn issue(&self, leaf: &Leaf) -> Result<(String, String)> {
-        let key = KeyPair::generate()?;
+    /// Issues `leaf` with a new key for ClusterConfiguration's `encryptionAlgorithm`.
+    pub fn issue(&self, leaf: &Leaf, encryption_algorithm: &str) -> Result<(String, String)> {
+        let key = leaf_key(encryption_algorithm)?;
         let cert = leaf.params()?.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
@@ -56,6 +57,19 @@ impl Ca {
         csr.params.subject_alt_names.clear();
         Ok(csr.signed_by(&self.issuer)?.pem())
     }
+}
+
+/// The key kubeadm makes for a certificate under `encryptionAlgorithm`. The stand-in makes ECDSA
+/// keys only, so a config that leaves kubeadm at its RSA-2048 default fails here rather than
+/// passing unnoticed.
+fn leaf_key(encryption_algorithm: &str) -> Result<KeyPair> {
+    let algorithm = match encryption_algorithm {
+        "ECDSA-P256" => &rcgen::PKCS_ECDSA_P256_SHA256,
+        "ECDSA-P384" => &rcgen::PKCS_ECDSA_P384_SHA384,
+        "" => bail!("encryptionAlgorithm is unset, so kubeadm would make RSA-2048 keys (its default); this stand-in makes ECDSA keys only"),
+        other => bail!("encryptionAlgorithm {other}: this stand-in makes ECDSA keys only (ECDSA-P256, ECDSA-P384)"),
+    };
+    Ok(KeyPair::generate_for(algorithm)?)
 }
 
 fn validity() -> (OffsetDateTime, OffsetDateTime) {
@@ -225,7 +239,10 @@ mod tests {
         fsx::write(&dir.path().join("ca.key"), &key, 0o600).unwrap();
         let ca = Ca::load(&dir.path().join("ca.crt"), &dir.path().join("ca.key")).unwrap();
         let (leaf, _) = ca
-            .issue(&Leaf::client("system:node:n1", &["system:nodes"]))
+            .issue(
+                &Leaf::client("system:node:n1", &["system:nodes"]),
+                "ECDSA-P256",
+            )
             .unwrap();
         assert_eq!(
             subject(&leaf).unwrap(),
@@ -237,6 +254,25 @@ mod tests {
         let pin = ca_pin(&first_cert_der(&cert).unwrap()).unwrap();
         assert!(pin.starts_with("sha256:") && pin.len() == 71);
         assert_ne!(pin, ca_pin(&first_cert_der(&leaf).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn leaf_keys_follow_the_encryption_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = generate_ca("kubernetes").unwrap();
+        fsx::write(&dir.path().join("ca.crt"), &cert, 0o644).unwrap();
+        fsx::write(&dir.path().join("ca.key"), &key, 0o600).unwrap();
+        let ca = Ca::load(&dir.path().join("ca.crt"), &dir.path().join("ca.key")).unwrap();
+        let leaf = Leaf::client("admin", &[]);
+        let (_, p384) = ca.issue(&leaf, "ECDSA-P384").unwrap();
+        assert_eq!(
+            KeyPair::from_pem(&p384).unwrap().algorithm(),
+            &rcgen::PKCS_ECDSA_P384_SHA384
+        );
+        for refused in ["", "RSA-2048"] {
+            let err = ca.issue(&leaf, refused).err().unwrap();
+            assert!(format!("{err:#}").contains("ECDSA keys only"), "{err:#}");
+        }
     }
 
     #[test]

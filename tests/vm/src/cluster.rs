@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::evidence::{self, Boot};
-use crate::http::LoopbackServer;
+use crate::http::{Answer, LoopbackServer};
 use crate::qemu::{self, Image, PrivateLink, Vm, VmConfig};
 use crate::seed::{self, Instrumentation, Nic};
 use crate::{imds, mirror, workspace_root};
@@ -16,6 +16,8 @@ use crate::{imds, mirror, workspace_root};
 /// The Kubernetes version the specs under `specs/` ask for; the mirror serves it.
 pub const KUBERNETES_VERSION: &str = "v1.37.1";
 pub const AGENT_UNIT: &str = "kubeboot-agent.service";
+/// A node's disk: the agent's preflight wants 2 GiB free under /var/lib.
+pub const DISK_GB: u32 = 5;
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("{what}: start"))?;
@@ -36,12 +38,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 /// build, to measure the agent's own CPU share).
 pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
     if let Some(prebuilt) = std::env::var_os("KUBEBOOT_E2E_IMAGE") {
-        let dir = PathBuf::from(prebuilt);
-        return Ok(Image {
-            kernel: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.img"),
-            disk: dir.join("root.img"),
-        });
+        return Ok(Image::in_dir(Path::new(&prebuilt)));
     }
     let root = workspace_root();
     std::fs::create_dir_all(out)?;
@@ -64,11 +61,7 @@ pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
             .arg(out),
         "images/build-image.sh",
     )?;
-    Ok(Image {
-        kernel: out.join("vmlinuz"),
-        initrd: out.join("initrd.img"),
-        disk: out.join("root.img"),
-    })
+    Ok(Image::in_dir(out))
 }
 
 /// A copy of a debug binary without its debug info (10x smaller: less to download in the VM).
@@ -157,17 +150,17 @@ impl Node {
                 user_data,
                 instance_id: &format!("i-{}", spec.hostname),
                 hostname: &spec.hostname,
-                network_config: seed::network_config(&nics),
-                vendor_data: seed::vendor_data(&spec.instrumentation),
+                network_config: Some(seed::network_config(&nics)),
+                vendor_data: Some(seed::vendor_data(&spec.instrumentation)),
                 payload: spec.payload.clone(),
             },
             &iso,
         )?;
-        let mirror = mirror::start(release_tree.to_path_buf(), spec.mirror.clone())?;
+        let mirror = mirror::start(release_tree.to_path_buf(), spec.mirror.clone());
         // Every VM gets an IMDS endpoint: a provider-none node must never call it (asserted).
         let imds = match &spec.imds {
-            Some(instance) => imds::start(instance.clone())?,
-            None => LoopbackServer::start(|r| crate::http::respond(r, 404, "text/plain", vec![]))?,
+            Some(instance) => imds::start(instance.clone()),
+            None => LoopbackServer::start(|_| Answer::new(404, "text/plain", vec![])),
         };
         let config = VmConfig {
             name: spec.hostname.clone(),
@@ -187,9 +180,10 @@ impl Node {
                 local_port: *local,
                 remote_port: *remote,
             }),
-            // The agent's preflight wants 2 GiB free under /var/lib.
-            disk_gb: 5,
+            disk_gb: DISK_GB,
             timeout: spec.timeout,
+            // The faults reboot the guest.
+            exit_on_reboot: false,
         };
         let vm = Vm::start(image, &config, workdir)?;
         Ok(Self {

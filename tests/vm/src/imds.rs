@@ -5,11 +5,10 @@
 //! proxy (`X-Forwarded-For`) is refused. It also issues the instance's identity token for the
 //! fake Key Vault (`kubeboot_stand_ins::fake_azure`, whose rules it answers with).
 
-use anyhow::Result;
 use kubeboot_stand_ins::fake_azure;
 use serde_json::json;
 
-use crate::http::{respond, LoopbackServer};
+use crate::http::{Answer, LoopbackServer};
 
 /// What IMDS says about one scale-set instance.
 #[derive(Debug, Clone)]
@@ -74,54 +73,44 @@ impl Instance {
     }
 }
 
-pub fn start(instance: Instance) -> Result<LoopbackServer> {
+pub fn start(instance: Instance) -> LoopbackServer {
     LoopbackServer::start(move |request| {
-        let has = |name: &'static str, value: Option<&str>| {
-            request.headers().iter().any(|h| {
-                h.field.equiv(name)
-                    && value.is_none_or(|v| h.value.as_str().eq_ignore_ascii_case(v))
+        let has = |name: &str, value: Option<&str>| {
+            request.headers().get_all(name).iter().any(|v| {
+                value.is_none_or(|value| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
             })
         };
+        let json = |status, body: serde_json::Value| {
+            Answer::new(status, "application/json", body.to_string().into_bytes())
+        };
         if has("X-Forwarded-For", None) {
-            return respond(request, 400, "text/plain", b"Bad request: proxied".to_vec());
+            return Answer::new(400, "text/plain", b"Bad request: proxied".to_vec());
         }
         if !has("Metadata", Some("true")) {
-            let body = json!({"error": "Bad request. Required metadata header not specified"});
-            return respond(
-                request,
+            return json(
                 400,
-                "application/json",
-                body.to_string().into_bytes(),
+                json!({"error": "Bad request. Required metadata header not specified"}),
             );
         }
-        let url = request.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let url = request.uri().to_string();
+        let query = request.uri().query().unwrap_or_default();
         if !query.split('&').any(|kv| kv.starts_with("api-version=")) {
-            let body =
-                json!({"error": "Bad request. api-version was not specified in the request"});
-            return respond(
-                request,
+            return json(
                 400,
-                "application/json",
-                body.to_string().into_bytes(),
+                json!({"error": "Bad request. api-version was not specified in the request"}),
             );
         }
-        let body = match path.trim_end_matches('/') {
+        let body = match request.uri().path().trim_end_matches('/') {
             "/metadata/instance" => {
                 json!({"compute": instance.compute(), "network": instance.network()})
             }
             "/metadata/instance/compute" => instance.compute(),
             "/metadata/identity/oauth2/token" => {
                 let (status, body) = fake_azure::identity_token_answer(true, &url);
-                return respond(request, status, "application/json", body.into_bytes());
+                return Answer::new(status, "application/json", body.into_bytes());
             }
-            _ => return respond(request, 404, "text/plain", b"not found".to_vec()),
+            _ => return Answer::new(404, "text/plain", b"not found".to_vec()),
         };
-        respond(
-            request,
-            200,
-            "application/json",
-            body.to_string().into_bytes(),
-        )
+        json(200, body)
     })
 }

@@ -1,5 +1,6 @@
-//! Launches one test VM: direct kernel boot of the test image (copy-on-write, the image stays
-//! pristine), a NoCloud seed, an uplink on QEMU user-mode networking whose only ways out are the
+//! The one QEMU launcher of the repository (the e2e test, the image boot test through the
+//! `kubeboot-vm` binary, and by hand). Launches one test VM: direct kernel boot of the test image
+//! (copy-on-write, the image stays pristine), a NoCloud seed, an uplink on QEMU user-mode networking whose only ways out are the
 //! host services forwarded with `guestfwd`, an optional private link to the other VMs over a UDP
 //! socket netdev, the console on ttyS0 and the evidence channel on ttyS1 (both to files), and an
 //! HMP monitor socket to reboot or reset the guest. Every frame on the uplink is recorded (headers
@@ -8,7 +9,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +20,36 @@ pub struct Image {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub disk: PathBuf,
+}
+
+impl Image {
+    /// The image `images/build-image.sh --out DIR` or `packer/build-qemu.sh --out DIR` wrote.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            disk: dir.join("root.img"),
+        }
+    }
+}
+
+/// The guest kernel's command line. `no_timer_check`: on a loaded host the IO-APIC timer check
+/// can fail under TCG and panic the boot. `panic=-1`: a kernel panic reboots at once (and ends
+/// QEMU when the VM exits on reboot) instead of hanging until the timeout.
+const KERNEL_COMMAND_LINE: &str =
+    "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 systemd.show_status=false no_timer_check";
+
+/// Chooses QEMU's accelerator from `KUBEBOOT_VM_ACCEL` (unset: `tcg`). TCG by default because
+/// KVM cannot be probed reliably: this machine's /dev/kvm is nested PVM, where Debian's kernel
+/// hangs; `kvm` opts in where KVM works.
+pub const ACCEL_VARIABLE: &str = "KUBEBOOT_VM_ACCEL";
+
+fn accelerator(setting: Option<&str>) -> Result<&'static str> {
+    match setting {
+        None | Some("tcg") => Ok("tcg,thread=multi"),
+        Some("kvm") => Ok("kvm"),
+        Some(other) => bail!("{ACCEL_VARIABLE}={other}: expected tcg or kvm"),
+    }
 }
 
 /// The uplink's addresses (QEMU user networking with `net=169.254.169.0/24`): the guest gets
@@ -52,6 +83,8 @@ pub struct VmConfig {
     /// Virtual size of the VM's disk (at least the image's).
     pub disk_gb: u32,
     pub timeout: Duration,
+    /// A guest reboot ends QEMU (`-no-reboot`), for a VM that should boot once and power off.
+    pub exit_on_reboot: bool,
 }
 
 pub struct Vm {
@@ -65,17 +98,9 @@ pub struct Vm {
     child: Child,
 }
 
-/// TCG unless KVM is usable; this machine's /dev/kvm is nested PVM, where Debian's kernel hangs.
-fn accelerator() -> &'static str {
-    if Path::new("/dev/kvm").exists() && !Path::new("/sys/module/kvm_pvm").exists() {
-        "kvm"
-    } else {
-        "tcg,thread=multi"
-    }
-}
-
 impl Vm {
     pub fn start(image: &Image, config: &VmConfig, workdir: &Path) -> Result<Self> {
+        let accel = accelerator(std::env::var(ACCEL_VARIABLE).ok().as_deref())?;
         let console = workdir.join(format!("{}.console.log", config.name));
         let evidence = workdir.join(format!("{}.evidence.log", config.name));
         let monitor = workdir.join(format!("{}.monitor.sock", config.name));
@@ -102,19 +127,14 @@ impl Vm {
         cmd.arg("--kill-after=10")
             .arg(config.timeout.as_secs().to_string())
             .arg("qemu-system-x86_64")
-            .args(["-accel", accelerator(), "-nodefaults", "-display", "none"])
+            .args(["-accel", accel, "-nodefaults", "-display", "none"])
             .args(["-m", &config.memory_mb.to_string()])
             .args(["-smp", &config.cpus.to_string()])
             .arg("-kernel")
             .arg(&image.kernel)
             .arg("-initrd")
             .arg(&image.initrd)
-            .args([
-                "-append",
-                // no_timer_check: on a loaded host the IO-APIC timer check can fail under TCG
-                // and panic the boot (as in lib.sh).
-                "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=false no_timer_check",
-            ])
+            .args(["-append", KERNEL_COMMAND_LINE])
             .args([
                 "-drive",
                 &format!("file={},format=qcow2,if=virtio", overlay.display()),
@@ -150,6 +170,9 @@ impl Vm {
                 "-device",
                 &format!("virtio-net-pci,netdev=link,mac={}", link.mac),
             ]);
+        }
+        if config.exit_on_reboot {
+            cmd.arg("-no-reboot");
         }
         cmd.args(["-serial", &format!("file:{}", console.display())])
             .args(["-serial", &format!("file:{}", evidence.display())])
@@ -246,6 +269,13 @@ impl Vm {
         }
     }
 
+    /// Waits until QEMU exits: the guest powered off (success) or `timeout` ended it (124).
+    pub fn wait(mut self) -> Result<ExitStatus> {
+        self.child
+            .wait()
+            .with_context(|| format!("{}: wait for QEMU", self.name))
+    }
+
     /// Powers the VM off. SIGTERM goes to `timeout`, which passes it on to QEMU (a SIGKILL to
     /// `timeout` would orphan QEMU).
     pub fn stop(mut self) {
@@ -273,5 +303,19 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcg_unless_kvm_is_asked_for() {
+        assert_eq!(accelerator(None).unwrap(), "tcg,thread=multi");
+        assert_eq!(accelerator(Some("tcg")).unwrap(), "tcg,thread=multi");
+        assert_eq!(accelerator(Some("kvm")).unwrap(), "kvm");
+        let err = accelerator(Some("KVM")).unwrap_err().to_string();
+        assert!(err.contains("KUBEBOOT_VM_ACCEL=KVM"), "{err}");
     }
 }

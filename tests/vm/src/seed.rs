@@ -2,7 +2,8 @@
 //! `pools/<pool>/user-data.yaml` (what Azure would get as custom data); everything the test
 //! environment adds travels in the seed's other files, which stand for what a provider supplies:
 //! `meta-data` (instance id, hostname), `network-config` (the private link's static address) and
-//! `vendor-data` (the test's evidence collector, see `guest/`).
+//! `vendor-data` (the test's evidence collector, see `guest/`). Without a network config the guest
+//! configures its first NIC by DHCP (cloud-init's fallback).
 
 use std::fs;
 use std::path::Path;
@@ -14,8 +15,8 @@ pub struct Seed<'a> {
     pub user_data: &'a Path,
     pub instance_id: &'a str,
     pub hostname: &'a str,
-    pub network_config: String,
-    pub vendor_data: String,
+    pub network_config: Option<String>,
+    pub vendor_data: Option<String>,
     /// Programs the vendor data installs from the seed (`(name on the seed, host file)`).
     pub payload: Vec<(String, std::path::PathBuf)>,
 }
@@ -34,9 +35,16 @@ pub fn build(seed: &Seed, iso: &Path) -> Result<String> {
             seed.instance_id, seed.hostname
         ),
     )?;
-    fs::write(dir.join("network-config"), &seed.network_config)?;
-    fs::write(dir.join("vendor-data"), &seed.vendor_data)?;
-    let mut names = vec!["user-data", "meta-data", "network-config", "vendor-data"];
+    let mut names = vec!["user-data", "meta-data"];
+    for (name, text) in [
+        ("network-config", &seed.network_config),
+        ("vendor-data", &seed.vendor_data),
+    ] {
+        if let Some(text) = text {
+            fs::write(dir.join(name), text)?;
+            names.push(name);
+        }
+    }
     for (name, source) in &seed.payload {
         fs::copy(source, dir.join(name)).with_context(|| format!("{}", source.display()))?;
         names.push(name);

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use kubeboot_vm_e2e::{evidence, imds, mirror, secrets};
@@ -39,7 +40,7 @@ fn instance() -> imds::Instance {
 
 #[test]
 fn imds_answers_only_like_azure_does() {
-    let server = imds::start(instance()).unwrap();
+    let server = imds::start(instance());
     let path = "/metadata/instance?api-version=2021-02-01";
     assert_eq!(get(server.port, path, &[]).0, 400, "no Metadata header");
     assert_eq!(
@@ -83,7 +84,7 @@ fn mirror_serves_the_release_layout_and_corrupts_on_request() {
     let tree = dir.path().join("tree");
     mirror::build_release_tree(&tree, "v1.37.1", &[("kubelet", source.clone())]).unwrap();
     let base = "/release/v1.37.1/bin/linux/amd64";
-    let good = mirror::start(tree.clone(), mirror::Behaviour::default()).unwrap();
+    let good = mirror::start(tree.clone(), mirror::Behaviour::default());
     let (status, body) = get(good.port, &format!("{base}/kubelet"), &[]);
     assert_eq!(status, 200);
     let (_, sum) = get(good.port, &format!("{base}/kubelet.sha256"), &[]);
@@ -99,11 +100,47 @@ fn mirror_serves_the_release_layout_and_corrupts_on_request() {
             corrupt: Some("kubelet".into()),
             ..Default::default()
         },
-    )
-    .unwrap();
+    );
     let (_, corrupted) = get(bad.port, &format!("{base}/kubelet"), &[]);
     assert_eq!(corrupted.len(), body.len());
     assert_ne!(corrupted, body);
+}
+
+/// What the faults run relies on to reboot a worker in the middle of a download.
+#[test]
+fn a_slowed_mirror_paces_its_answer_and_logs_it_in_progress_until_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("tool");
+    std::fs::write(&source, vec![7u8; 200_000]).unwrap();
+    let tree = dir.path().join("tree");
+    mirror::build_release_tree(&tree, "v1.37.1", &[("kubelet", source)]).unwrap();
+    let server = mirror::start(
+        tree,
+        mirror::Behaviour {
+            bytes_per_second: Some(400_000),
+            ..Default::default()
+        },
+    );
+    let port = server.port;
+    let started = Instant::now();
+    let fetch =
+        std::thread::spawn(move || get(port, "/release/v1.37.1/bin/linux/amd64/kubelet", &[]));
+    std::thread::sleep(Duration::from_millis(200));
+    let during = server.hits();
+    let (status, body) = fetch.join().unwrap();
+    let took = started.elapsed();
+    assert_eq!((status, body.len()), (200, 200_000));
+    assert!(
+        took >= Duration::from_millis(400),
+        "200 kB at 400 kB/s in {took:?}"
+    );
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0].status, 0, "still being sent after 200 ms");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.hits()[0].status != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.hits()[0].status, 200);
 }
 
 fn section(name: &str, data: &[u8]) -> String {

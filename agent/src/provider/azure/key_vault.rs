@@ -13,7 +13,7 @@ use reqwest::blocking::{Client, Response};
 use serde::Deserialize;
 
 use super::environment::Environment;
-use crate::provider::{not_json, Report};
+use crate::provider::{http_error, not_json, Report};
 use crate::retry::{retry_after_seconds, Backoff, Failure};
 
 const IDENTITY_API_VERSION: &str = "2018-02-01";
@@ -64,7 +64,7 @@ impl<'a> KeyVault<'a> {
                         .get(&url)
                         .bearer_auth(token.expose())
                         .send()
-                        .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
+                        .map_err(|e| http_error(&format!("Key Vault {vault}"), &e))?;
                     let bundle: SecretBundle = json(
                         check(
                             response,
@@ -98,7 +98,7 @@ impl<'a> KeyVault<'a> {
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(body.clone())
                         .send()
-                        .map_err(|e| anyhow!("Key Vault {vault}: {e}"))?;
+                        .map_err(|e| http_error(&format!("Key Vault {vault}"), &e))?;
                     check(
                         response,
                         &format!("Key Vault {vault}, secret {name}"),
@@ -129,7 +129,7 @@ impl<'a> KeyVault<'a> {
             ])
             .header("Metadata", "true")
             .send()
-            .map_err(|e| anyhow!("IMDS identity endpoint: {e}"))?;
+            .map_err(|e| http_error("IMDS identity endpoint", &e))?;
         let token: IdentityToken = json(
             check(
                 response,
@@ -175,6 +175,6 @@ fn check(response: Response, what: &str, access: &str) -> Result<Response, Failu
 fn json<T: serde::de::DeserializeOwned>(response: Response, what: &str) -> Result<T, Failure> {
     let body = response
         .bytes()
-        .map_err(|e| anyhow!("reading the {what}: {e}"))?;
+        .map_err(|e| http_error(&format!("reading the {what}"), &e))?;
     serde_json::from_slice(&body).map_err(|e| Failure::permanent(not_json(what, &e)))
 }

@@ -59,11 +59,19 @@ impl Node {
 
     pub fn status_json(&self) -> serde_json::Value {
         let out = self.run(&["status", "--output", "json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        // Exit 4 exactly when a phase failed (docs/cli.md#exit-codes).
+        let failed = status["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["state"] == "failed");
+        assert_eq!(
+            out.status.code(),
+            Some(if failed { 4 } else { 0 }),
+            "{status:#}"
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        status
     }
 }

@@ -1,14 +1,17 @@
-//! A loopback HTTP/1.1 server for tests and the install benchmark: serves files from memory,
-//! honours `Range: bytes=N-`, counts requests, and misbehaves on demand (status codes, truncated
-//! bodies, resets, stalls, redirects, added latency). One request per connection.
+//! A release mirror for tests and the install benchmark, on the kit's loopback HTTP server: serves
+//! files from memory, honours `Range: bytes=N-`, counts requests, and misbehaves on demand (status
+//! codes, truncated bodies, resets, stalls, redirects, added latency).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response};
+use kubeboot_test_kit::http::{LoopbackServer, Peer};
+use tokio::sync::mpsc;
 
 /// Bytes a simulated link moves per round trip (a large TCP window).
 pub const LINK_WINDOW: usize = 4 << 20;
@@ -51,40 +54,26 @@ struct State {
 }
 
 pub struct ReleaseServer {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<Mutex<State>>,
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl ReleaseServer {
     pub fn start() -> ReleaseServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, shared.clone()));
-            }
+        let server = LoopbackServer::start(None, move |request, peer| {
+            serve(request, peer, shared.clone())
         });
-        ReleaseServer {
-            addr,
-            state,
-            _runtime: runtime,
-        }
+        ReleaseServer { server, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     pub fn put(&self, path: &str, body: Vec<u8>) {
@@ -119,26 +108,18 @@ impl ReleaseServer {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    let Some(request) = read_head(&mut stream).await else {
-        return;
-    };
-    let mut lines = request.lines();
-    let target = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/");
-    let (proxied_for, path) = match target.strip_prefix("http://") {
-        Some(rest) => {
-            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            (Some(host.to_string()), path.to_string())
-        }
-        None => (None, target.to_string()),
-    };
-    let range_from = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
-        .and_then(|(_, v)| v.trim().strip_prefix("bytes="))
+type Body = BoxBody<Bytes, std::io::Error>;
+
+async fn serve(request: Request<Incoming>, peer: Peer, state: Arc<Mutex<State>>) -> Response<Body> {
+    let uri = request.uri();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    // An absolute-form target (`GET http://host/path`): asked as a proxy.
+    let proxied_for = uri.authority().map(|a| a.to_string());
+    let range_from = request
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
         .and_then(|v| v.strip_suffix('-'))
         .and_then(|v| v.parse::<u64>().ok());
     let (file, fault, latency) = {
@@ -158,7 +139,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         (state.files.get(&path).cloned(), fault, state.latency)
     };
     pause(latency).await;
-    let _ = respond(&mut stream, file, fault, range_from, latency).await;
+    respond(file, fault, range_from, latency, peer)
 }
 
 /// Sleeps unless `latency` is zero (a zero sleep still waits for the next timer tick).
@@ -168,84 +149,102 @@ async fn pause(latency: Duration) {
     }
 }
 
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        head.extend_from_slice(&buf[..n]);
+fn status(code: u16, location: Option<&str>) -> Response<Body> {
+    let mut response = Response::builder().status(code);
+    if let Some(location) = location {
+        response = response.header("Location", location);
     }
-    String::from_utf8(head).ok()
+    response
+        .body(Empty::new().map_err(|never| match never {}).boxed())
+        .expect("a valid response")
 }
 
-async fn respond(
-    stream: &mut TcpStream,
+fn respond(
     file: Option<Arc<Vec<u8>>>,
     fault: Option<Fault>,
     range_from: Option<u64>,
     latency: Duration,
-) -> std::io::Result<()> {
+    peer: Peer,
+) -> Response<Body> {
     if let Some(Fault::Status(code)) = fault {
-        return write_status(stream, code, "").await;
+        return status(code, None);
     }
     if let Some(Fault::Redirect(location)) = &fault {
-        return write_status(stream, 302, &format!("Location: {location}\r\n")).await;
+        return status(302, Some(location));
     }
     let Some(file) = file else {
-        return write_status(stream, 404, "").await;
+        return status(404, None);
     };
     let start = range_from.unwrap_or(0).min(file.len() as u64) as usize;
-    let body = &file[start..];
-    let head = match range_from {
-        Some(_) => format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-            body.len(),
-            file.len().saturating_sub(1),
-            file.len()
+    let length = file.len() - start;
+    let response = match range_from {
+        Some(_) => Response::builder().status(206).header(
+            "Content-Range",
+            format!(
+                "bytes {start}-{}/{}",
+                file.len().saturating_sub(1),
+                file.len()
+            ),
         ),
-        None => format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-            body.len()
-        ),
+        None => Response::builder()
+            .status(200)
+            .header("Accept-Ranges", "bytes"),
     };
-    stream.write_all(head.as_bytes()).await?;
+    // The body is written by a task of its own, so faults can pace it, cut it or reset the link.
+    let (frames, received) = mpsc::channel(1);
+    tokio::spawn(send_body(file, start, fault, latency, peer, frames));
+    let body = StreamBody::new(futures_util::stream::unfold(
+        received,
+        |mut received| async move { received.recv().await.map(|frame| (frame, received)) },
+    ));
+    response
+        .header("Content-Length", length)
+        .body(BodyExt::boxed(body))
+        .expect("a valid response")
+}
+
+type FrameSender = mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+
+async fn send_body(
+    file: Arc<Vec<u8>>,
+    start: usize,
+    fault: Option<Fault>,
+    latency: Duration,
+    peer: Peer,
+    frames: FrameSender,
+) {
+    let body = &file[start..];
+    let data = |bytes: &[u8]| Ok(Frame::data(Bytes::copy_from_slice(bytes)));
     match fault {
+        // Fewer bytes than announced: the connection closes after them.
         Some(Fault::Truncate(n)) => {
-            stream.write_all(&body[..n.min(body.len())]).await?;
-            stream.shutdown().await
+            let _ = frames.send(data(&body[..n.min(body.len())])).await;
         }
         Some(Fault::Reset(n)) => {
-            stream.write_all(&body[..n.min(body.len())]).await?;
-            stream.flush().await?;
+            let _ = frames.send(data(&body[..n.min(body.len())])).await;
             // Let the bytes leave before the reset discards the send queue.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            stream.set_zero_linger()
+            if peer.reset_on_close().is_ok() {
+                let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+                let _ = frames.send(Err(reset)).await;
+            }
         }
         Some(Fault::Trickle { chunk, interval }) => {
             for piece in body.chunks(chunk.max(1)) {
                 tokio::time::sleep(interval).await;
-                stream.write_all(piece).await?;
+                if frames.send(data(piece)).await.is_err() {
+                    return;
+                }
             }
-            Ok(())
         }
         _ => {
             // A link with `latency` round trips moves at most one window per round trip.
             for window in body.chunks(LINK_WINDOW) {
-                stream.write_all(window).await?;
+                if frames.send(data(window)).await.is_err() {
+                    return;
+                }
                 pause(latency).await;
             }
-            stream.shutdown().await
         }
     }
-}
-
-async fn write_status(stream: &mut TcpStream, code: u16, headers: &str) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {code} Status {code}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.shutdown().await
 }

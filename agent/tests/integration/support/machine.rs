@@ -164,6 +164,11 @@ impl Machine {
         self.fs.path(node_path)
     }
 
+    /// Where the program `name` is found on this machine's PATH (a stand-in, linked).
+    pub fn on_path(&self, name: &str) -> PathBuf {
+        self.path.path().join(name)
+    }
+
     /// `program` as it runs on this machine: stand-ins rooted here, first on PATH, and a HOME of
     /// the test's own (kubectl keeps a cache there).
     pub fn command(&self, program: &Path) -> Command {

@@ -10,7 +10,6 @@ pub mod state;
 pub(crate) mod tokens;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,31 +182,12 @@ async fn serve(
         "kube-apiserver: serving securely on {addr} (Kubernetes {})",
         server.git_version
     );
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        let acceptor = acceptor.clone();
+    kubeboot_test_kit::http::serve(listener, Some(tls), move |request, peer| {
         let server = server.clone();
-        tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let peer = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.as_ref().to_vec());
-            let svc = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                let peer = peer.clone();
-                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+        async move { server.handle(request, peer.certificate).await }
+    })
+    .await?;
+    Ok(())
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -262,32 +242,6 @@ fn status_with_details(
     )
 }
 
-/// Decodes `%XX` escapes and `+` in a query component.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A request body as JSON, or kube-apiserver's 400 naming the kind it expected.
 fn json_body(body: &[u8], kind: &str) -> Result<Value, Reply> {
     serde_json::from_slice(body).map_err(|e| {
@@ -303,16 +257,7 @@ impl Server {
     async fn handle(&self, req: Request<Incoming>, peer: Option<Vec<u8>>) -> Reply {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let query: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-            })
-            .collect();
+        let query = kubeboot_test_kit::http::query(req.uri());
         let content_type = req
             .headers()
             .get("content-type")

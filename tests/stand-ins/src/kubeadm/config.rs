@@ -142,6 +142,7 @@ pub struct ClusterConfiguration {
     pub kubernetes_version: String,
     pub control_plane_endpoint: String,
     pub certificates_dir: String,
+    pub encryption_algorithm: String,
     pub cluster_name: String,
     pub networking: Networking,
     pub api_server: Component,

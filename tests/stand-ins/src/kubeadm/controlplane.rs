@@ -94,7 +94,7 @@ impl Node<'_> {
     }
 
     fn issue(&self, ca: &Ca, name: &str, leaf: Leaf) -> Result<()> {
-        let (cert, key) = ca.issue(&leaf)?;
+        let (cert, key) = ca.issue(&leaf, &self.cluster.encryption_algorithm)?;
         fsx::write(&self.pki(&format!("{name}.crt")), cert, 0o644)?;
         fsx::write(&self.pki(&format!("{name}.key")), key, 0o600)
     }
@@ -239,7 +239,10 @@ impl Node<'_> {
             ));
         }
         for (file, user, groups, server) in files {
-            let (cert, key) = ca.issue(&Leaf::client(user, &groups))?;
+            let (cert, key) = ca.issue(
+                &Leaf::client(user, &groups),
+                &self.cluster.encryption_algorithm,
+            )?;
             let kc = KubeConfig::with_user(
                 &self.cluster.cluster_name,
                 &server,

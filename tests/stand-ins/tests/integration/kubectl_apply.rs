@@ -199,10 +199,10 @@ fn kubectl_is_refused_without_a_cluster_client_certificate_and_in_a_missing_name
             &stranger.path("/etc/kubernetes/pki/ca.key"),
         )
         .unwrap();
-        ca.issue(&kubeboot_stand_ins::pki::Leaf::client(
-            "kubernetes-admin",
-            &["kubeadm:cluster-admins"],
-        ))
+        ca.issue(
+            &kubeboot_stand_ins::pki::Leaf::client("kubernetes-admin", &["kubeadm:cluster-admins"]),
+            "ECDSA-P256",
+        )
         .unwrap()
     };
     let kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();

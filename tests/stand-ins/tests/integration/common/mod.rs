@@ -203,6 +203,7 @@ kind: ClusterConfiguration
 kubernetesVersion: v1.35.0
 clusterName: kubeboot
 controlPlaneEndpoint: 127.0.0.1:{port}
+encryptionAlgorithm: ECDSA-P256
 networking:
   dnsDomain: cluster.local
   podSubnet: 10.244.0.0/16
