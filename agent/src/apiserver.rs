@@ -12,7 +12,6 @@ use anyhow::{Context as _, Result};
 use kubeboot_nodeconfig::NodeConfig;
 use serde_json::{json, Value};
 
-use crate::fsx;
 use crate::root::Root;
 use crate::{paths, policy};
 
@@ -273,10 +272,10 @@ pub fn write_server_files(root: &Root, config: &NodeConfig) -> Result<bool> {
         .map(|f| parent(f.path))
         .chain([log_dir.as_str()])
     {
-        fsx::create_dir_with_mode(&root.path(dir), 0o700)?;
+        root.create_dir_with_mode(dir, 0o700)?;
     }
     for file in &files {
-        changed |= fsx::write_if_changed(&root.path(file.path), file.contents.as_bytes(), 0o600)?;
+        changed |= root.write_if_changed(file.path, file.contents.as_bytes(), 0o600)?;
     }
     Ok(changed)
 }

@@ -24,9 +24,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(root: Root, config: NodeConfig, dry_run: bool) -> Self {
+    /// A context whose commands run, or, when `root` is a dry run's, are printed.
+    pub fn new(root: Root, config: NodeConfig) -> Self {
+        Self::with_runner(root.clone(), config, Runner::new(root))
+    }
+
+    pub fn with_runner(root: Root, config: NodeConfig, runner: Runner) -> Self {
         Self {
-            runner: Runner::new(root.clone(), dry_run),
+            runner,
             root,
             config,
             current_phase: Cell::new("-"),
@@ -35,13 +40,19 @@ impl Context {
 
     /// Reads and validates the NodeConfig at `config_path` (a path on the machine running the
     /// agent, not under the root) or, when absent, at `/etc/kubeboot/node.yaml` under the root.
-    pub fn load(root: Root, config_path: Option<&Path>, dry_run: bool) -> Result<Self> {
+    pub fn load(root: Root, config_path: Option<&Path>) -> Result<Self> {
         let config = read_config(&root, config_path)?;
-        Ok(Self::new(root, config, dry_run))
+        Ok(Self::new(root, config))
     }
 
+    /// A dry run: writes go to the root's overlay, commands are printed, no marker is written.
     pub fn dry_run(&self) -> bool {
-        self.runner.dry_run()
+        self.root.overlay().is_some()
+    }
+
+    /// Whether commands really run (see `Runner::runs_commands`).
+    pub fn runs_commands(&self) -> bool {
+        self.runner.runs_commands()
     }
 
     pub fn set_phase(&self, name: &'static str) {
@@ -52,9 +63,9 @@ impl Context {
         self.current_phase.get()
     }
 
-    /// A node path as a command argument: where the file really is (under --root in tests).
+    /// A node path as a command argument: where the file is on the node (under --root in tests).
     pub fn arg_path(&self, node_path: &str) -> String {
-        self.root.path(node_path).display().to_string()
+        self.root.live_path(node_path).display().to_string()
     }
 
     /// Records why the current phase waits (its `.waiting` record, which `status` shows) and

@@ -153,12 +153,23 @@ pub struct DeadlineExceeded {
     pub deadline: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Runner {
     root: Root,
-    dry_run: bool,
+    mode: Mode,
     /// See [`DEADLINE_CAP_ENV`].
     deadline_cap: Option<Duration>,
+}
+
+/// Whether commands run.
+#[derive(Debug)]
+enum Mode {
+    Run,
+    /// A dry run: each command is printed instead.
+    Print,
+    /// Unit tests: each command is recorded instead, for the test to read.
+    #[cfg(test)]
+    Record(std::sync::Mutex<Vec<String>>),
 }
 
 /// Lines of a failed command's stderr kept in the error message.
@@ -210,19 +221,46 @@ enum Event {
 }
 
 impl Runner {
-    pub fn new(root: Root, dry_run: bool) -> Self {
+    /// Runs commands, or prints them when `root` is a dry run's.
+    pub fn new(root: Root) -> Self {
+        let mode = if root.overlay().is_some() {
+            Mode::Print
+        } else {
+            Mode::Run
+        };
         let deadline_cap = std::env::var(DEADLINE_CAP_ENV)
             .ok()
             .and_then(|v| humantime::parse_duration(&v).ok());
         Self {
             root,
-            dry_run,
+            mode,
             deadline_cap,
         }
     }
 
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
+    /// Runs no command but records each (unit tests).
+    #[cfg(test)]
+    pub fn recording(root: Root) -> Self {
+        Self {
+            root,
+            mode: Mode::Record(Default::default()),
+            deadline_cap: None,
+        }
+    }
+
+    /// The commands a recording runner was given, in order.
+    #[cfg(test)]
+    pub fn recorded(&self) -> Vec<String> {
+        match &self.mode {
+            Mode::Record(commands) => commands.lock().unwrap().clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether commands really run (not under dry-run nor in unit tests): what depends on their
+    /// effects (a socket, an API server answering) can only be waited for then.
+    pub fn runs_commands(&self) -> bool {
+        matches!(self.mode, Mode::Run)
     }
 
     pub fn path_of(&self, program: Program) -> PathBuf {
@@ -233,12 +271,20 @@ impl Runner {
     }
 
     /// Runs `cmd` to completion within its deadline and returns its stdout; a non-zero exit is an
-    /// error carrying the tail of its stderr. Under dry-run prints the command and returns empty
-    /// output.
+    /// error carrying the tail of its stderr. Unless commands run, prints (dry run) or records
+    /// (unit tests) it and returns empty output.
     pub fn run(&self, phase: &str, cmd: &Cmd) -> Result<String> {
-        if self.dry_run {
-            println!("[dry-run] {phase}: would run: {cmd}");
-            return Ok(String::new());
+        match &self.mode {
+            Mode::Run => {}
+            Mode::Print => {
+                println!("[dry-run] {phase}: would run: {cmd}");
+                return Ok(String::new());
+            }
+            #[cfg(test)]
+            Mode::Record(commands) => {
+                commands.lock().unwrap().push(cmd.to_string());
+                return Ok(String::new());
+            }
         }
         info!(phase, "running: {cmd}");
         let job = Job::of(cmd);
@@ -247,7 +293,7 @@ impl Runner {
     }
 
     /// Runs a read-only check and reports whether it succeeded (a child killed at its deadline
-    /// did not). Never called under dry-run: callers decide from files alone there.
+    /// did not). Only called when commands run: callers decide from files alone otherwise.
     pub fn probe(&self, phase: &str, cmd: &Cmd) -> bool {
         info!(phase, "checking: {cmd}");
         self.supervise(phase, self.command(cmd), &Job::of(cmd), KILL_GRACE)
@@ -433,7 +479,7 @@ mod tests {
     #[test]
     fn resolves_kube_binaries_under_the_root_and_reports_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let runner = Runner::new(Root::new(dir.path()), false);
+        let runner = Runner::new(Root::new(dir.path()));
         assert_eq!(
             runner.path_of(Program::Kube("kubeadm")),
             dir.path().join("usr/local/bin/kubeadm")
@@ -468,7 +514,7 @@ mod tests {
     #[test]
     fn a_child_past_its_deadline_is_killed_with_its_process_group() {
         let dir = tempfile::tempdir().unwrap();
-        let runner = Runner::new(Root::new(dir.path()), false);
+        let runner = Runner::new(Root::new(dir.path()));
         let pid_file = dir.path().join("sleeper.pid");
         let hang = sh(
             &format!("sleep 300 & echo $! > {}; wait", pid_file.display()),
@@ -505,7 +551,7 @@ mod tests {
 
     #[test]
     fn a_child_ignoring_sigterm_gets_sigkill_after_the_grace() {
-        let runner = Runner::new(Root::new("/nonexistent"), false);
+        let runner = Runner::new(Root::new("/nonexistent"));
         let stubborn = sh(
             "trap '' TERM; while :; do sleep 0.1; done",
             Duration::from_millis(300),
@@ -551,7 +597,7 @@ mod tests {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        let runner = Runner::new(Root::new("/nonexistent"), false);
+        let runner = Runner::new(Root::new("/nonexistent"));
         let (shown, secret) = tracing::subscriber::with_default(subscriber, || {
             let shown = runner
                 .run("test", &sh("echo out-1; echo err-1 >&2; echo out-2", SHORT))
@@ -579,9 +625,18 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_runs_nothing() {
-        let runner = Runner::new(Root::new("/nonexistent"), true);
-        let cmd = Cmd::new(Program::System("false"), Vec::<String>::new(), SHORT);
+    fn dry_run_and_recording_runners_run_nothing() {
+        let node = tempfile::tempdir().unwrap();
+        let overlay = tempfile::tempdir().unwrap();
+        let dry = Root::new(node.path())
+            .with_overlay(crate::overlay::Overlay::kept_in(overlay.path(), node.path()).unwrap());
+        let cmd = Cmd::new(Program::System("false"), ["--flag"], SHORT);
+        let runner = Runner::new(dry);
+        assert!(!runner.runs_commands());
         assert_eq!(runner.run("test", &cmd).unwrap(), "");
+        let recording = Runner::recording(Root::new(node.path()));
+        assert!(!recording.runs_commands());
+        assert_eq!(recording.run("test", &cmd).unwrap(), "");
+        assert_eq!(recording.recorded(), ["false --flag"]);
     }
 }

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use anyhow::Result;
 
 use crate::context::Context;
-use crate::fsx;
 use crate::paths::HOSTS_FILE;
 use crate::root::Root;
 
@@ -42,8 +41,8 @@ pub fn map_endpoint(root: &Root, name: &str, address: IpAddr) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e.into()),
     };
-    fsx::write_if_changed(
-        &path,
+    root.write_if_changed(
+        HOSTS_FILE,
         with_mapping(&current, name, address).as_bytes(),
         0o644,
     )

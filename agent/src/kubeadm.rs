@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use crate::apiserver;
 use crate::context::Context;
 use crate::facts::{NodeFacts, NodeKind};
-use crate::fsx;
 use crate::kubelet::{cri_socket, kubelet_configuration, kubelet_extra_args};
 use crate::paths;
 
@@ -32,12 +31,9 @@ const ENCRYPTION_ALGORITHM: &str = "ECDSA-P256";
 /// changed.
 pub fn write_config(ctx: &Context, config: &NodeConfig) -> Result<bool> {
     let text = render(config, &ctx.facts()?)?;
-    fsx::create_dir_with_mode(&ctx.root.path(paths::CONFIG_DIR), 0o700)?;
-    fsx::write_if_changed(
-        &ctx.root.path(paths::KUBEADM_CONFIG),
-        text.as_bytes(),
-        0o600,
-    )
+    ctx.root.create_dir_with_mode(paths::CONFIG_DIR, 0o700)?;
+    ctx.root
+        .write_if_changed(paths::KUBEADM_CONFIG, text.as_bytes(), 0o600)
 }
 
 fn args(pairs: &[(String, String)]) -> Value {

@@ -8,19 +8,18 @@ use tracing::warn;
 
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
-use crate::fsx;
 use crate::paths::{self, PKI_DIR};
 use crate::root::Root;
 
 /// Writes the shared CAs and the service-account key pair where kubeadm expects them.
 pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {
-    fsx::create_dir_with_mode(&root.path(paths::PKI_DIR), 0o700)?;
-    fsx::create_dir_with_mode(&root.path(format!("{PKI_DIR}/etcd")), 0o700)?;
+    root.create_dir_with_mode(paths::PKI_DIR, 0o700)?;
+    root.create_dir_with_mode(format!("{PKI_DIR}/etcd"), 0o700)?;
     for (_, stem, public_part, pair) in pki.pairs() {
-        let public = root.path(format!("{PKI_DIR}/{stem}.{}", public_part.extension()));
-        let private = root.path(format!("{PKI_DIR}/{stem}.key"));
-        fsx::write_if_changed(&public, pair.public.as_bytes(), 0o644)?;
-        fsx::write_if_changed(&private, pair.private.expose().as_bytes(), 0o600)?;
+        let public = format!("{PKI_DIR}/{stem}.{}", public_part.extension());
+        let private = format!("{PKI_DIR}/{stem}.key");
+        root.write_if_changed(public, pair.public.as_bytes(), 0o644)?;
+        root.write_if_changed(private, pair.private.expose().as_bytes(), 0o600)?;
     }
     Ok(())
 }
@@ -63,6 +62,7 @@ pub fn reset(ctx: &Context, why: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx;
     use crate::testing::Sandbox;
 
     #[test]

@@ -18,6 +18,7 @@ pub mod kubeadm_node;
 pub mod kubelet;
 pub mod logging;
 pub mod markers;
+pub mod overlay;
 pub mod paths;
 pub mod phases;
 pub mod policy;

@@ -5,13 +5,11 @@
 //! and the node facts the metadata phase derived. Everything lives under `/var/lib/kubeboot/`.
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fsx;
 use crate::paths::{self, PHASES_DIR};
 use crate::root::Root;
 
@@ -56,20 +54,33 @@ impl<'a> Markers<'a> {
         Self { root }
     }
 
-    fn path(&self, phase: &str, ext: &str) -> PathBuf {
-        self.root.path(format!("{PHASES_DIR}/{phase}.{ext}"))
+    /// The node path of a phase's record.
+    fn node_path(&self, phase: &str, ext: &str) -> String {
+        format!("{PHASES_DIR}/{phase}.{ext}")
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, phase: &str, ext: &str) -> Result<Option<T>> {
+        read_json(&self.root.path(self.node_path(phase, ext)))
+    }
+
+    fn write<T: Serialize>(&self, phase: &str, ext: &str, value: &T) -> Result<()> {
+        write_json(self.root, &self.node_path(phase, ext), value)
+    }
+
+    fn remove(&self, phase: &str, ext: &str) -> Result<()> {
+        self.root.remove_file(self.node_path(phase, ext))
     }
 
     pub fn done(&self, phase: &str) -> Result<Option<DoneRecord>> {
-        read_json(&self.path(phase, "done"))
+        self.read(phase, "done")
     }
 
     pub fn failed(&self, phase: &str) -> Result<Option<FailedRecord>> {
-        read_json(&self.path(phase, "failed"))
+        self.read(phase, "failed")
     }
 
     pub fn waiting(&self, phase: &str) -> Result<Option<WaitingRecord>> {
-        read_json(&self.path(phase, "waiting"))
+        self.read(phase, "waiting")
     }
 
     /// Records why the phase waits; `since` is kept from the record of the same wait.
@@ -85,12 +96,12 @@ impl<'a> Markers<'a> {
             since,
             time: now,
         };
-        write_json(&self.path(phase, "waiting"), &record)
+        self.write(phase, "waiting", &record)
     }
 
     /// The wait is over (it worked, or the phase ends either way).
     pub fn clear_waiting(&self, phase: &str) -> Result<()> {
-        remove_if_present(&self.path(phase, "waiting"))
+        self.remove(phase, "waiting")
     }
 
     /// Records success and clears any earlier failure. Call only once the effects are durable.
@@ -109,9 +120,9 @@ impl<'a> Markers<'a> {
                 .as_millis() as u64,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        write_json(&self.path(phase, "done"), &record)?;
+        self.write(phase, "done", &record)?;
         self.clear_waiting(phase)?;
-        remove_if_present(&self.path(phase, "failed"))
+        self.remove(phase, "failed")
     }
 
     pub fn record_failed(&self, phase: &str, message: &str) -> Result<()> {
@@ -120,12 +131,12 @@ impl<'a> Markers<'a> {
             time: timestamp(SystemTime::now()),
         };
         self.clear_waiting(phase)?;
-        write_json(&self.path(phase, "failed"), &record)
+        self.write(phase, "failed", &record)
     }
 
     /// Forgets that a phase is done (its invariant no longer holds), so it runs again.
     pub fn clear_done(&self, phase: &str) -> Result<()> {
-        remove_if_present(&self.path(phase, "done"))
+        self.remove(phase, "done")
     }
 
     pub fn all_done(&self) -> bool {
@@ -143,18 +154,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
     }
 }
 
-pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+/// Writes `value` as JSON to the node path `node_path` (0644).
+pub fn write_json<T: Serialize>(root: &Root, node_path: &str, value: &T) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(value)?;
     text.push(b'\n');
-    fsx::write_atomic(path, &text, 0o644)
-}
-
-fn remove_if_present(path: &std::path::Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => fsx::sync_dir(path.parent().expect("marker paths have a parent")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
+    root.write_atomic(node_path, &text, 0o644)
 }
 
 #[cfg(test)]

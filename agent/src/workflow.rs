@@ -17,7 +17,6 @@ use crate::artifacts;
 use crate::context::Context;
 use crate::error::Stop;
 use crate::facts::NodeKind;
-use crate::fsx;
 use crate::markers::{self, DoneRecord, FailedRecord, Markers, WaitingRecord};
 use crate::paths::{self, DONE_MARKER};
 use crate::phases::{Step, STEPS};
@@ -221,36 +220,17 @@ const WRITTEN_TREES: &[&str] = &[
 /// the kubelet's tree (/var/lib/kubelet, which holds pod volume mounts): the agent writes neither.
 const WRITTEN_DIRS: &[&str] = &[paths::ETC_DIR];
 
-type Sweep = fn(&std::path::Path) -> Result<Vec<std::path::PathBuf>>;
-
-/// Takes the run lock, then removes the partial staging files a killed run left behind (its
-/// writes are atomic, but a SIGKILL skips the clean-up of the temporary file it was filling).
-fn begin_run(ctx: &Context) -> Result<Flock<File>> {
-    let path = ctx.root.path(paths::RUN_LOCK);
-    fs::create_dir_all(path.parent().expect("the lock has a directory"))
-        .with_context(|| format!("creating the directory of {}", path.display()))?;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        anyhow::anyhow!(
-            "another kubeboot-agent run holds {} ({errno}); not running twice at once",
-            path.display()
-        )
-    })?;
-    let trees = WRITTEN_TREES
-        .iter()
-        .map(|t| (t, fsx::remove_staging_leftovers as Sweep));
-    let dirs = WRITTEN_DIRS
-        .iter()
-        .map(|d| (d, fsx::remove_staging_leftovers_in as Sweep));
-    for (tree, sweep) in trees.chain(dirs) {
+/// Takes the run lock (a dry run too, so that it cannot read the node while a real run writes
+/// it), then removes the partial staging files a killed run left behind (its writes are atomic,
+/// but a SIGKILL skips the clean-up of the temporary file it was filling); a dry run only says it
+/// would.
+fn begin_run(ctx: &Context) -> Result<Option<Flock<File>>> {
+    let lock = take_run_lock(ctx)?;
+    let trees = WRITTEN_TREES.iter().map(|t| (t, true));
+    let dirs = WRITTEN_DIRS.iter().map(|d| (d, false));
+    for (tree, recursive) in trees.chain(dirs) {
         // A leftover only wastes space: a tree that cannot be swept must not stop the node.
-        match sweep(&ctx.root.path(tree)) {
+        match ctx.root.remove_staging_leftovers(tree, recursive) {
             Ok(removed) => {
                 for leftover in removed {
                     warn!(
@@ -265,15 +245,42 @@ fn begin_run(ctx: &Context) -> Result<Flock<File>> {
     Ok(lock)
 }
 
+/// The exclusive run lock. A dry run writes nothing on the node, so it locks the lock file only
+/// where a real run created it: None where none ever ran (a real run that starts meanwhile then
+/// runs beside it, and the dry run's diff may show a half-written node).
+fn take_run_lock(ctx: &Context) -> Result<Option<Flock<File>>> {
+    let path = ctx.root.live_path(paths::RUN_LOCK);
+    let file = if ctx.dry_run() {
+        match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        }
+    } else {
+        fs::create_dir_all(path.parent().expect("the lock has a directory"))
+            .with_context(|| format!("creating the directory of {}", path.display()))?;
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?
+    };
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "another kubeboot-agent run holds {} ({errno}); not running twice at once",
+            path.display()
+        )
+    })?;
+    Ok(Some(lock))
+}
+
 /// Runs the selected stages in order; stops at the first failure (recorded in its `.failed`).
 /// Under dry-run no markers are written, so a later real run still does everything.
 pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
     selection.check()?;
-    let _lock = if ctx.dry_run() {
-        None
-    } else {
-        Some(begin_run(ctx)?)
-    };
+    let _lock = begin_run(ctx)?;
     let markers = Markers::new(&ctx.root);
     for stage in Stage::all() {
         let name = stage.name();
@@ -362,7 +369,8 @@ fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -
     }
     let facts = ctx.facts()?;
     markers::write_json(
-        &ctx.root.path(paths::DONE_MARKER),
+        &ctx.root,
+        paths::DONE_MARKER,
         &json!({
             "finishedAt": markers::timestamp(SystemTime::now()),
             "node": facts.node_name,

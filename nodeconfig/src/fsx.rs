@@ -36,10 +36,21 @@ pub fn remove_staging_leftovers_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn sweep(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
+    let removed = staging_leftovers(dir, recursive)?;
+    for path in &removed {
+        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        sync_dir(parent(path)?)?;
+    }
+    Ok(removed)
+}
+
+/// The staging files under `dir` (in its subdirectories too when `recursive`, not following
+/// symlinks; a missing `dir` has none), without removing them: what a dry run would remove.
+pub fn staging_leftovers(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
         Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
     };
     for entry in entries {
@@ -47,7 +58,7 @@ fn sweep(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
         let (path, kind) = (entry.path(), entry.file_type()?);
         if kind.is_dir() {
             if recursive {
-                removed.extend(sweep(&path, true)?);
+                found.extend(staging_leftovers(&path, true)?);
             }
         } else if kind.is_file()
             && entry
@@ -55,14 +66,10 @@ fn sweep(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
                 .to_string_lossy()
                 .starts_with(STAGING_PREFIX)
         {
-            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            removed.push(path);
+            found.push(path);
         }
     }
-    if !removed.is_empty() {
-        sync_dir(dir)?;
-    }
-    Ok(removed)
+    Ok(found)
 }
 
 /// A temporary file in `path`'s directory (created if missing, 0755), to be filled and then moved
@@ -100,15 +107,19 @@ fn parent(path: &Path) -> Result<&Path> {
 /// Like `write_atomic`, but leaves the file alone (and returns false) when it already has exactly
 /// these contents and mode: re-running a phase then changes nothing on disk.
 pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<bool> {
-    if let Ok(meta) = fs::metadata(path) {
-        if meta.permissions().mode() & 0o7777 == mode
-            && fs::read(path).ok().as_deref() == Some(contents)
-        {
-            return Ok(false);
-        }
+    if has_contents(path, contents, mode) {
+        return Ok(false);
     }
     write_atomic(path, contents, mode)?;
     Ok(true)
+}
+
+/// Whether `path` is a file with exactly these contents and mode.
+pub fn has_contents(path: &Path, contents: &[u8], mode: u32) -> bool {
+    fs::metadata(path).is_ok_and(|meta| {
+        meta.permissions().mode() & 0o7777 == mode
+            && fs::read(path).ok().as_deref() == Some(contents)
+    })
 }
 
 /// Makes a rename or create in `dir` durable.

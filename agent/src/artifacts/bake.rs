@@ -13,7 +13,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{install_with, ArtifactSet, BakedManifest, InstallOptions, InstallReport};
-use crate::fsx;
 use crate::paths;
 use crate::root::Root;
 
@@ -71,11 +70,7 @@ pub fn bake(set: &ArtifactSet, root: &Root, options: &InstallOptions) -> Result<
 /// into the `.wants` directory of every target its `[Install]` section names.
 pub fn install_units(root: &Root) -> Result<()> {
     for (name, text) in UNITS {
-        fsx::write_if_changed(
-            &root.path(Path::new(UNIT_DIR).join(name)),
-            text.as_bytes(),
-            0o644,
-        )?;
+        root.write_if_changed(Path::new(UNIT_DIR).join(name), text.as_bytes(), 0o644)?;
     }
     let unit_text = UNITS
         .iter()
@@ -113,7 +108,7 @@ fn wanted_by(unit: &str) -> Vec<&str> {
 pub fn prepare_first_boot(root: &Root) -> Result<()> {
     // Empty, not absent: systemd then generates a fresh id at first boot (and treats the boot as
     // the first one, running presets), which is what Debian's image builds do.
-    fsx::write_atomic(&root.path(MACHINE_ID), b"", 0o444)?;
+    root.write_atomic(MACHINE_ID, b"", 0o444)?;
     // Debian links D-Bus' id to /etc/machine-id; a private copy would keep the build VM's id.
     let dbus = root.path(DBUS_MACHINE_ID);
     if fs::symlink_metadata(&dbus).is_ok_and(|m| !m.file_type().is_symlink()) {

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::source::{Provided, Source};
 use super::{progress::Progress, sha256_file, Artifact, Members, Payload, SourceKind};
-use crate::fsx;
 use crate::root::Root;
 
 /// What `bake` installed into the image, with digests.
@@ -54,7 +53,7 @@ impl BakedManifest {
     pub fn save(&self, root: &Root) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        fsx::write_atomic(&root.path(BAKED_MANIFEST_PATH), &json, 0o644)
+        root.write_atomic(BAKED_MANIFEST_PATH, &json, 0o644)
     }
 }
 

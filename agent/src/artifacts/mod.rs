@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::fsx;
 use crate::retry::Backoff;
 use crate::root::Root;
 
@@ -273,8 +272,8 @@ fn bare_version(version: &str) -> &str {
 /// Writes containerd's unit for the release installed in /usr/local/bin; true when it changed
 /// (systemd then needs a daemon-reload before containerd is restarted).
 pub fn write_containerd_unit(root: &Root) -> Result<bool> {
-    fsx::write_if_changed(
-        &root.path(CONTAINERD_UNIT),
+    root.write_if_changed(
+        CONTAINERD_UNIT,
         include_str!("../../files/containerd.service").as_bytes(),
         0o644,
     )
@@ -421,9 +420,10 @@ impl InstallReport {
     }
 }
 
-/// Installs `set` for the current phase (under dry-run: says what it would install).
+/// Installs `set` for the current phase. Where commands do not run (a dry run, unit tests) it
+/// only says what it would install: no download.
 pub fn install_for_phase(ctx: &crate::context::Context, set: &ArtifactSet) -> Result<()> {
-    if ctx.dry_run() {
+    if !ctx.runs_commands() {
         for a in &set.artifacts {
             println!(
                 "[dry-run] {}: would install {} {} (baked, else {})",
@@ -515,7 +515,7 @@ async fn install_async(
     for o in obtained {
         let mut files = o.in_place;
         for staged in o.staged {
-            fsx::commit_staged(staged.file, &root.path(&staged.record.path), 0o755)?;
+            root.commit_staged(staged.file, &staged.record.path, 0o755)?;
             files.push(staged.record);
         }
         report.artifacts.push(InstalledArtifact {

@@ -10,7 +10,6 @@ use super::baked::{Baked, BakedFile};
 use super::fetch::Fetcher;
 use super::progress::Progress;
 use super::{sha256_file, tarball, Artifact, InstallOptions, Payload, SourceKind};
-use crate::fsx;
 use crate::root::Root;
 
 pub(super) trait Source: Send + Sync {
@@ -134,7 +133,7 @@ impl Source for Mirror {
                 Payload::Binary { path } => path.clone(),
                 Payload::Tarball { dir, .. } => dir.join(&artifact.name),
             };
-            let mut download = fsx::staging_file(&root.path(&staged_next_to))?;
+            let mut download = root.staging_file(&staged_next_to)?;
             let bytes = self
                 .fetcher
                 .download(artifact, &expected, &mut download, progress)

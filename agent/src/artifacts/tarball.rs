@@ -16,7 +16,6 @@ use tar::EntryType;
 use super::baked::BakedFile;
 use super::source::Staged;
 use super::{Artifact, HashingWriter, Members, Payload};
-use crate::fsx;
 use crate::root::Root;
 
 pub(super) fn extract(tarball: &File, artifact: &Artifact, root: &Root) -> Result<Vec<Staged>> {
@@ -60,7 +59,7 @@ pub(super) fn extract(tarball: &File, artifact: &Artifact, root: &Root) -> Resul
             continue;
         }
         let node_path = dir.join(&name);
-        let mut file = fsx::staging_file(&root.path(&node_path))?;
+        let mut file = root.staging_file(&node_path)?;
         let mut hashing = HashingWriter::new(file.as_file_mut());
         io::copy(&mut entry, &mut hashing).with_context(|| format!("extracting {name}"))?;
         let sha256 = hashing.digest();

@@ -33,7 +33,7 @@ struct Plan {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = Context::load(args.node.root(), args.node.config(), true)?;
+    let ctx = Context::load(args.node.root(), args.node.config())?;
     let stages = plan(&ctx)?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&Plan { stages })?),

@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ctx = Context::load(args.node.root(), args.node.config(), false)?;
+    let ctx = Context::load(args.node.root(), args.node.config())?;
     if !ctx.config.is_master() {
         return Err(Stop::BadConfig(
             "rotate-join-token runs on masters only: this node is a worker".into(),

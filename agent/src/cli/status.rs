@@ -39,7 +39,7 @@ pub fn collect(args: &Args) -> Result<Status> {
         ))
         .into());
     }
-    let ctx = Context::load(root.clone(), args.node.config(), true).ok();
+    let ctx = Context::load(root.clone(), args.node.config()).ok();
     let node = match &ctx {
         Some(ctx) => ctx.try_facts()?,
         None => None,

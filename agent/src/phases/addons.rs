@@ -11,7 +11,6 @@ use kubeboot_nodeconfig::{Cni, NodeConfig, ProviderName};
 
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
-use crate::fsx;
 use crate::paths;
 use crate::phases::Phase;
 
@@ -71,20 +70,17 @@ impl Phase for Addons {
         Ok(ctx.config.addons.cni != Cni::None || ctx.config.provider.name == ProviderName::Azure)
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let dir = ctx.root.path(paths::ADDONS_DIR);
         let manifests = render(&ctx.config)?;
-        fsx::create_dir_with_mode(&dir, 0o755)?;
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let ours = manifests
-                .iter()
-                .any(|(name, _)| path.file_name() == Some(name.as_ref()));
-            if !ours {
-                std::fs::remove_file(&path)?;
+        ctx.root.create_dir_with_mode(paths::ADDONS_DIR, 0o755)?;
+        let node_path = |name: &str| format!("{}/{name}", paths::ADDONS_DIR);
+        for path in ctx.root.list_dir(paths::ADDONS_DIR)? {
+            if !manifests.iter().any(|(name, _)| node_path(name) == path) {
+                ctx.root.remove_file(&path)?;
             }
         }
         for (name, text) in &manifests {
-            fsx::write_if_changed(&dir.join(name), text.as_bytes(), 0o644)?;
+            ctx.root
+                .write_if_changed(node_path(name), text.as_bytes(), 0o644)?;
         }
         let (admin_conf, addons_dir) = (
             ctx.arg_path(paths::ADMIN_CONF),
@@ -111,6 +107,7 @@ impl Phase for Addons {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
     use kubeboot_nodeconfig::{AzureProvider, ProviderConfig};
 

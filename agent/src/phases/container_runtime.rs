@@ -25,7 +25,6 @@ use tracing::info;
 use crate::artifacts::{self, ArtifactSet, BIN_DIR, CONTAINERD_UNIT};
 use crate::context::Context;
 use crate::exec::Cmd;
-use crate::fsx;
 use crate::paths::{self, CONTAINERD_CONFIG, CONTAINERD_SOCKET};
 use crate::phases::Phase;
 use crate::retry::Backoff;
@@ -86,15 +85,12 @@ impl Phase for ContainerRuntime {
             ctx.exec(&Cmd::systemctl(["daemon-reload"]))?;
         }
         let config = render_config(&ctx.config.cluster.kubernetes_version)?;
-        fsx::write_if_changed(
-            &ctx.root.path(paths::CONTAINERD_CONFIG),
-            config.as_bytes(),
-            0o644,
-        )?;
+        ctx.root
+            .write_if_changed(paths::CONTAINERD_CONFIG, config.as_bytes(), 0o644)?;
         // Enabling only matters at the next boot (it is restarted just below): no daemon reload.
         ctx.exec(&Cmd::systemctl(["enable", "--no-reload", "containerd"]))?;
         ctx.exec(&Cmd::systemctl(["restart", "containerd"]))?;
-        if ctx.dry_run() {
+        if !ctx.runs_commands() {
             return Ok(());
         }
         wait_for_file(&ctx.root.path(paths::CONTAINERD_SOCKET), SOCKET_DEADLINE)?;
@@ -125,6 +121,7 @@ impl Phase for ContainerRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
 
     #[test]
@@ -158,7 +155,7 @@ mod tests {
             unit.contains("ExecStart=/usr/local/bin/containerd\n"),
             "{unit}"
         );
-        // Under dry-run nothing is installed, so the binary is missing: verify says so.
+        // Where commands do not run nothing is installed, so the binary is missing: verify says so.
         let error = ContainerRuntime.verify(&ctx).unwrap_err().to_string();
         assert!(error.contains("/usr/local/bin/containerd"), "{error}");
     }

@@ -106,7 +106,7 @@ impl Phase for ControlPlaneInit {
         ]
         .iter()
         .all(|f| ctx.root.path(f).exists());
-        if control_plane_written && !ctx.dry_run() && api_answers(ctx) {
+        if control_plane_written && ctx.runs_commands() && api_answers(ctx) {
             info!(
                 phase = self.name(),
                 "the control plane is up; finishing init idempotently"

@@ -8,7 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use crate::context::Context;
 use crate::paths;
@@ -42,8 +42,7 @@ impl Phase for Harden {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         for (path, _, want) in too_open(ctx) {
-            fs::set_permissions(ctx.root.path(path), fs::Permissions::from_mode(want))
-                .with_context(|| format!("setting the mode of {path}"))?;
+            ctx.root.set_mode(path, want)?;
         }
         Ok(())
     }

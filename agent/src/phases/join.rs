@@ -107,7 +107,7 @@ impl Phase for Join {
             // and only the kubelet registers the node. Starting a running unit changes nothing.
             ctx.exec(&Cmd::systemctl(["start", "kubelet"]))?;
         } else {
-            if !ctx.dry_run() {
+            if ctx.runs_commands() {
                 ctx.waiting_on(|report| {
                     wait_for_endpoint(
                         &ctx.config.cluster.control_plane_endpoint,

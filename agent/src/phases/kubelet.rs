@@ -14,7 +14,6 @@ use anyhow::Result;
 
 use crate::context::Context;
 use crate::exec::Cmd;
-use crate::fsx;
 use crate::paths;
 use crate::phases::Phase;
 
@@ -29,13 +28,13 @@ impl Phase for Kubelet {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         // 0600: CIS 4.1.1 wants the kubelet's service files readable by root only.
-        fsx::write_if_changed(
-            &ctx.root.path(paths::KUBELET_UNIT),
+        ctx.root.write_if_changed(
+            paths::KUBELET_UNIT,
             include_bytes!("../../../units/kubelet.service"),
             0o600,
         )?;
-        fsx::write_if_changed(
-            &ctx.root.path(paths::KUBELET_DROP_IN),
+        ctx.root.write_if_changed(
+            paths::KUBELET_DROP_IN,
             include_bytes!("../../../units/kubelet.service.d/10-kubeadm.conf"),
             0o600,
         )?;
@@ -58,5 +57,11 @@ mod tests {
         assert_idempotent(&Kubelet, &ctx);
         let drop_in = std::fs::read_to_string(sandbox.root().path(paths::KUBELET_DROP_IN)).unwrap();
         assert!(drop_in.contains("ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS"));
+        // The units are reloaded after they are written, then the kubelet enabled (on each run).
+        let once = [
+            "systemctl daemon-reload",
+            "systemctl enable --no-reload kubelet",
+        ];
+        assert_eq!(ctx.runner.recorded(), [once, once].concat());
     }
 }

@@ -137,7 +137,7 @@ impl Phase for Metadata {
                 .as_deref()
                 .unwrap_or("none (provider none)")
         );
-        markers::write_json(&ctx.root.path(FACTS_FILE), &facts)
+        markers::write_json(&ctx.root, FACTS_FILE, &facts)
     }
     fn verify(&self, ctx: &Context) -> Result<()> {
         ctx.facts().map(drop)

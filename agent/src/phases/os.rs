@@ -18,7 +18,6 @@ use tracing::info;
 
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
-use crate::fsx;
 use crate::paths;
 use crate::phases::Phase;
 use crate::root::Root;
@@ -74,9 +73,8 @@ pub fn without_swap(fstab: &str) -> String {
 }
 
 fn apply_sysctl(ctx: &Context, key: &str, value: &str) -> Result<()> {
-    let path = ctx
-        .root
-        .path(format!("/proc/sys/{}", key.replace('.', "/")));
+    let node_path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let path = ctx.root.live_path(&node_path);
     if ctx.root.is_system() {
         // procfs files exist already and cannot be replaced by rename: write in place.
         std::fs::OpenOptions::new()
@@ -85,7 +83,9 @@ fn apply_sysctl(ctx: &Context, key: &str, value: &str) -> Result<()> {
             .and_then(|mut f| f.write_all(value.as_bytes()))
             .with_context(|| format!("setting {key} through {}", path.display()))
     } else {
-        fsx::write_if_changed(&path, format!("{value}\n").as_bytes(), 0o644).map(drop)
+        ctx.root
+            .write_if_changed(&node_path, format!("{value}\n").as_bytes(), 0o644)
+            .map(drop)
     }
 }
 
@@ -115,11 +115,8 @@ impl Phase for Os {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         let modules: String = MODULES.iter().map(|m| format!("{m}\n")).collect();
-        fsx::write_if_changed(
-            &ctx.root.path(paths::MODULES_FILE),
-            modules.as_bytes(),
-            0o644,
-        )?;
+        ctx.root
+            .write_if_changed(paths::MODULES_FILE, modules.as_bytes(), 0o644)?;
         for module in MODULES {
             ctx.exec(&Cmd::new(
                 Program::System("modprobe"),
@@ -131,11 +128,8 @@ impl Phase for Os {
             .iter()
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
-        fsx::write_if_changed(
-            &ctx.root.path(paths::SYSCTL_FILE),
-            sysctls.as_bytes(),
-            0o644,
-        )?;
+        ctx.root
+            .write_if_changed(paths::SYSCTL_FILE, sysctls.as_bytes(), 0o644)?;
         if ctx.dry_run() {
             info!(
                 phase = self.name(),
@@ -150,9 +144,9 @@ impl Phase for Os {
         for device in active_swaps(&ctx.root)? {
             swapoff(ctx, &device)?;
         }
-        let fstab = ctx.root.path(paths::FSTAB);
-        if let Ok(text) = std::fs::read_to_string(&fstab) {
-            fsx::write_if_changed(&fstab, without_swap(&text).as_bytes(), 0o644)?;
+        if let Ok(text) = std::fs::read_to_string(ctx.root.path(paths::FSTAB)) {
+            ctx.root
+                .write_if_changed(paths::FSTAB, without_swap(&text).as_bytes(), 0o644)?;
         }
         // Masking swap.target keeps systemd from activating any swap unit at boot. Swap is off
         // now, so the mask only matters from the next boot on: no daemon reload (it took ~6 s of
@@ -172,6 +166,7 @@ impl Phase for Os {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx;
     use crate::testing::{assert_idempotent, fixture, Sandbox};
 
     #[test]
@@ -203,7 +198,7 @@ mod tests {
     #[test]
     fn applies_sysctls_under_the_root_when_not_dry_run() {
         let sandbox = Sandbox::new("node-1");
-        let ctx = Context::new(sandbox.root(), fixture::worker(), false);
+        let ctx = Context::new(sandbox.root(), fixture::worker());
         for (k, v) in SYSCTLS {
             apply_sysctl(&ctx, k, v).unwrap();
         }

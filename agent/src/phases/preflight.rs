@@ -424,6 +424,10 @@ mod tests {
     fn the_containerd_that_will_run_is_the_named_release_else_the_images() {
         let sandbox = Sandbox::new("node-1");
         let root = sandbox.root();
+        // A machine without the image's containerd nor cgroup v2, to start with.
+        for node_path in ["/usr/bin/containerd", CGROUP_V2_MARKER] {
+            root.remove_file(node_path).unwrap();
+        }
         let mut config = fixture::worker();
         let ctx = sandbox.context(config.clone());
         assert_eq!(

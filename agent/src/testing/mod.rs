@@ -1,4 +1,4 @@
-//! Test helpers: NodeConfigs for each node kind and a temporary root with the few files a node
+//! Test helpers: NodeConfigs for each node kind and a temporary root with the files a booted VM
 //! has before the agent runs.
 
 pub mod fixture;
@@ -6,41 +6,34 @@ pub mod fixture;
 use std::collections::BTreeMap;
 
 use kubeboot_nodeconfig::NodeConfig;
+use kubeboot_test_kit::fake_root::FakeRoot;
 use kubeboot_test_kit::snapshot;
 
 use crate::context::Context;
+use crate::exec::Runner;
 use crate::facts::{NodeFacts, NodeKind};
-use crate::fsx;
 use crate::root::Root;
 
-/// A temporary node root with a hostname, an empty /proc/swaps and an fstab.
+/// A temporary node root, as the test kit's `FakeRoot::booted_vm` makes it.
 pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+    fs: FakeRoot,
 }
 
 impl Sandbox {
     pub fn new(hostname: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
-        let write =
-            |p: &str, text: &str| fsx::write_atomic(&root.path(p), text.as_bytes(), 0o644).unwrap();
-        write("/proc/sys/kernel/hostname", &format!("{hostname}\n"));
-        write(
-            "/proc/swaps",
-            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
-        );
-        write("/etc/fstab", "UUID=1234 / ext4 defaults 0 1\n");
-        write("/etc/hosts", "127.0.0.1 localhost\n");
-        Self { dir }
+        Self {
+            fs: FakeRoot::booted_vm(hostname),
+        }
     }
 
     pub fn root(&self) -> Root {
-        Root::new(self.dir.path())
+        Root::new(self.fs.root())
     }
 
-    /// A dry-run context: phases write files but run no command.
+    /// A context whose phases write their files under the sandbox but run no command (the
+    /// runner records them).
     pub fn context(&self, config: NodeConfig) -> Context {
-        Context::new(self.root(), config, true)
+        Context::with_runner(self.root(), config, Runner::recording(self.root()))
     }
 
     /// Writes node facts as the metadata phase would for provider none.
@@ -55,7 +48,7 @@ impl Sandbox {
             taints: config.node.taints.clone(),
             azure: None,
         };
-        crate::markers::write_json(&self.root().path(crate::paths::FACTS_FILE), &facts).unwrap();
+        crate::markers::write_json(&self.root(), crate::paths::FACTS_FILE, &facts).unwrap();
     }
 }
 

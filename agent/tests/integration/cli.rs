@@ -1,10 +1,11 @@
-//! The real binary in dry-run mode: files are written under --root, no command runs; and a real
-//! run refused while another one holds the run lock.
+//! The real binary in dry-run mode: no command runs and nothing under --root changes, the output
+//! says what would; and a real run refused while another one holds the run lock.
 
 use crate::common;
 
 use common::{Node, MASTER_YAML, WORKER_YAML};
 use kubeboot_test_kit::output::text;
+use kubeboot_test_kit::snapshot;
 
 #[test]
 fn dry_run_for_each_node_kind() {
@@ -32,17 +33,43 @@ fn dry_run_for_each_node_kind() {
         ),
     ] {
         let node = Node::new(hostname, yaml);
-        let out = node.run(&["run", "--dry-run"]);
+        let before = snapshot::take(node.root());
+        let kept = tempfile::tempdir().unwrap();
+        let out = node.run(&[
+            "run",
+            "--dry-run",
+            "--dry-run-dir",
+            kept.path().to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(runs), "{kind}: {}", text(&out));
         assert!(!stdout.contains(not_runs), "{kind}: {}", text(&out));
-        let kubeadm = node.read("/etc/kubeboot/kubeadm.yaml");
+        // Nothing under the root changed; the output says what a real run would write, and
+        // withholds the contents of kubeadm's configuration (it holds the join token).
+        assert_eq!(snapshot::take(node.root()), before, "{kind}");
+        assert!(
+            stdout.contains("would write /etc/kubeboot/kubeadm.yaml (0600, "),
+            "{kind}: {}",
+            text(&out)
+        );
+        assert!(
+            stdout.contains("contents withheld"),
+            "{kind}: {}",
+            text(&out)
+        );
+        let kubeadm =
+            std::fs::read_to_string(kept.path().join("etc/kubeboot/kubeadm.yaml")).unwrap();
         assert!(kubeadm.contains("kubeadm.k8s.io/v1beta4"));
-        // Dry runs write files but no markers, so a real run still does everything.
+        // The node facts the metadata phase would write.
+        let facts: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(kept.path().join("var/lib/kubeboot/node-facts.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(facts["kind"], kind);
+        // Dry runs write no markers, so a real run still does everything.
         let status = node.status_json();
         assert_eq!(status["done"], false);
-        assert_eq!(status["node"]["kind"], kind);
         assert!(status["phases"]
             .as_array()
             .unwrap()
@@ -51,6 +78,76 @@ fn dry_run_for_each_node_kind() {
         // No secret on stdout or stderr.
         assert!(!text(&out).contains("0123456789abcdef"), "{}", text(&out));
     }
+}
+
+/// A dry run of a node that ran before: the files a real run changes show as a diff, the run
+/// lock is held as by a real run, and the temporary tree is gone afterwards. The root stays
+/// byte-identical, staging debris of a killed run included (a real run would remove it).
+#[test]
+fn a_dry_run_changes_nothing_and_prints_a_diff_per_file() {
+    let node = Node::new("node-3", WORKER_YAML);
+    node.write(
+        "/etc/containerd/config.toml",
+        "version = 2\n# hand-edited\n",
+    );
+    node.write("/etc/kubeboot/.kubeboot-partial", "left by a killed run");
+    node.write("/var/lib/kubeboot/run.lock", "");
+    let before = snapshot::take(node.root());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = node
+        .agent(&["run", "--dry-run"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(snapshot::take(node.root()), before);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        // A changed file: a unified diff against the node's.
+        "--- /etc/containerd/config.toml\n+++ /etc/containerd/config.toml (dry run)",
+        "-# hand-edited",
+        "SystemdCgroup = true",
+        // A new one: from /dev/null.
+        "--- /dev/null\n+++ /etc/sysctl.d/90-kubeboot.conf (dry run)",
+        // The swap line fstab loses.
+        "+# disabled by kubeboot",
+        "would remove /etc/kubeboot/.kubeboot-partial",
+        "would change the mode of /etc/kubeboot from 0755 to 0700",
+        "nothing was changed",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {}", text(&out));
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+
+    use nix::fcntl::{Flock, FlockArg};
+    let lock = std::fs::File::open(node.path("/var/lib/kubeboot/run.lock")).unwrap();
+    let held = Flock::lock(lock, FlockArg::LockExclusiveNonblock).unwrap();
+    let out = node.run(&["run", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another kubeboot-agent run holds"),
+        "{}",
+        text(&out)
+    );
+    drop(held);
+}
+
+#[test]
+fn a_kept_dry_run_tree_must_be_outside_the_root_and_empty() {
+    let node = Node::new("node-3", WORKER_YAML);
+    let before = snapshot::take(node.root());
+    let inside = node.path("/etc/dry-run");
+    let out = node.run(&[
+        "run",
+        "--dry-run",
+        "--dry-run-dir",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is under --root"), "{}", text(&out));
+    assert_eq!(snapshot::take(node.root()), before);
+    let out = node.run(&["run", "--dry-run-dir", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]

@@ -60,10 +60,21 @@ fn first_master_and_worker_pass_the_audit_and_leak_no_secret() {
     let mut logs = vec![("kubeboot-gen render".to_string(), cluster.output.clone())];
 
     let master = Machine::new("lab-master-0", &cluster.node_yaml("master"));
+    let worker = Machine::new("lab-workers-0", &cluster.node_yaml("workers"));
+    // A dry run first: it prints what it would write (private files by size only).
+    for (name, machine) in [("master", &master), ("worker", &worker)] {
+        let dry_run = machine.agent(&["run", "--dry-run"]);
+        assert!(dry_run.status.success(), "{name}: {}", text(&dry_run));
+        assert!(
+            String::from_utf8_lossy(&dry_run.stdout).contains("/etc/kubeboot/kubeadm.yaml (0600, "),
+            "{name}: {}",
+            text(&dry_run)
+        );
+        logs.push((format!("{name}: agent run --dry-run"), dry_run));
+    }
     let run = master.agent(&["run"]);
     assert!(run.status.success(), "master: {}", text(&run));
     logs.push(("master: agent run".into(), run));
-    let worker = Machine::new("lab-workers-0", &cluster.node_yaml("workers"));
     let run = worker.agent(&["run"]);
     assert!(run.status.success(), "worker: {}", text(&run));
     logs.push(("worker: agent run".into(), run));

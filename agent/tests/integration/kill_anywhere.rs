@@ -507,3 +507,64 @@ fn a_worker_killed_anywhere_converges() {
     };
     every_kill_point(&subject, &|_| None);
 }
+
+/// How many moments of an uninterrupted dry run a dry run is killed at, spread evenly over it.
+const DRY_RUN_KILLS: u32 = 12;
+
+/// Dry runs of a first master and a worker, killed anywhere: the node stays byte-identical (so no
+/// `.kubeboot-*` staging file is left under the root either), and the temporary tree a killed dry
+/// run leaves in $TMPDIR goes with the next dry run.
+#[test]
+fn a_dry_run_killed_anywhere_changes_nothing() {
+    let cluster = Rendered::new(&loopback_spec("kill", "v1.35.0", free_port(), 1));
+    for (hostname, pool) in [("kill-master-0", "master"), ("kill-workers-0", "workers")] {
+        let machine = Machine::new(hostname, &cluster.node_yaml(pool));
+        let before = snapshot::take(machine.root());
+        let tmp = tempfile::tempdir().unwrap();
+        let dry_run = || {
+            let mut cmd = machine.agent_command(&["run", "--dry-run"]);
+            cmd.env("TMPDIR", tmp.path());
+            cmd
+        };
+        let started = Instant::now();
+        let out = dry_run().output().unwrap();
+        let took = started.elapsed();
+        assert!(out.status.success(), "{hostname}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("nothing was changed"),
+            "{hostname}: {}",
+            text(&out)
+        );
+        assert_eq!(snapshot::take(machine.root()), before, "{hostname}");
+        let mut interrupted = 0;
+        for i in 0..DRY_RUN_KILLS {
+            let at = took * i / DRY_RUN_KILLS;
+            let mut child = dry_run()
+                .process_group(0)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(at);
+            match child.try_wait().unwrap() {
+                // Done already (a busy machine runs it faster than the uninterrupted one ran).
+                Some(status) => assert!(status.success(), "{hostname}: {status}"),
+                None => {
+                    interrupted += 1;
+                    killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+                    child.wait().unwrap();
+                }
+            }
+            let after = snapshot::take(machine.root());
+            assert_eq!(after, before, "{hostname}: a dry run killed after {at:?}");
+        }
+        assert!(interrupted > 0, "{hostname}: no dry run was interrupted");
+        eprintln!(
+            "{hostname}: a dry run takes {took:?}; {interrupted} of {DRY_RUN_KILLS} killed while running"
+        );
+        let out = dry_run().output().unwrap();
+        assert!(out.status.success(), "{hostname}: {}", text(&out));
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{hostname}: left in $TMPDIR: {left:?}");
+    }
+}

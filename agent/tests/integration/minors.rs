@@ -12,6 +12,7 @@
 
 use crate::support;
 
+use std::path::Path;
 use std::process::Output;
 
 use kubeboot_nodeconfig::releases::{supported_minors, RELEASES};
@@ -31,13 +32,15 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-/// `kubeadm config validate --config FILE` of the stand-in playing `release`.
-fn kubeadm_validate(machine: &Machine, release: &str, node_path: &str) -> Output {
+/// `kubeadm config validate --config FILE` of the stand-in playing `release`, for the node path
+/// `node_path` under the directory `root` (the machine's, or where a dry run kept its files).
+fn kubeadm_validate(machine: &Machine, release: &str, root: &Path, node_path: &str) -> Output {
     machine
         .command(&binaries().join("kubeadm"))
+        .env("STANDIN_ROOT", root)
         .env("STANDIN_KUBERNETES_VERSION", release)
         .args(["config", "validate", "--config"])
-        .arg(machine.node(node_path))
+        .arg(root.join(&node_path[1..]))
         .output()
         .unwrap()
 }
@@ -82,7 +85,7 @@ fn bring_up_and_validate(minor: u64) {
             text(&run)
         );
         for config in [KUBEADM_CONFIG, KUBELET_CONFIG] {
-            let check = kubeadm_validate(&machine, &release, config);
+            let check = kubeadm_validate(&machine, &release, machine.root(), config);
             assert!(
                 check.status.success(),
                 "{hostname}: {config} is not valid for {release}: {}",
@@ -113,15 +116,23 @@ fn the_strict_validation_is_live() {
     // nothing.
     let cluster = Rendered::new(&loopback_spec("strict", "v1.35.0", free_port(), 1));
     let machine = Machine::new("strict-workers-0", &cluster.node_yaml("workers"));
-    let dry_run = machine.agent(&["run", "--dry-run"]);
+    // The configuration the worker would write, kept by a dry run.
+    let kept = tempfile::tempdir().unwrap();
+    let dry_run = machine.agent(&[
+        "run",
+        "--dry-run",
+        "--dry-run-dir",
+        kept.path().to_str().unwrap(),
+    ]);
     assert!(dry_run.status.success(), "{}", text(&dry_run));
-    let valid = kubeadm_validate(&machine, "v1.35.0", KUBEADM_CONFIG);
+    let written = kept.path().join(&KUBEADM_CONFIG[1..]);
+    let valid = kubeadm_validate(&machine, "v1.35.0", kept.path(), KUBEADM_CONFIG);
     assert!(valid.status.success(), "{}", text(&valid));
-    let config = std::fs::read_to_string(machine.node(KUBEADM_CONFIG)).unwrap();
+    let config = std::fs::read_to_string(&written).unwrap();
     let tampered = config.replacen("nodeRegistration:", "nodeRegistration:\n  colour: blue", 1);
     assert_ne!(config, tampered);
-    std::fs::write(machine.node(KUBEADM_CONFIG), tampered).unwrap();
-    let invalid = kubeadm_validate(&machine, "v1.35.0", KUBEADM_CONFIG);
+    std::fs::write(&written, tampered).unwrap();
+    let invalid = kubeadm_validate(&machine, "v1.35.0", kept.path(), KUBEADM_CONFIG);
     assert!(!invalid.status.success(), "{}", text(&invalid));
     assert!(
         String::from_utf8_lossy(&invalid.stderr).contains("nodeRegistration.colour"),

@@ -8,6 +8,7 @@
 use crate::common;
 use crate::support::fake_cloud;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -72,15 +73,31 @@ fn finish(child: Child) -> std::process::Output {
 }
 
 fn assert_private_with(node: &Node, path: &str, needle: &str) {
+    assert_private_under(node.root(), path, needle);
+}
+
+/// `assert_private_with` for the node path `path` under the directory `root`.
+fn assert_private_under(root: &Path, path: &str, needle: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let text = node.read(path);
+    let file = root.join(path.trim_start_matches('/'));
+    let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(needle), "{path}: {text}");
-    let mode = std::fs::metadata(node.path(path))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path}");
+}
+
+/// `run --only join --dry-run`, keeping the files the join would write: the returned directory
+/// holds them at their node paths.
+fn dry_run_join(node: &Node, fake: &FakeAzure) -> tempfile::TempDir {
+    let kept = tempfile::tempdir().unwrap();
+    let dir = kept.path().to_str().unwrap();
+    let out = run(
+        node,
+        fake,
+        &["run", "--only", "join", "--dry-run", "--dry-run-dir", dir],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    kept
 }
 
 /// The PKI secret as the generator writes it: `SharedPki` as JSON, encryption key included.
@@ -242,10 +259,10 @@ fn join_uses_the_token_the_vault_has_at_join_time() {
     assert!(out.status.success(), "{}", text(&out));
     // The masters put a new token in the vault; a worker created now joins with it.
     fake.put_secret("bootstrap-token", NEXT_TOKEN);
-    let out = run(&node, &fake, &["run", "--only", "join", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_private_with(&node, KUBEADM_YAML, NEXT_TOKEN);
-    assert!(!node.read(KUBEADM_YAML).contains(TOKEN));
+    let kept = dry_run_join(&node, &fake);
+    assert_private_under(kept.path(), KUBEADM_YAML, NEXT_TOKEN);
+    let written = std::fs::read_to_string(kept.path().join(&KUBEADM_YAML[1..])).unwrap();
+    assert!(!written.contains(TOKEN));
 }
 
 #[test]
@@ -269,8 +286,7 @@ fn a_master_reads_the_pki_and_encryption_key_from_the_vault() {
     assert_private_with(&node, kubeboot_agent::paths::ENCRYPTION_CONFIG_FILE, key);
     assert_private_with(&node, KUBEADM_YAML, TOKEN);
     // This is an extra master (ordinal 3): join writes the shared CA keys from the vault.
-    let out = run(&node, &fake, &["run", "--only", "join", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let kept = dry_run_join(&node, &fake);
     let ca_key = pki["ca"]["private"].as_str().unwrap();
-    assert_private_with(&node, "/etc/kubernetes/pki/ca.key", ca_key.trim());
+    assert_private_under(kept.path(), "/etc/kubernetes/pki/ca.key", ca_key.trim());
 }
