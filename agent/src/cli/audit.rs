@@ -19,12 +19,10 @@ pub enum RoleArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub node: super::NodeArgs,
+    pub report: super::ReportArgs,
     /// Audit as this role instead of reading it from the NodeConfig.
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
-    #[arg(long, short, value_enum, default_value = "text")]
-    pub output: super::OutputFormat,
 }
 
 fn role(args: &Args) -> Result<Role> {
@@ -34,8 +32,9 @@ fn role(args: &Args) -> Result<Role> {
             RoleArg::Worker => Role::Worker,
         });
     }
-    let root = args.node.root();
+    let root = args.report.node.root();
     let path = args
+        .report
         .node
         .config
         .clone()
@@ -53,8 +52,8 @@ fn role(args: &Args) -> Result<Role> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let role = role(&args)?;
-    let report = audit::run(&Node::new(args.node.root())?, role);
-    match args.output {
+    let report = audit::run(&Node::new(args.report.node.root())?, role);
+    match args.report.output {
         super::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         super::OutputFormat::Text => {
             for check in &report.checks {

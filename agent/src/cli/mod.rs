@@ -72,6 +72,15 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Options of the subcommands that report on this node (plan, status, audit).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
 /// Options of the subcommands that read this node's NodeConfig.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {

@@ -10,13 +10,7 @@ use crate::context::Context;
 use crate::markers::Markers;
 use crate::workflow::{stage_state, Applicability, Invariants, Progress, Stage};
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub node: super::NodeArgs,
-    #[arg(long, short, value_enum, default_value = "text")]
-    pub output: OutputFormat,
-}
+pub type Args = super::ReportArgs;
 
 /// What `run` would do with one stage, and why (`action` is one of run, done, rerun, retry, skip,
 /// decide).

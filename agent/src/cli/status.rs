@@ -14,13 +14,7 @@ use crate::facts::NodeFacts;
 use crate::markers::Markers;
 use crate::workflow::{self, PhaseState, PhaseStatus};
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub node: super::NodeArgs,
-    #[arg(long, short, value_enum, default_value = "text")]
-    pub output: OutputFormat,
-}
+pub type Args = super::ReportArgs;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
