@@ -322,3 +322,31 @@ fn rotate_join_token_is_refused_on_workers_and_without_a_vault() {
         assert!(!node.path("/var/lib/kubeboot").exists(), "{}", text(&out));
     }
 }
+
+/// The root mounted read-only (in a private mount namespace, so nothing outside the test sees
+/// the mount): a dry run still completes, because it writes nothing under the root.
+#[test]
+fn a_dry_run_completes_on_a_read_only_root() {
+    let node = Node::new("node-1", MASTER_YAML);
+    let before = snapshot::take(node.root());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && touch "$1/probe" 2>/dev/null && echo "the root is writable" >&2 && exit 99; shift; exec "$@""#)
+        .arg("sh")
+        .arg(node.root())
+        .arg(env!("CARGO_BIN_EXE_kubeboot-agent"))
+        .args(["run", "--dry-run", "--root"])
+        .arg(node.root())
+        .env("TMPDIR", tmp.path())
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing was changed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot::take(node.root()), before);
+}
