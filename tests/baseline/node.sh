@@ -108,6 +108,8 @@ kind: ClusterConfiguration
 clusterName: $CLUSTER_NAME
 kubernetesVersion: $KUBERNETES_VERSION
 controlPlaneEndpoint: $ENDPOINT
+# The keys kubeboot's kubeadm.yaml asks for too (the stand-in kubeadm makes no others).
+encryptionAlgorithm: ECDSA-P256
 networking:
   podSubnet: $POD_CIDR
   serviceSubnet: $SERVICE_CIDR
