@@ -20,7 +20,12 @@ pub struct Context {
     pub root: Root,
     pub config: NodeConfig,
     pub runner: Runner,
-    current_phase: Cell<&'static str>,
+}
+
+thread_local! {
+    /// The phase this thread runs: the runner runs each phase in a thread of its own, beside
+    /// others whose needs are met (see `workflow::run`), so the phase is per thread.
+    static CURRENT_PHASE: Cell<&'static str> = const { Cell::new("-") };
 }
 
 impl Context {
@@ -34,7 +39,6 @@ impl Context {
             runner,
             root,
             config,
-            current_phase: Cell::new("-"),
         }
     }
 
@@ -55,12 +59,13 @@ impl Context {
         self.runner.runs_commands()
     }
 
+    /// Names the phase this thread runs, for logs, markers and commands.
     pub fn set_phase(&self, name: &'static str) {
-        self.current_phase.set(name);
+        CURRENT_PHASE.with(|phase| phase.set(name));
     }
 
     pub fn phase(&self) -> &'static str {
-        self.current_phase.get()
+        CURRENT_PHASE.with(Cell::get)
     }
 
     /// A node path as a command argument: where the file is on the node (under --root in tests).

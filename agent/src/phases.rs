@@ -1,6 +1,9 @@
-//! THE list of phases, in order, and which kind of node runs each. Everything else (the runner,
-//! `plan`, `status`) walks this list, then the final marker (`workflow::Stage`). One phase per
-//! file under `phases/`.
+//! THE list of phases, in order, which kind of node runs each and which phases each needs done
+//! first. Everything else (the runner, `plan`, `status`) walks this list, then the final marker
+//! (`workflow::Stage`). The runner starts a phase as soon as the phases it needs are done, beside
+//! whatever else is running (the downloads of `install` while `os` and `container-runtime` prepare
+//! the machine), as kops nodeup runs its tasks as a dependency graph; the list order is one valid
+//! order of that graph. One phase per file under `phases/`.
 
 use anyhow::Result;
 
@@ -37,10 +40,12 @@ pub trait Phase: Sync {
     }
 }
 
-/// A phase and the node kinds it runs on.
+/// A phase, the node kinds it runs on, and the phases it needs done (or skipped, or not for this
+/// node) before it starts: its inputs come from their outputs. Each names an earlier step.
 pub struct Step {
     pub phase: &'static dyn Phase,
     pub runs_on: &'static [NodeKind],
+    pub after: &'static [&'static str],
 }
 
 use NodeKind::{ExtraMaster, FirstMaster, Worker};
@@ -51,23 +56,48 @@ const MASTERS: &[NodeKind] = &[FirstMaster, ExtraMaster];
 
 #[rustfmt::skip]
 pub static STEPS: &[Step] = &[
-    Step { phase: &preflight::Preflight, runs_on: EVERY_NODE },
-    Step { phase: &metadata::Metadata, runs_on: EVERY_NODE },
-    Step { phase: &os::Os, runs_on: EVERY_NODE },
-    Step { phase: &container_runtime::ContainerRuntime, runs_on: EVERY_NODE },
-    Step { phase: &install::Install, runs_on: EVERY_NODE },
-    Step { phase: &kubelet::Kubelet, runs_on: EVERY_NODE },
-    Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE },
-    Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER },
-    Step { phase: &join::Join, runs_on: JOINING_NODES },
-    Step { phase: &harden::Harden, runs_on: EVERY_NODE },
-    Step { phase: &addons::Addons, runs_on: FIRST_MASTER },
-    Step { phase: &join_token::JoinToken, runs_on: MASTERS },
+    Step { phase: &preflight::Preflight, runs_on: EVERY_NODE, after: &[] },
+    // The node's name, kind and (from a vault) secrets.
+    Step { phase: &metadata::Metadata, runs_on: EVERY_NODE, after: &["preflight"] },
+    Step { phase: &os::Os, runs_on: EVERY_NODE, after: &["preflight"] },
+    // containerd wants the kernel modules (overlay) and sysctls of `os`.
+    Step { phase: &container_runtime::ContainerRuntime, runs_on: EVERY_NODE, after: &["os"] },
+    // Needs only the NodeConfig: the downloads run while the machine is prepared.
+    Step { phase: &install::Install, runs_on: EVERY_NODE, after: &["preflight"] },
+    Step { phase: &kubelet::Kubelet, runs_on: EVERY_NODE, after: &["container-runtime", "install"] },
+    Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE, after: &["metadata"] },
+    Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER, after: &["kubelet", "kubeadm-config"] },
+    Step { phase: &join::Join, runs_on: JOINING_NODES, after: &["kubelet", "kubeadm-config"] },
+    // The files kubeadm leaves behind, on every kind of node.
+    Step { phase: &harden::Harden, runs_on: EVERY_NODE, after: &["control-plane-init", "join"] },
+    Step { phase: &addons::Addons, runs_on: FIRST_MASTER, after: &["control-plane-init"] },
+    Step { phase: &join_token::JoinToken, runs_on: MASTERS, after: &["control-plane-init", "join"] },
 ];
 
 impl Step {
     /// True when the phase runs whatever the node's kind (so the kind need not be known yet).
     pub fn runs_on_every_node(&self) -> bool {
         EVERY_NODE.iter().all(|k| self.runs_on.contains(k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every phase a step waits for is an earlier step, so the list order is an order the
+    /// runner may take (no cycle, no unknown name).
+    #[test]
+    fn every_step_needs_only_earlier_steps() {
+        for (i, step) in STEPS.iter().enumerate() {
+            for needed in step.after {
+                let at = STEPS.iter().position(|s| s.phase.name() == *needed);
+                assert!(
+                    at.is_some_and(|at| at < i),
+                    "{} needs {needed}, which is not an earlier step",
+                    step.phase.name()
+                );
+            }
+        }
     }
 }

@@ -54,6 +54,14 @@ impl Stage {
         }
     }
 
+    /// The stages this one starts after: a phase's `after`, and for the final marker every phase.
+    pub fn after(&self) -> Vec<&'static str> {
+        match self {
+            Stage::Phase(step) => step.after.to_vec(),
+            Stage::FinalMarker => STEPS.iter().map(|step| step.phase.name()).collect(),
+        }
+    }
+
     fn applicability(&self, ctx: &Context) -> Result<Applicability> {
         let Stage::Phase(step) = self else {
             return Ok(Applicability::Applies);
@@ -276,74 +284,130 @@ fn take_run_lock(ctx: &Context) -> Result<Option<Flock<File>>> {
     Ok(Some(lock))
 }
 
-/// Runs the selected stages in order; stops at the first failure (recorded in its `.failed`).
-/// Under dry-run no markers are written, so a later real run still does everything.
+/// Runs the selected stages, each as soon as the stages it needs (`Stage::after`) are finished,
+/// beside any other that is ready; after the first failure (recorded in its `.failed`) it starts
+/// nothing more, lets the running ones finish and returns that failure. Under dry-run no markers
+/// are written, so a later real run still does everything.
 pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
     selection.check()?;
     let _lock = begin_run(ctx)?;
     let markers = Markers::new(&ctx.root);
-    for stage in Stage::all() {
-        let name = stage.name();
-        if selection.only.as_deref().is_some_and(|only| only != name) {
-            continue;
-        }
-        if selection.skip.contains(name) {
-            info!(phase = name, "skipped (--skip)");
-            continue;
-        }
-        ctx.set_phase(name);
-        let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
-        match state.applicability {
-            Applicability::Applies => {}
-            Applicability::NotForKind(_) | Applicability::NotNeeded if selection.only.is_none() => {
-                info!(phase = name, "{}", state.applicability);
-                continue;
-            }
-            other => {
-                return Err(Stop::BadConfig(format!(
-                    "phase {name} cannot run on this node now: {other}"
-                ))
-                .into())
-            }
-        }
-        match state.progress {
-            Progress::Done(_) => {
-                info!(phase = name, "already done");
-                continue;
-            }
-            Progress::Stale(_, why) => {
-                warn!(phase = name, "done earlier, but {why}; running it again");
-                if !ctx.dry_run() {
-                    markers.clear_done(name)?;
+    let stages: Vec<Stage> = Stage::all().collect();
+    let index = |name: &str| stages.iter().position(|s| s.name() == name);
+    let needs: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|stage| stage.after().into_iter().filter_map(index).collect())
+        .collect();
+    run_graph(&needs, |i| run_stage(ctx, &markers, selection, stages[i]))
+}
+
+/// Runs `task(i)` for every i, each in a thread of its own once every task `needs[i]` names has
+/// finished, as many at once as are ready; after a failure it starts no more tasks and returns
+/// the first failure once the running ones have finished. `needs` must name only earlier tasks.
+fn run_graph(needs: &[Vec<usize>], task: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    let mut started = vec![false; needs.len()];
+    let mut finished = vec![false; needs.len()];
+    let mut running = 0;
+    let mut failure: Option<anyhow::Error> = None;
+    std::thread::scope(|scope| {
+        let (report, reports) = std::sync::mpsc::channel();
+        loop {
+            if failure.is_none() {
+                for (i, needed) in needs.iter().enumerate() {
+                    if !started[i] && needed.iter().all(|&n| finished[n]) {
+                        started[i] = true;
+                        running += 1;
+                        let (report, task) = (report.clone(), &task);
+                        scope.spawn(move || {
+                            // A panic would otherwise leave the loop waiting for this report.
+                            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || task(i),
+                            ))
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the phase panicked")));
+                            report.send((i, outcome)).expect("the runner waits for every task");
+                        });
+                    }
                 }
             }
-            Progress::NotDone => {}
+            if running == 0 {
+                break;
+            }
+            let (i, outcome) = reports.recv().expect("a task is running");
+            running -= 1;
+            finished[i] = true;
+            if let Err(e) = outcome {
+                match &failure {
+                    None => failure = Some(e),
+                    Some(_) => warn!("another phase failed as well: {e:#}"),
+                }
+            }
         }
-        info!(phase = name, "starting: {}", stage.description());
-        let started = SystemTime::now();
-        let clock = Instant::now();
-        let outcome = match stage {
-            Stage::Phase(step) => step.phase.run(ctx),
-            Stage::FinalMarker => write_final_marker(ctx, &markers, selection),
-        };
-        match outcome {
-            Ok(()) => {
-                if !ctx.dry_run() {
-                    markers.record_done(name, started, SystemTime::now())?;
-                }
-                info!(phase = name, "done in {} ms", clock.elapsed().as_millis());
-            }
-            Err(e) => {
-                let message = format!("{e:#}");
-                warn!(phase = name, "failed: {message}");
-                if !ctx.dry_run() {
-                    markers.record_failed(name, &message)?;
-                }
-                return Err(e.context(format!("phase {name} failed")));
-            }
+    });
+    failure.map_or(Ok(()), Err)
+}
+
+/// Runs one stage if it is selected, applies and is not done; records its markers.
+fn run_stage(ctx: &Context, markers: &Markers, selection: &Selection, stage: Stage) -> Result<()> {
+    let name = stage.name();
+    if selection.only.as_deref().is_some_and(|only| only != name) {
+        return Ok(());
+    }
+    if selection.skip.contains(name) {
+        info!(phase = name, "skipped (--skip)");
+        return Ok(());
+    }
+    ctx.set_phase(name);
+    let state = stage_state(Some(ctx), markers, stage, Invariants::Check)?;
+    match state.applicability {
+        Applicability::Applies => {}
+        Applicability::NotForKind(_) | Applicability::NotNeeded if selection.only.is_none() => {
+            info!(phase = name, "{}", state.applicability);
+            return Ok(());
+        }
+        other => {
+            return Err(Stop::BadConfig(format!(
+                "phase {name} cannot run on this node now: {other}"
+            ))
+            .into())
         }
     }
-    Ok(())
+    match state.progress {
+        Progress::Done(_) => {
+            info!(phase = name, "already done");
+            return Ok(());
+        }
+        Progress::Stale(_, why) => {
+            warn!(phase = name, "done earlier, but {why}; running it again");
+            if !ctx.dry_run() {
+                markers.clear_done(name)?;
+            }
+        }
+        Progress::NotDone => {}
+    }
+    info!(phase = name, "starting: {}", stage.description());
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let outcome = match stage {
+        Stage::Phase(step) => step.phase.run(ctx),
+        Stage::FinalMarker => write_final_marker(ctx, markers, selection),
+    };
+    match outcome {
+        Ok(()) => {
+            if !ctx.dry_run() {
+                markers.record_done(name, started, SystemTime::now())?;
+            }
+            info!(phase = name, "done in {} ms", clock.elapsed().as_millis());
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            warn!(phase = name, "failed: {message}");
+            if !ctx.dry_run() {
+                markers.record_failed(name, &message)?;
+            }
+            Err(e.context(format!("phase {name} failed")))
+        }
+    }
 }
 
 /// Writes `/var/lib/kubeboot/done` (the agent's systemd unit does not start again once it exists)
@@ -386,6 +450,10 @@ fn write_final_marker(ctx: &Context, markers: &Markers, selection: &Selection) -
 pub struct PhaseStatus {
     pub name: &'static str,
     pub state: PhaseState,
+    /// The phases it starts after (`Stage::after`).
+    pub after: Vec<&'static str>,
+    /// The done phases whose recorded run overlapped this one's in time.
+    pub ran_beside: Vec<&'static str>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
@@ -409,7 +477,7 @@ pub enum PhaseState {
 /// context (no readable NodeConfig) applicability is unknown, so not-done phases are pending.
 pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<PhaseStatus>> {
     let markers = Markers::new(root);
-    Stage::all()
+    let mut statuses = Stage::all()
         .map(|stage| {
             let StageState {
                 applicability,
@@ -435,6 +503,8 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
             Ok(PhaseStatus {
                 name: stage.name(),
                 state,
+                after: stage.after(),
+                ran_beside: Vec::new(),
                 started_at: done.as_ref().map(|d| d.started_at.clone()),
                 finished_at: done.as_ref().map(|d| d.finished_at.clone()),
                 duration_ms: done.as_ref().map(|d| d.duration_ms),
@@ -442,32 +512,120 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
                 waiting,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let intervals: Vec<Option<(SystemTime, SystemTime)>> =
+        statuses.iter().map(recorded_interval).collect();
+    let names: Vec<&'static str> = statuses.iter().map(|status| status.name).collect();
+    for (i, status) in statuses.iter_mut().enumerate() {
+        let Some((start, finish)) = intervals[i] else {
+            continue;
+        };
+        status.ran_beside = names
+            .iter()
+            .zip(&intervals)
+            .enumerate()
+            .filter(|(j, (_, other))| *j != i && other.is_some_and(|(s, f)| s < finish && start < f))
+            .map(|(_, (name, _))| *name)
+            .collect();
+    }
+    Ok(statuses)
+}
+
+/// When a done phase ran, from its marker (None where it is not done or the times do not parse).
+fn recorded_interval(status: &PhaseStatus) -> Option<(SystemTime, SystemTime)> {
+    let parse = |at: &Option<String>| humantime::parse_rfc3339(at.as_deref()?).ok();
+    Some((parse(&status.started_at)?, parse(&status.finished_at)?))
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use super::*;
     use crate::artifacts::BAKED_MANIFEST_PATH;
 
+    /// Tasks 1 and 2 need only task 0: they run at the same time (each waits, with a deadline,
+    /// until the other has started), and task 3, which needs both, starts after they finished.
+    #[test]
+    fn the_graph_runs_ready_tasks_side_by_side_and_in_order_of_needs() {
+        let needs = vec![vec![], vec![0], vec![0], vec![1, 2]];
+        let (started_1, seen_by_2) = mpsc::channel();
+        let (started_2, seen_by_1) = mpsc::channel();
+        let channels = Mutex::new([Some((started_1, seen_by_1)), Some((started_2, seen_by_2))]);
+        let log = Mutex::new(Vec::new());
+        run_graph(&needs, |i| {
+            log.lock().unwrap().push(format!("start {i}"));
+            if i == 1 || i == 2 {
+                let (tell, hear) = channels.lock().unwrap()[i - 1].take().unwrap();
+                tell.send(()).unwrap();
+                hear.recv_timeout(Duration::from_secs(30))
+                    .map_err(|_| anyhow::anyhow!("task {i} ran alone"))?;
+            }
+            log.lock().unwrap().push(format!("end {i}"));
+            Ok(())
+        })
+        .unwrap();
+        let log = log.into_inner().unwrap();
+        let at = |entry: &str| log.iter().position(|e| e == entry).unwrap();
+        assert!(at("end 0") < at("start 1") && at("end 0") < at("start 2"), "{log:?}");
+        assert!(at("end 1") < at("start 3") && at("end 2") < at("start 3"), "{log:?}");
+    }
+
+    /// After a failure nothing new starts, the running task finishes, and the first failure is
+    /// returned.
+    #[test]
+    fn after_a_failure_the_graph_starts_nothing_more() {
+        let needs = vec![vec![], vec![0], vec![0], vec![1]];
+        let ran = Mutex::new(Vec::new());
+        let err = run_graph(&needs, |i| {
+            ran.lock().unwrap().push(i);
+            match i {
+                1 => anyhow::bail!("task 1 broke"),
+                2 => std::thread::sleep(Duration::from_millis(100)),
+                _ => {}
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "task 1 broke");
+        let mut ran = ran.into_inner().unwrap();
+        ran.sort();
+        assert_eq!(ran, [0, 1, 2]);
+    }
+
     /// The phase table of docs/agent.md: one row per stage that `run`, `plan` and `status` walk,
-    /// in their order, so the document cannot drift from the code.
+    /// in their order, with the stages each starts after, so the document cannot drift from the
+    /// code.
     #[test]
     fn the_documented_phase_table_is_the_phase_list() {
         let doc = include_str!("../../docs/agent.md");
         let table = doc
-            .split_once("| phase | runs on | what it does |")
+            .split_once("| phase | runs on | starts after | what it does |")
             .expect("docs/agent.md has the phase table")
             .1;
-        let documented: Vec<&str> = table
+        let documented: Vec<(String, String)> = table
             .lines()
             .skip(2) // the rest of the header line and the separator
             .take_while(|line| line.starts_with('|'))
-            .filter_map(|line| line.split('`').nth(1))
+            .map(|line| {
+                let cells: Vec<&str> = line.split(" | ").collect();
+                (cells[0].replace(['|', '`', ' '], ""), cells[2].replace('`', ""))
+            })
             .collect();
-        let stages: Vec<&str> = Stage::all().map(|stage| stage.name()).collect();
+        let stages: Vec<(String, String)> = Stage::all()
+            .map(|stage| {
+                let after = match stage {
+                    Stage::FinalMarker => "every phase".to_string(),
+                    Stage::Phase(step) if step.after.is_empty() => "—".to_string(),
+                    Stage::Phase(step) => step.after.join(", "),
+                };
+                (stage.name().to_string(), after)
+            })
+            .collect();
         assert_eq!(documented, stages);
     }
 

@@ -19,6 +19,8 @@ pub struct PlannedStage {
     pub name: &'static str,
     pub action: &'static str,
     pub reason: String,
+    /// The stages it starts after (`run` starts it beside any other stage that is ready).
+    pub after: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +35,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&Plan { stages })?),
         OutputFormat::Text => {
             for s in &stages {
-                println!("{:<20} {:<7} {}", s.name, s.action, s.reason);
+                let after = match s.action {
+                    "run" | "rerun" | "retry" if !s.after.is_empty() => {
+                        format!(" (after {})", s.after.join(", "))
+                    }
+                    _ => String::new(),
+                };
+                println!("{:<20} {:<7} {}{after}", s.name, s.action, s.reason);
             }
         }
     }
@@ -64,6 +72,7 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlannedStage>> {
             name: stage.name(),
             action,
             reason: why,
+            after: stage.after(),
         });
     }
     Ok(stages)

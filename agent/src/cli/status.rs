@@ -57,6 +57,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             for p in &status.phases {
                 let state = serde_json::to_value(p.state)?;
                 let detail = match (&p.finished_at, &p.last_error) {
+                    (Some(at), _) if !p.ran_beside.is_empty() => format!(
+                        "{at} ({} ms, beside {})",
+                        p.duration_ms.unwrap_or(0),
+                        p.ran_beside.join(", ")
+                    ),
                     (Some(at), _) => format!("{at} ({} ms)", p.duration_ms.unwrap_or(0)),
                     (None, _) if p.waiting.is_some() => {
                         let w = p.waiting.as_ref().expect("checked");

@@ -375,6 +375,7 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
         .filter(|p| p["state"] == "done")
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
+    assert_needs_kept(subject.kind, &status);
     points.extend(done[..done.len() - 1].iter().cloned().map(KillPoint::After));
     points.extend(
         calls(&reference)
@@ -430,6 +431,34 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
         outcomes.len(),
         done.len() - 1
     );
+}
+
+/// The uninterrupted run started each phase only after every phase it needs had finished, and
+/// `status` names no phase it needs among those it ran beside.
+fn assert_needs_kept(kind: &str, status: &serde_json::Value) {
+    let phases = status["phases"].as_array().unwrap();
+    let done = |name: &str| phases.iter().find(|p| p["name"] == name && p["state"] == "done");
+    for phase in phases.iter().filter(|p| p["state"] == "done") {
+        let name = phase["name"].as_str().unwrap();
+        // RFC 3339 UTC with milliseconds: the strings order as the times do.
+        let started = phase["startedAt"].as_str().unwrap();
+        for needed in phase["after"].as_array().unwrap() {
+            let Some(needed) = done(needed.as_str().unwrap()) else {
+                continue;
+            };
+            let finished = needed["finishedAt"].as_str().unwrap();
+            assert!(
+                finished <= started,
+                "{kind}: {name} started {started}, before {} finished {finished}",
+                needed["name"]
+            );
+            assert!(
+                !phase["ranBeside"].as_array().unwrap().contains(&needed["name"]),
+                "{kind}: {name} ran beside {}, which it needs",
+                needed["name"]
+            );
+        }
+    }
 }
 
 /// The NodeConfig naming the test release tree's containerd and runc under `base`.
