@@ -75,18 +75,18 @@ pub fn without_swap(fstab: &str) -> String {
 fn apply_sysctl(ctx: &Context, key: &str, value: &str) -> Result<()> {
     let node_path = format!("/proc/sys/{}", key.replace('.', "/"));
     let path = ctx.root.live_path(&node_path);
-    if ctx.root.is_system() {
-        // procfs files exist already and cannot be replaced by rename: write in place.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(value.as_bytes()))
-            .with_context(|| format!("setting {key} through {}", path.display()))
-    } else {
-        ctx.root
-            .write_if_changed(&node_path, format!("{value}\n").as_bytes(), 0o644)
-            .map(drop)
+    // procfs files exist already and cannot be replaced by rename: written in place, as `sysctl`
+    // does. Under a test root too, where the file may have to be created: a staging file there
+    // would be left behind by a kill, and the staging sweep does not walk /proc.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true);
+    if !ctx.root.is_system() {
+        std::fs::create_dir_all(path.parent().expect("a sysctl has a directory"))?;
+        file.create(true).truncate(true);
     }
+    file.open(&path)
+        .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
+        .with_context(|| format!("setting {key} through {}", path.display()))
 }
 
 fn swapoff(ctx: &Context, device: &str) -> Result<()> {

@@ -33,22 +33,41 @@ const CARGO_TEST_ENV: &[&str] = &[
 pub fn binaries() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(workspace_root())
-            .args(["build", "--locked", "--workspace", "--bins"]);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if CARGO_TEST_ENV.iter().any(|p| name.starts_with(p)) {
-                build.env_remove(&*name);
-            }
-        }
-        let out = build.output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"))
-            .join("debug")
+        cargo_build(&["--workspace", "--bins"]);
+        target_dir().join("debug")
     })
+}
+
+/// The release build of the agent, as users get it (the `release` profile), built once per test
+/// process and always asked of cargo.
+pub fn release_agent() -> &'static Path {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        cargo_build(&["--release", "-p", "kubeboot-agent", "--bin", "kubeboot-agent"]);
+        target_dir().join("release/kubeboot-agent")
+    })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+}
+
+/// `cargo build --locked ARGS` in the workspace, without the running test's cargo variables.
+fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace_root())
+        .args(["build", "--locked"])
+        .args(args);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if CARGO_TEST_ENV.iter().any(|p| name.starts_with(p)) {
+            build.env_remove(&*name);
+        }
+    }
+    let out = build.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 }

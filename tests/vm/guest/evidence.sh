@@ -60,7 +60,7 @@ changed_files() {
   find / /run /tmp -xdev \( -path /var/log/journal -o -path "$run" \) -prune -o \
     -type f -newermt "@$boot_epoch" "$@" -print0
 }
-echo "$(cat "$run/agent-cpu.txt") $(getconf CLK_TCK) $(cat "$run/fetch-tools-cpu.txt")" > "$run/agent-cpu-hz.txt"
+echo "$(cat "$run/agent-cpu.txt") $(getconf CLK_TCK) $(cat "$run/fetch-tools-cpu.txt") $(cat "$run/agent-rss-kb.txt")" > "$run/agent-cpu-hz.txt"
 changed_files -size +1024k | xargs -0r ls -l > "$run/large-files.txt"
 changed_files -size -1025k | tar --null -T - -cf "$run/changed-files.tar" 2>/dev/null
 section unit systemctl show "$AGENT_UNIT"

@@ -221,15 +221,31 @@ fn unit_seconds(boot: &Boot, property: &str) -> Result<f64> {
     Ok(usec / 1e6)
 }
 
-/// CPU seconds the agent processes themselves used, and those `curl` and `sha256sum` used (the
-/// shell baseline's downloading and hashing), as sampled by the guest collector.
-pub fn cpu_seconds(boot: &Boot) -> Result<(f64, f64)> {
+/// What the guest collector sampled of the setup's own cost.
+pub struct OwnCost {
+    /// CPU seconds the agent processes themselves used.
+    pub agent_cpu: f64,
+    /// CPU seconds `curl` and `sha256sum` used (the shell baseline's downloading and hashing).
+    pub fetch_tools_cpu: f64,
+    /// The highest peak resident set of any agent process, in MB (sampled: 0 without an agent).
+    pub agent_peak_rss_mb: f64,
+}
+
+pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
     let text = boot.text("agent-cpu")?;
-    let mut words = text.split_whitespace();
-    let agent: f64 = words.next().unwrap_or("0").parse()?;
-    let hz: f64 = words.next().unwrap_or("100").parse()?;
-    let fetch_tools: f64 = words.next().unwrap_or("0").parse()?;
-    Ok((agent / hz, fetch_tools / hz))
+    let words: Vec<f64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("agent-cpu: {text:?}"))?;
+    let [agent, hz, fetch_tools, rss_kb] = words[..] else {
+        bail!("agent-cpu: {text:?} is not ticks, ticks per second, ticks, kB");
+    };
+    Ok(OwnCost {
+        agent_cpu: agent / hz,
+        fetch_tools_cpu: fetch_tools / hz,
+        agent_peak_rss_mb: rss_kb / 1024.0,
+    })
 }
 
 /// On a master the control-plane endpoint's name resolves, through /etc/hosts, to the master's

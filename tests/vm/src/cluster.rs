@@ -34,16 +34,18 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 
 /// The agent's .deb (packaging/build-deb.sh) baked into the test image (images/build-image.sh,
 /// whose expensive Debian base is cached by content), as the Packer path installs it. The agent is
-/// the debug build of `bin` unless `KUBEBOOT_E2E_AGENT` names another binary (e.g. a release
-/// build, to measure the agent's own CPU share).
-pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
+/// the release build users get, unless `KUBEBOOT_E2E_AGENT` names another binary (e.g. the debug
+/// build, to save the release build's minutes while working on a test).
+pub fn build_image(out: &Path) -> Result<Image> {
     if let Some(prebuilt) = std::env::var_os("KUBEBOOT_E2E_IMAGE") {
         return Ok(Image::in_dir(Path::new(&prebuilt)));
     }
     let root = workspace_root();
     std::fs::create_dir_all(out)?;
-    let agent = std::env::var_os("KUBEBOOT_E2E_AGENT")
-        .map_or_else(|| bin.join("kubeboot-agent"), PathBuf::from);
+    let agent = std::env::var_os("KUBEBOOT_E2E_AGENT").map_or_else(
+        || kubeboot_test_kit::binaries::release_agent().to_path_buf(),
+        PathBuf::from,
+    );
     let agent = stripped(&agent, out)?;
     let deb = run(
         Command::new(root.join("packaging/build-deb.sh"))
@@ -64,7 +66,7 @@ pub fn build_image(bin: &Path, out: &Path) -> Result<Image> {
     Ok(Image::in_dir(out))
 }
 
-/// A copy of a debug binary without its debug info (10x smaller: less to download in the VM).
+/// A copy of a binary without its debug info (a debug build: 10x smaller, less to download in the VM).
 pub fn stripped(binary: &Path, dir: &Path) -> Result<PathBuf> {
     let out = dir.join(binary.file_name().unwrap_or_default());
     run(

@@ -1,10 +1,13 @@
 //! systemctl shim for `--root` integration tests: records calls, checks unit names exist under the test root,
 //! keeps unit state in `<root>/var/lib/stand-ins/systemd.json`, and creates containerd's socket on start.
+//! Calls that run at once (the agent runs phases side by side) take turns on that state, as systemd
+//! serialises its clients' jobs.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::{bail, Result};
+use nix::fcntl::{Flock, FlockArg};
 use kubeboot_stand_ins::flags::{self, boolean, value, Flag};
 use kubeboot_stand_ins::{fsx, Invocation, Root};
 use serde::{Deserialize, Serialize};
@@ -50,6 +53,19 @@ fn state_path(root: &Root) -> PathBuf {
     root.path("/var/lib/stand-ins/systemd.json")
 }
 
+/// An exclusive lock beside the state file, held until the call ends (dropped).
+fn take_turn(state: &std::path::Path) -> Result<Flock<std::fs::File>> {
+    let lock = state.with_extension("lock");
+    std::fs::create_dir_all(lock.parent().expect("the state file has a directory"))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", lock.display()))
+}
+
 fn unit_name(n: &str) -> String {
     if n.contains('.') {
         n.to_string()
@@ -90,6 +106,7 @@ fn run(root: &Root, args: &[String]) -> Result<()> {
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("a command is required"))?;
     let path = state_path(root);
+    let _turn = take_turn(&path)?;
     let mut sd: Systemd = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())

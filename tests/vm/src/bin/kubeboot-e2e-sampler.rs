@@ -2,7 +2,8 @@
 //! Samples every process's arguments and environment from /proc five times a second without
 //! forking, so short-lived commands are caught and the node under test is barely disturbed;
 //! keeps the CPU time of each `kubeboot-agent` process (and, for the shell baseline's comparison,
-//! of each `curl` and `sha256sum`, the tools doing the agent's downloading and hashing there); and, as a fault, SIGKILLs the agent the
+//! of each `curl` and `sha256sum`, the tools doing the agent's downloading and hashing there) and
+//! the highest peak resident set (`VmHWM`) any agent process reached; and, as a fault, SIGKILLs the agent the
 //! first time `kubeadm init` is seen half-way: still running, with the API server it started
 //! already up (so the restarted agent finds a partly initialised control plane).
 //!
@@ -40,6 +41,7 @@ fn main() {
     // pid -> (utime + stime) in clock ticks, last sample.
     let mut agent_ticks: BTreeMap<u32, u64> = BTreeMap::new();
     let mut fetch_tool_ticks: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut agent_peak_rss_kb: u64 = 0;
     while !Path::new(stop_file).exists() {
         let mut kubeadm_init = false;
         let mut apiserver = false;
@@ -77,6 +79,7 @@ fn main() {
                 if stat.contains("(kubeboot-agent)") {
                     agent_ticks.insert(pid, ticks());
                     agents.push(pid);
+                    agent_peak_rss_kb = agent_peak_rss_kb.max(peak_rss_kb(&dir));
                 } else if stat.contains("(curl)") || stat.contains("(sha256sum)") {
                     fetch_tool_ticks.insert(pid, ticks());
                 }
@@ -109,4 +112,16 @@ fn main() {
     let _ = fs::write(dir.join("agent-cpu.txt"), format!("{total}\n"));
     let fetch: u64 = fetch_tool_ticks.values().sum();
     let _ = fs::write(dir.join("fetch-tools-cpu.txt"), format!("{fetch}\n"));
+    let _ = fs::write(dir.join("agent-rss-kb.txt"), format!("{agent_peak_rss_kb}\n"));
+}
+
+/// The process's peak resident set so far (`VmHWM` of /proc/PID/status), in kB; 0 if unknown.
+fn peak_rss_kb(proc_dir: &Path) -> u64 {
+    fs::read_to_string(proc_dir.join("status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
