@@ -54,6 +54,10 @@ const FIRST_MASTER: &[NodeKind] = &[FirstMaster];
 const JOINING_NODES: &[NodeKind] = &[ExtraMaster, Worker];
 const MASTERS: &[NodeKind] = &[FirstMaster, ExtraMaster];
 
+/// What `kubeadm init` and `kubeadm join` need on the node: the runtime, the binaries, the
+/// kubelet's unit and kubeadm's configuration.
+const KUBEADM_NEEDS: &[&str] = &["container-runtime", "install", "kubelet", "kubeadm-config"];
+
 #[rustfmt::skip]
 pub static STEPS: &[Step] = &[
     Step { phase: &preflight::Preflight, runs_on: EVERY_NODE, after: &[] },
@@ -64,10 +68,11 @@ pub static STEPS: &[Step] = &[
     Step { phase: &container_runtime::ContainerRuntime, runs_on: EVERY_NODE, after: &["os"] },
     // Needs only the NodeConfig: the downloads run while the machine is prepared.
     Step { phase: &install::Install, runs_on: EVERY_NODE, after: &["preflight"] },
-    Step { phase: &kubelet::Kubelet, runs_on: EVERY_NODE, after: &["container-runtime", "install"] },
+    // Only its unit files: kubeadm starts the kubelet, so its systemd reload need not wait.
+    Step { phase: &kubelet::Kubelet, runs_on: EVERY_NODE, after: &["preflight"] },
     Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE, after: &["metadata"] },
-    Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER, after: &["kubelet", "kubeadm-config"] },
-    Step { phase: &join::Join, runs_on: JOINING_NODES, after: &["kubelet", "kubeadm-config"] },
+    Step { phase: &control_plane_init::ControlPlaneInit, runs_on: FIRST_MASTER, after: KUBEADM_NEEDS },
+    Step { phase: &join::Join, runs_on: JOINING_NODES, after: KUBEADM_NEEDS },
     // The files kubeadm leaves behind, on every kind of node.
     Step { phase: &harden::Harden, runs_on: EVERY_NODE, after: &["control-plane-init", "join"] },
     Step { phase: &addons::Addons, runs_on: FIRST_MASTER, after: &["control-plane-init"] },

@@ -1,6 +1,7 @@
 //! `kubelet`: the kubelet's systemd unit and kubeadm's drop-in, enabled (kubeadm starts it).
 //!
-//! Inputs: none beyond the binaries in /usr/local/bin. Outputs:
+//! Inputs: none (the unit names `/usr/local/bin/kubelet`, which `install` puts there beside this
+//! phase; kubeadm, which starts the kubelet, runs after both). Outputs:
 //! `/etc/systemd/system/kubelet.service`, `/etc/systemd/system/kubelet.service.d/10-kubeadm.conf`,
 //! `systemctl daemon-reload` and `enable kubelet`. Done-marker: `phases/kubelet.done`.
 //!
