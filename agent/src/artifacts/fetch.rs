@@ -24,8 +24,10 @@ use crate::retry::{Failure, Stopped, Waiting};
 const MAX_REDIRECTS: usize = 10;
 /// A checksum file is one line; anything much larger is not one.
 const MAX_CHECKSUM_FILE: u64 = 4096;
-/// Bytes buffered before a write to the staging file.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes buffered before a write to the staging file: few enough writes to cost little, and
+/// small enough that several downloads at once keep the agent's peak RSS under 16 MB (with 1 MiB
+/// it reached 17–19 MB in the VM test).
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// Why one attempt failed; decides whether another attempt can help.
 #[derive(Debug, thiserror::Error)]
