@@ -180,6 +180,20 @@ pub struct Phase {
     pub seconds: Option<f64>,
     pub finished: Option<String>,
     pub error: Option<String>,
+    /// The phases it starts after.
+    pub after: Vec<String>,
+}
+
+/// The phases that start after `phase`, directly or through others (from `status`'s `after`).
+pub fn dependents<'a>(phases: &'a [Phase], phase: &str) -> Vec<&'a Phase> {
+    let mut found: Vec<&Phase> = Vec::new();
+    for p in phases {
+        // `status` lists phases in an order that puts every phase after those it needs.
+        if p.after.iter().any(|a| a == phase || found.iter().any(|f| f.name == *a)) {
+            found.push(p);
+        }
+    }
+    found
 }
 
 pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
@@ -197,6 +211,12 @@ pub fn phases(boot: &Boot) -> Result<Vec<Phase>> {
             seconds: p["durationMs"].as_f64().map(|ms| ms / 1000.0),
             finished: p["finishedAt"].as_str().map(str::to_string),
             error: p["lastError"].as_str().map(str::to_string),
+            after: p["after"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
         })
         .collect())
 }
@@ -221,12 +241,25 @@ fn unit_seconds(boot: &Boot, property: &str) -> Result<f64> {
     Ok(usec / 1e6)
 }
 
+/// CPU seconds of a set of processes, as the guest collector sampled them.
+#[derive(Clone, Copy)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    pub fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
 /// What the guest collector sampled of the setup's own cost.
 pub struct OwnCost {
-    /// CPU seconds the agent processes themselves used.
-    pub agent_cpu: f64,
-    /// CPU seconds `curl` and `sha256sum` used (the shell baseline's downloading and hashing).
-    pub fetch_tools_cpu: f64,
+    /// The agent processes themselves.
+    pub agent_cpu: Cpu,
+    /// `curl` and `sha256sum` (the shell baseline's downloading and hashing).
+    pub fetch_tools_cpu: Cpu,
     /// The highest peak resident set of any agent process, in MB (sampled: 0 without an agent).
     pub agent_peak_rss_mb: f64,
 }
@@ -238,12 +271,16 @@ pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("agent-cpu: {text:?}"))?;
-    let [agent, hz, fetch_tools, rss_kb] = words[..] else {
-        bail!("agent-cpu: {text:?} is not ticks, ticks per second, ticks, kB");
+    let [agent_user, agent_system, hz, tools_user, tools_system, rss_kb] = words[..] else {
+        bail!("agent-cpu: {text:?} is not user and system ticks, ticks per second, user and system ticks, kB");
+    };
+    let cpu = |user: f64, system: f64| Cpu {
+        user: user / hz,
+        system: system / hz,
     };
     Ok(OwnCost {
-        agent_cpu: agent / hz,
-        fetch_tools_cpu: fetch_tools / hz,
+        agent_cpu: cpu(agent_user, agent_system),
+        fetch_tools_cpu: cpu(tools_user, tools_system),
         agent_peak_rss_mb: rss_kb / 1024.0,
     })
 }

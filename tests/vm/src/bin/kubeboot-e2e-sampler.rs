@@ -38,9 +38,9 @@ fn main() {
     };
     let kill_marker = (kill_marker != "-").then(|| Path::new(kill_marker));
     let mut seen = BTreeSet::new();
-    // pid -> (utime + stime) in clock ticks, last sample.
-    let mut agent_ticks: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut fetch_tool_ticks: BTreeMap<u32, u64> = BTreeMap::new();
+    // pid -> (utime, stime) in clock ticks, last sample.
+    let mut agent_ticks: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut fetch_tool_ticks: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut agent_peak_rss_kb: u64 = 0;
     while !Path::new(stop_file).exists() {
         let mut kubeadm_init = false;
@@ -66,16 +66,9 @@ fn main() {
                 // comm may contain spaces; the fields after it start after the last ')'.
                 let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
                 let fields: Vec<&str> = rest.split_whitespace().collect();
-                let ticks = || {
-                    fields
-                        .get(11)
-                        .and_then(|t| t.parse::<u64>().ok())
-                        .unwrap_or(0)
-                        + fields
-                            .get(12)
-                            .and_then(|t| t.parse::<u64>().ok())
-                            .unwrap_or(0)
-                };
+                let field = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
+                // utime and stime, in clock ticks.
+                let ticks = || (field(11).unwrap_or(0), field(12).unwrap_or(0));
                 if stat.contains("(kubeboot-agent)") {
                     agent_ticks.insert(pid, ticks());
                     agents.push(pid);
@@ -108,10 +101,14 @@ fn main() {
     let dir = Path::new(out_dir);
     let processes: String = seen.into_iter().map(|l| l + "\n").collect();
     let _ = fs::write(dir.join("processes.txt"), processes);
-    let total: u64 = agent_ticks.values().sum();
-    let _ = fs::write(dir.join("agent-cpu.txt"), format!("{total}\n"));
-    let fetch: u64 = fetch_tool_ticks.values().sum();
-    let _ = fs::write(dir.join("fetch-tools-cpu.txt"), format!("{fetch}\n"));
+    let total = |ticks: &BTreeMap<u32, (u64, u64)>| {
+        let (user, system) = ticks
+            .values()
+            .fold((0, 0), |(u, s), (pu, ps)| (u + pu, s + ps));
+        format!("{user} {system}\n")
+    };
+    let _ = fs::write(dir.join("agent-cpu.txt"), total(&agent_ticks));
+    let _ = fs::write(dir.join("fetch-tools-cpu.txt"), total(&fetch_tool_ticks));
     let _ = fs::write(dir.join("agent-rss-kb.txt"), format!("{agent_peak_rss_kb}\n"));
 }
 
