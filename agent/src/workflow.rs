@@ -320,11 +320,12 @@ fn run_graph(needs: &[Vec<usize>], task: impl Fn(usize) -> Result<()> + Sync) ->
                         let (report, task) = (report.clone(), &task);
                         scope.spawn(move || {
                             // A panic would otherwise leave the loop waiting for this report.
-                            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || task(i),
-                            ))
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the phase panicked")));
-                            report.send((i, outcome)).expect("the runner waits for every task");
+                            let outcome =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i)))
+                                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the phase panicked")));
+                            report
+                                .send((i, outcome))
+                                .expect("the runner waits for every task");
                         });
                     }
                 }
@@ -524,7 +525,9 @@ pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<P
             .iter()
             .zip(&intervals)
             .enumerate()
-            .filter(|(j, (_, other))| *j != i && other.is_some_and(|(s, f)| s < finish && start < f))
+            .filter(|(j, (_, other))| {
+                *j != i && other.is_some_and(|(s, f)| s < finish && start < f)
+            })
             .map(|(_, (name, _))| *name)
             .collect();
     }
@@ -571,8 +574,14 @@ mod tests {
         .unwrap();
         let log = log.into_inner().unwrap();
         let at = |entry: &str| log.iter().position(|e| e == entry).unwrap();
-        assert!(at("end 0") < at("start 1") && at("end 0") < at("start 2"), "{log:?}");
-        assert!(at("end 1") < at("start 3") && at("end 2") < at("start 3"), "{log:?}");
+        assert!(
+            at("end 0") < at("start 1") && at("end 0") < at("start 2"),
+            "{log:?}"
+        );
+        assert!(
+            at("end 1") < at("start 3") && at("end 2") < at("start 3"),
+            "{log:?}"
+        );
     }
 
     /// After a failure nothing new starts, the running task finishes, and the first failure is
@@ -613,7 +622,10 @@ mod tests {
             .take_while(|line| line.starts_with('|'))
             .map(|line| {
                 let cells: Vec<&str> = line.split(" | ").collect();
-                (cells[0].replace(['|', '`', ' '], ""), cells[2].replace('`', ""))
+                (
+                    cells[0].replace(['|', '`', ' '], ""),
+                    cells[2].replace('`', ""),
+                )
             })
             .collect();
         let stages: Vec<(String, String)> = Stage::all()

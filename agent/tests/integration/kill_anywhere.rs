@@ -437,7 +437,11 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
 /// `status` names no phase it needs among those it ran beside.
 fn assert_needs_kept(kind: &str, status: &serde_json::Value) {
     let phases = status["phases"].as_array().unwrap();
-    let done = |name: &str| phases.iter().find(|p| p["name"] == name && p["state"] == "done");
+    let done = |name: &str| {
+        phases
+            .iter()
+            .find(|p| p["name"] == name && p["state"] == "done")
+    };
     for phase in phases.iter().filter(|p| p["state"] == "done") {
         let name = phase["name"].as_str().unwrap();
         // RFC 3339 UTC with milliseconds: the strings order as the times do.
@@ -453,7 +457,10 @@ fn assert_needs_kept(kind: &str, status: &serde_json::Value) {
                 needed["name"]
             );
             assert!(
-                !phase["ranBeside"].as_array().unwrap().contains(&needed["name"]),
+                !phase["ranBeside"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&needed["name"]),
                 "{kind}: {name} ran beside {}, which it needs",
                 needed["name"]
             );

@@ -43,7 +43,13 @@ pub fn binaries() -> &'static Path {
 pub fn release_agent() -> &'static Path {
     static AGENT: OnceLock<PathBuf> = OnceLock::new();
     AGENT.get_or_init(|| {
-        cargo_build(&["--release", "-p", "kubeboot-agent", "--bin", "kubeboot-agent"]);
+        cargo_build(&[
+            "--release",
+            "-p",
+            "kubeboot-agent",
+            "--bin",
+            "kubeboot-agent",
+        ]);
         target_dir().join("release/kubeboot-agent")
     })
 }

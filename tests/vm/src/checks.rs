@@ -189,7 +189,10 @@ pub fn dependents<'a>(phases: &'a [Phase], phase: &str) -> Vec<&'a Phase> {
     let mut found: Vec<&Phase> = Vec::new();
     for p in phases {
         // `status` lists phases in an order that puts every phase after those it needs.
-        if p.after.iter().any(|a| a == phase || found.iter().any(|f| f.name == *a)) {
+        if p.after
+            .iter()
+            .any(|a| a == phase || found.iter().any(|f| f.name == *a))
+        {
             found.push(p);
         }
     }

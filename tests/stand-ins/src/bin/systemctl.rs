@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::{bail, Result};
-use nix::fcntl::{Flock, FlockArg};
 use kubeboot_stand_ins::flags::{self, boolean, value, Flag};
 use kubeboot_stand_ins::{fsx, Invocation, Root};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 const FLAGS: &[Flag] = &[

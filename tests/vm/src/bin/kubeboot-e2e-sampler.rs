@@ -109,7 +109,10 @@ fn main() {
     };
     let _ = fs::write(dir.join("agent-cpu.txt"), total(&agent_ticks));
     let _ = fs::write(dir.join("fetch-tools-cpu.txt"), total(&fetch_tool_ticks));
-    let _ = fs::write(dir.join("agent-rss-kb.txt"), format!("{agent_peak_rss_kb}\n"));
+    let _ = fs::write(
+        dir.join("agent-rss-kb.txt"),
+        format!("{agent_peak_rss_kb}\n"),
+    );
 }
 
 /// The process's peak resident set so far (`VmHWM` of /proc/PID/status), in kB; 0 if unknown.
