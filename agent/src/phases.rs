@@ -61,7 +61,7 @@ const KUBEADM_NEEDS: &[&str] = &["container-runtime", "install", "kubelet", "kub
 #[rustfmt::skip]
 pub static STEPS: &[Step] = &[
     Step { phase: &preflight::Preflight, runs_on: EVERY_NODE, after: &[] },
-    // The node's name, kind and (from a vault) secrets.
+    // The node's name, kind and address, from the provider.
     Step { phase: &metadata::Metadata, runs_on: EVERY_NODE, after: &["preflight"] },
     Step { phase: &os::Os, runs_on: EVERY_NODE, after: &["preflight"] },
     // containerd wants the kernel modules (overlay) and sysctls of `os`.
