@@ -298,13 +298,21 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
         .iter()
         .map(|stage| stage.after().into_iter().filter_map(index).collect())
         .collect();
-    run_graph(&needs, |i| run_stage(ctx, &markers, selection, stages[i]))
+    let names: Vec<&str> = stages.iter().map(Stage::name).collect();
+    run_graph(&needs, &names, |i| {
+        run_stage(ctx, &markers, selection, stages[i])
+    })
 }
 
-/// Runs `task(i)` for every i, each in a thread of its own once every task `needs[i]` names has
-/// finished, as many at once as are ready; after a failure it starts no more tasks and returns
-/// the first failure once the running ones have finished. `needs` must name only earlier tasks.
-fn run_graph(needs: &[Vec<usize>], task: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+/// Runs `task(i)` for every i, each in a thread of its own (named `names[i]`, so that per-thread
+/// CPU in /proc tells the phases apart) once every task `needs[i]` names has finished, as many at
+/// once as are ready; after a failure it starts no more tasks and returns the first failure once
+/// the running ones have finished. `needs` must name only earlier tasks.
+fn run_graph(
+    needs: &[Vec<usize>],
+    names: &[&str],
+    task: impl Fn(usize) -> Result<()> + Sync,
+) -> Result<()> {
     let mut started = vec![false; needs.len()];
     let mut finished = vec![false; needs.len()];
     let mut running = 0;
@@ -318,7 +326,8 @@ fn run_graph(needs: &[Vec<usize>], task: impl Fn(usize) -> Result<()> + Sync) ->
                         started[i] = true;
                         running += 1;
                         let (report, task) = (report.clone(), &task);
-                        scope.spawn(move || {
+                        let thread = std::thread::Builder::new().name(names[i].to_string());
+                        let spawned = thread.spawn_scoped(scope, move || {
                             // A panic would otherwise leave the loop waiting for this report.
                             let outcome =
                                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i)))
@@ -327,6 +336,13 @@ fn run_graph(needs: &[Vec<usize>], task: impl Fn(usize) -> Result<()> + Sync) ->
                                 .send((i, outcome))
                                 .expect("the runner waits for every task");
                         });
+                        if let Err(e) = spawned {
+                            running -= 1;
+                            finished[i] = true;
+                            failure.get_or_insert(
+                                anyhow::Error::new(e).context(format!("starting {}", names[i])),
+                            );
+                        }
                     }
                 }
             }
@@ -560,7 +576,7 @@ mod tests {
         let (started_2, seen_by_1) = mpsc::channel();
         let channels = Mutex::new([Some((started_1, seen_by_1)), Some((started_2, seen_by_2))]);
         let log = Mutex::new(Vec::new());
-        run_graph(&needs, |i| {
+        run_graph(&needs, &["a", "b", "c", "d"], |i| {
             log.lock().unwrap().push(format!("start {i}"));
             if i == 1 || i == 2 {
                 let (tell, hear) = channels.lock().unwrap()[i - 1].take().unwrap();
@@ -590,7 +606,7 @@ mod tests {
     fn after_a_failure_the_graph_starts_nothing_more() {
         let needs = vec![vec![], vec![0], vec![0], vec![1]];
         let ran = Mutex::new(Vec::new());
-        let err = run_graph(&needs, |i| {
+        let err = run_graph(&needs, &["a", "b", "c", "d"], |i| {
             ran.lock().unwrap().push(i);
             match i {
                 1 => anyhow::bail!("task 1 broke"),

@@ -464,6 +464,8 @@ pub fn install_with(
 ) -> Result<InstallReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Named apart from the phase threads, for per-thread CPU in /proc.
+        .thread_name("artifact-fetch")
         .build()
         .context("starting the download runtime")?;
     runtime.block_on(install_async(set, root, options))

@@ -265,6 +265,9 @@ pub struct OwnCost {
     pub fetch_tools_cpu: Cpu,
     /// The highest peak resident set of any agent process, in MB (sampled: 0 without an agent).
     pub agent_peak_rss_mb: f64,
+    /// The agent's CPU by thread name (each phase runs in a thread named after it), as sampled:
+    /// threads that lived between two samples are missing.
+    pub agent_threads: Vec<(String, Cpu)>,
 }
 
 pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
@@ -281,10 +284,22 @@ pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
         user: user / hz,
         system: system / hz,
     };
+    let threads = boot.text("agent-threads")?;
+    let agent_threads = threads
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [name, user, system] = fields[..] else {
+                bail!("agent-threads: {line:?} is not name, user and system ticks");
+            };
+            Ok((name.to_string(), cpu(user.parse()?, system.parse()?)))
+        })
+        .collect::<Result<_>>()?;
     Ok(OwnCost {
         agent_cpu: cpu(agent_user, agent_system),
         fetch_tools_cpu: cpu(tools_user, tools_system),
         agent_peak_rss_mb: rss_kb / 1024.0,
+        agent_threads,
     })
 }
 

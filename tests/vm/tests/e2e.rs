@@ -211,6 +211,8 @@ struct Timing {
     own_cpu: checks::Cpu,
     /// The agent's peak resident set in MB (None for the shell baseline).
     agent_peak_rss_mb: Option<f64>,
+    /// The agent's CPU by thread name (empty for the shell baseline).
+    agent_threads: Vec<(String, checks::Cpu)>,
     phases: Vec<Phase>,
 }
 
@@ -223,6 +225,7 @@ fn timing(run: &str, node: &str, boot: &Boot) -> Result<Timing> {
         setup: checks::agent_exit_seconds(boot)? - checks::agent_start_seconds(boot)?,
         own_cpu: cost.agent_cpu,
         agent_peak_rss_mb: Some(cost.agent_peak_rss_mb),
+        agent_threads: cost.agent_threads,
         phases: checks::phases(boot)?,
     })
 }
@@ -893,6 +896,7 @@ fn shell_baseline(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
             setup: checks::agent_exit_seconds(&boot)? - checks::agent_start_seconds(&boot)?,
             own_cpu: checks::own_cost(&boot)?.fetch_tools_cpu,
             agent_peak_rss_mb: None,
+            agent_threads: vec![],
             phases: vec![],
         });
     }
@@ -951,6 +955,14 @@ fn print_timings(timings: &[Timing]) {
             .collect();
         if !phases.is_empty() {
             println!("    phases: {}", phases.join(" "));
+        }
+        if !t.agent_threads.is_empty() {
+            let threads: Vec<String> = t
+                .agent_threads
+                .iter()
+                .map(|(name, cpu)| format!("{name}={:.2}+{:.2}s", cpu.user, cpu.system))
+                .collect();
+            println!("    agent CPU by thread (user+sys): {}", threads.join(" "));
         }
     }
 }

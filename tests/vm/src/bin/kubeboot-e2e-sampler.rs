@@ -3,7 +3,8 @@
 //! forking, so short-lived commands are caught and the node under test is barely disturbed;
 //! keeps the CPU time of each `kubeboot-agent` process (and, for the shell baseline's comparison,
 //! of each `curl` and `sha256sum`, the tools doing the agent's downloading and hashing there) and
-//! the highest peak resident set (`VmHWM`) any agent process reached; and, as a fault, SIGKILLs the agent the
+//! the highest peak resident set (`VmHWM`) any agent process reached, and the CPU time of each agent
+//! thread by name; and, as a fault, SIGKILLs the agent the
 //! first time `kubeadm init` is seen half-way: still running, with the API server it started
 //! already up (so the restarted agent finds a partly initialised control plane).
 //!
@@ -41,6 +42,8 @@ fn main() {
     // pid -> (utime, stime) in clock ticks, last sample.
     let mut agent_ticks: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut fetch_tool_ticks: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    // pid/tid -> (thread name, (utime, stime)) of the agent's threads, last sample.
+    let mut agent_thread_ticks: BTreeMap<String, (String, (u64, u64))> = BTreeMap::new();
     let mut agent_peak_rss_kb: u64 = 0;
     while !Path::new(stop_file).exists() {
         let mut kubeadm_init = false;
@@ -62,19 +65,23 @@ fn main() {
                 kubeadm_init = true;
             }
             apiserver |= program == "kube-apiserver";
-            if let Ok(stat) = fs::read_to_string(dir.join("stat")) {
-                // comm may contain spaces; the fields after it start after the last ')'.
-                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let field = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
-                // utime and stime, in clock ticks.
-                let ticks = || (field(11).unwrap_or(0), field(12).unwrap_or(0));
-                if stat.contains("(kubeboot-agent)") {
-                    agent_ticks.insert(pid, ticks());
+            if let Some((comm, ticks)) = stat_ticks(&dir) {
+                if comm == "kubeboot-agent" {
+                    agent_ticks.insert(pid, ticks);
                     agents.push(pid);
                     agent_peak_rss_kb = agent_peak_rss_kb.max(peak_rss_kb(&dir));
-                } else if stat.contains("(curl)") || stat.contains("(sha256sum)") {
-                    fetch_tool_ticks.insert(pid, ticks());
+                    for task in fs::read_dir(dir.join("task"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let tid = task.file_name().to_string_lossy().into_owned();
+                        if let Some(thread) = stat_ticks(&task.path()) {
+                            agent_thread_ticks.insert(format!("{pid}/{tid}"), thread);
+                        }
+                    }
+                } else if comm == "curl" || comm == "sha256sum" {
+                    fetch_tool_ticks.insert(pid, ticks);
                 }
             }
         }
@@ -113,6 +120,29 @@ fn main() {
         dir.join("agent-rss-kb.txt"),
         format!("{agent_peak_rss_kb}\n"),
     );
+    // Per thread name (the agent names each phase's thread after the phase): threads that ended
+    // between two samples are missing here, but not from the process's total.
+    let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (name, (user, system)) in agent_thread_ticks.into_values() {
+        let sum = by_name.entry(name).or_default();
+        *sum = (sum.0 + user, sum.1 + system);
+    }
+    let threads: String = by_name
+        .into_iter()
+        .map(|(name, (user, system))| format!("{name}\t{user}\t{system}\n"))
+        .collect();
+    let _ = fs::write(dir.join("agent-threads.txt"), threads);
+}
+
+/// The name (comm) and (utime, stime) in clock ticks of the process or thread at `proc_dir`.
+fn stat_ticks(proc_dir: &Path) -> Option<(String, (u64, u64))> {
+    let stat = fs::read_to_string(proc_dir.join("stat")).ok()?;
+    // comm may contain spaces and parentheses; the fields after it start after the last ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
+    Some((comm, (field(11)?, field(12)?)))
 }
 
 /// The process's peak resident set so far (`VmHWM` of /proc/PID/status), in kB; 0 if unknown.
