@@ -6,7 +6,7 @@
 //! `InstallOptions::redirect_hosts` (where dl.k8s.io and GitHub releases send their downloads): the
 //! checksum file comes from the same mirror as the file, so a redirect elsewhere could swap both.
 
-use std::io::{self, Read, SeekFrom};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
 use anyhow::{anyhow, Context, Result};
 use kubeboot_nodeconfig::redact_userinfo;
@@ -14,7 +14,6 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{redirect, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use super::progress::{ArtifactProgress, Progress};
 use super::{Artifact, HashingWriter, InstallOptions};
@@ -266,8 +265,11 @@ impl Fetcher {
         };
         bar.restart(offset, total);
 
-        let mut out = tokio::fs::File::from_std(file.as_file().try_clone()?);
-        out.seek(SeekFrom::Start(offset)).await?;
+        let mut out = file.as_file().try_clone()?;
+        out.seek(SeekFrom::Start(offset))?;
+        // Written from this task, not through tokio's blocking pool: a buffered write into the
+        // page cache is short, and handing each to another thread took ten times the futex calls
+        // and its own buffer (see docs/benchmarks.md).
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, out);
         let mut received = 0u64;
         let streamed: Result<(), FetchError> = async {
@@ -283,7 +285,7 @@ impl Fetcher {
                 }
             })? {
                 hasher.update(&chunk);
-                out.write_all(&chunk).await?;
+                out.write_all(&chunk)?;
                 received += chunk.len() as u64;
                 bar.advance(chunk.len() as u64);
             }
@@ -292,7 +294,7 @@ impl Fetcher {
         .await;
         // Always flush, also after an error: the next attempt resumes from the file's length,
         // which must not change under it.
-        let flushed = out.flush().await;
+        let flushed = out.flush();
         streamed?;
         flushed?;
 
