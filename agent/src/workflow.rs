@@ -622,6 +622,34 @@ mod tests {
         assert_eq!(ran, [0, 1, 2]);
     }
 
+    /// `status` names, for each done phase, the done phases whose recorded runs overlapped it.
+    #[test]
+    fn status_names_the_phases_a_phase_ran_beside() {
+        let sandbox = crate::testing::Sandbox::new("node-1");
+        let root = sandbox.root();
+        let markers = Markers::new(&root);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = |n| t0 + Duration::from_millis(n);
+        markers.record_done("os", ms(0), ms(100)).unwrap();
+        markers.record_done("install", ms(50), ms(200)).unwrap();
+        markers.record_done("metadata", ms(150), ms(160)).unwrap();
+        // Starts when install ends: after it, not beside it.
+        markers.record_done("kubelet", ms(200), ms(300)).unwrap();
+        let beside = |name: &str| {
+            statuses(&root, None)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .ran_beside
+        };
+        assert_eq!(beside("os"), ["install"]);
+        assert_eq!(beside("install"), ["metadata", "os"]);
+        assert_eq!(beside("metadata"), ["install"]);
+        assert!(beside("kubelet").is_empty());
+        assert!(beside("preflight").is_empty());
+    }
+
     /// The phase table of docs/agent.md: one row per stage that `run`, `plan` and `status` walk,
     /// in their order, with the stages each starts after, so the document cannot drift from the
     /// code.

@@ -186,6 +186,12 @@ fn plan_names_every_phase_and_why() {
     };
     assert!(line("control-plane-init").contains("skip"), "{plan}");
     assert!(line("join").contains(" run "), "{plan}");
+    // A phase that will run names what it starts after (so what may run beside it).
+    assert!(line("install").ends_with("(after preflight)"), "{plan}");
+    assert!(
+        line("join").ends_with("(after container-runtime, install, kubelet, kubeadm-config)"),
+        "{plan}"
+    );
     let master = Node::new("node-2", MASTER_YAML);
     let plan = String::from_utf8_lossy(&master.run(&["plan"]).stdout).to_string();
     assert!(
