@@ -438,7 +438,6 @@ impl ApiServer {
                     format!("certSANs[{i}]"),
                     format!("{san:?} is neither an IP address nor a DNS name"),
                 );
-                continue;
             }
         }
         for (name, value) in &self.extra_args {
@@ -478,7 +477,6 @@ impl ApiServer {
             }
             if name == "anonymous-auth" && value != "true" {
                 err(field, "kubeadm's join discovery and the API server's health probes need anonymous access to a few paths; leave it on (RBAC grants anonymous nothing else)".into());
-                continue;
             }
         }
         for (i, plugin) in self.admission_plugins.iter().enumerate() {
@@ -495,7 +493,6 @@ impl ApiServer {
                         KNOWN_ADMISSION_PLUGINS.join(", ")
                     ),
                 );
-                continue;
             }
         }
         for (i, mode) in self.authorization_modes.iter().enumerate() {
@@ -516,7 +513,6 @@ impl ApiServer {
             }
             if self.authorization_modes[..i].contains(mode) {
                 err(field, format!("{mode} is listed twice"));
-                continue;
             }
         }
         for required in ["Node", "RBAC"] {

@@ -12,6 +12,7 @@ use kubeboot_test_kit::binaries::binaries;
 use kubeboot_test_kit::output::text;
 use kubeboot_test_kit::port::free_port;
 
+use crate::common::checked_status;
 use crate::support::machine::{loopback_spec, with_bind_port, Machine, Rendered};
 
 fn first_master(name: &str) -> Machine {
@@ -83,8 +84,7 @@ fn a_hung_command_is_killed_at_its_deadline_and_a_rerun_finishes() {
     restore_tool(&machine, "modprobe");
     let rerun = machine.agent(&["run"]);
     assert!(rerun.status.success(), "{}", text(&rerun));
-    let status = machine.agent(&["status", "--output", "json"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = checked_status(&machine.agent(&["status", "--output", "json"]));
     assert_eq!(status["done"], true, "{status:#}");
 }
 

@@ -201,11 +201,11 @@ fn set(doc: &str, path: &str, value: Option<&str>) -> String {
     serde_yaml_ng::to_string(&tree).unwrap()
 }
 
-/// (what is wrong, the document, the field path its error must name)
 /// PEM framing around a body that is base64 but no certificate.
 const GARBAGE_CERTIFICATE: &str =
     "\"-----BEGIN CERTIFICATE-----\\nAAAAAAAA\\n-----END CERTIFICATE-----\\n\"";
 
+/// (what is wrong, the document, the field path its error must name)
 fn table() -> Vec<(&'static str, String, &'static str)> {
     let m = |path, value| set(MASTER, path, value);
     let w = |path, value| set(WORKER, path, value);

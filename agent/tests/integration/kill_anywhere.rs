@@ -573,8 +573,9 @@ fn a_dry_run_killed_anywhere_changes_nothing() {
         );
         assert_eq!(snapshot::take(machine.root()), before, "{hostname}");
         let mut interrupted = 0;
-        for i in 0..DRY_RUN_KILLS {
-            let at = took * i / DRY_RUN_KILLS;
+        // Never at 0: a kill before the run starts would count as an interruption.
+        for i in 1..=DRY_RUN_KILLS {
+            let at = took * i / (DRY_RUN_KILLS + 1);
             let mut child = dry_run()
                 .process_group(0)
                 .stdout(std::process::Stdio::null())

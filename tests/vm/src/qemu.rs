@@ -39,11 +39,12 @@ impl Image {
 const KERNEL_COMMAND_LINE: &str =
     "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 systemd.show_status=false no_timer_check";
 
+/// Names QEMU's accelerator: `tcg` (the default) or `kvm`.
+pub const ACCEL_VARIABLE: &str = "KUBEBOOT_VM_ACCEL";
+
 /// Chooses QEMU's accelerator from `KUBEBOOT_VM_ACCEL` (unset: `tcg`). TCG by default because
 /// KVM cannot be probed reliably: this machine's /dev/kvm is nested PVM, where Debian's kernel
 /// hangs; `kvm` opts in where KVM works.
-pub const ACCEL_VARIABLE: &str = "KUBEBOOT_VM_ACCEL";
-
 fn accelerator(setting: Option<&str>) -> Result<&'static str> {
     match setting {
         None | Some("tcg") => Ok("tcg,thread=multi"),

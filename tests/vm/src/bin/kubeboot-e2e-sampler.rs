@@ -120,8 +120,9 @@ fn main() {
         dir.join("agent-rss-kb.txt"),
         format!("{agent_peak_rss_kb}\n"),
     );
-    // Per thread name (the agent names each phase's thread after the phase): threads that ended
-    // between two samples are missing here, but not from the process's total.
+    // Per thread name (the agent names each phase's thread after the phase), from each thread's
+    // last sample: a thread that started and ended between two samples is missing here, and so is
+    // a thread's CPU after its last sample, but not from the process's total.
     let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (name, (user, system)) in agent_thread_ticks.into_values() {
         let sum = by_name.entry(name).or_default();
