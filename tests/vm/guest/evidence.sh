@@ -72,6 +72,7 @@ section cloud-init-output cat /var/log/cloud-init-output.log
 section processes cat "$run/processes.txt"
 section agent-cpu cat "$run/agent-cpu-hz.txt"
 section agent-threads cat "$run/agent-threads.txt"
+section softirq cat "$run/softirq.txt"
 section large-files cat "$run/large-files.txt"
 section changed-files cat "$run/changed-files.tar"
 if [ -n "$EXTRA_FILES" ]; then

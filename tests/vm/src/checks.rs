@@ -268,6 +268,9 @@ pub struct OwnCost {
     /// The agent's CPU by thread name (each phase runs in a thread named after it), as sampled:
     /// threads that lived between two samples are missing.
     pub agent_threads: Vec<(String, Cpu)>,
+    /// The machine's softirq seconds while sampling, and while something was downloading (an
+    /// agent `artifact-fetch` thread or a `curl` or `sha256sum` process was alive).
+    pub softirq: (f64, f64),
 }
 
 pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
@@ -295,8 +298,19 @@ pub fn own_cost(boot: &Boot) -> Result<OwnCost> {
             Ok((name.to_string(), cpu(user.parse()?, system.parse()?)))
         })
         .collect::<Result<_>>()?;
+    let softirq_text = boot.text("softirq")?;
+    let softirq = match softirq_text
+        .split_whitespace()
+        .map(str::parse::<f64>)
+        .collect::<Result<Vec<_>, _>>()
+        .as_deref()
+    {
+        Ok([whole, fetching]) => (whole / hz, fetching / hz),
+        _ => bail!("softirq: {softirq_text:?} is not two tick counts"),
+    };
     Ok(OwnCost {
         agent_cpu: cpu(agent_user, agent_system),
+        softirq,
         fetch_tools_cpu: cpu(tools_user, tools_system),
         agent_peak_rss_mb: rss_kb / 1024.0,
         agent_threads,

@@ -213,6 +213,8 @@ struct Timing {
     agent_peak_rss_mb: Option<f64>,
     /// The agent's CPU by thread name (empty for the shell baseline).
     agent_threads: Vec<(String, checks::Cpu)>,
+    /// The machine's softirq seconds: while sampling, and while downloading.
+    softirq: (f64, f64),
     phases: Vec<Phase>,
 }
 
@@ -226,6 +228,7 @@ fn timing(run: &str, node: &str, boot: &Boot) -> Result<Timing> {
         own_cpu: cost.agent_cpu,
         agent_peak_rss_mb: Some(cost.agent_peak_rss_mb),
         agent_threads: cost.agent_threads,
+        softirq: cost.softirq,
         phases: checks::phases(boot)?,
     })
 }
@@ -889,14 +892,16 @@ fn shell_baseline(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
             output.lines().rev().take(15).collect::<Vec<_>>().join("\n")
         );
         no_failed_units(&name, &boot)?;
+        let cost = checks::own_cost(&boot)?;
         timings.push(Timing {
             run: "shell-baseline".into(),
             node: name,
             boot_to_done: checks::agent_exit_seconds(&boot)?,
             setup: checks::agent_exit_seconds(&boot)? - checks::agent_start_seconds(&boot)?,
-            own_cpu: checks::own_cost(&boot)?.fetch_tools_cpu,
+            own_cpu: cost.fetch_tools_cpu,
             agent_peak_rss_mb: None,
             agent_threads: vec![],
+            softirq: cost.softirq,
             phases: vec![],
         });
     }
@@ -956,6 +961,10 @@ fn print_timings(timings: &[Timing]) {
         if !phases.is_empty() {
             println!("    phases: {}", phases.join(" "));
         }
+        println!(
+            "    machine softirq: {:.2} s while sampled, {:.2} s of it while downloading",
+            t.softirq.0, t.softirq.1
+        );
         if !t.agent_threads.is_empty() {
             let threads: Vec<String> = t
                 .agent_threads

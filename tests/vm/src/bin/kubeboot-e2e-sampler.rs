@@ -4,7 +4,9 @@
 //! keeps the CPU time of each `kubeboot-agent` process (and, for the shell baseline's comparison,
 //! of each `curl` and `sha256sum`, the tools doing the agent's downloading and hashing there) and
 //! the highest peak resident set (`VmHWM`) any agent process reached, and the CPU time of each agent
-//! thread by name; and, as a fault, SIGKILLs the agent the
+//! thread by name; the machine's softirq time (the guest kernel charges a softirq that
+//! interrupts a task to that task's system time: received packets land on whoever is running),
+//! over the whole sampling and over the samples in which something was downloading; and, as a fault, SIGKILLs the agent the
 //! first time `kubeadm init` is seen half-way: still running, with the API server it started
 //! already up (so the restarted agent finds a partly initialised control plane).
 //!
@@ -45,7 +47,11 @@ fn main() {
     // pid/tid -> (thread name, (utime, stime)) of the agent's threads, last sample.
     let mut agent_thread_ticks: BTreeMap<String, (String, (u64, u64))> = BTreeMap::new();
     let mut agent_peak_rss_kb: u64 = 0;
+    let first_softirq = softirq_ticks();
+    let mut last_softirq = first_softirq;
+    let mut fetching_softirq = 0;
     while !Path::new(stop_file).exists() {
+        let mut fetching = false;
         let mut kubeadm_init = false;
         let mut apiserver = false;
         let mut agents = Vec::new();
@@ -77,10 +83,12 @@ fn main() {
                     {
                         let tid = task.file_name().to_string_lossy().into_owned();
                         if let Some(thread) = stat_ticks(&task.path()) {
+                            fetching |= thread.0 == "artifact-fetch";
                             agent_thread_ticks.insert(format!("{pid}/{tid}"), thread);
                         }
                     }
                 } else if comm == "curl" || comm == "sha256sum" {
+                    fetching = true;
                     fetch_tool_ticks.insert(pid, ticks);
                 }
             }
@@ -97,6 +105,11 @@ fn main() {
                 }
             }
         }
+        let softirq = softirq_ticks();
+        if fetching {
+            fetching_softirq += softirq - last_softirq;
+        }
+        last_softirq = softirq;
         // While the kill is armed and `kubeadm init` runs, look often: its second half is short.
         let armed = kill_marker.is_some_and(|m| !m.exists());
         std::thread::sleep(Duration::from_millis(if armed && kubeadm_init {
@@ -116,6 +129,10 @@ fn main() {
     };
     let _ = fs::write(dir.join("agent-cpu.txt"), total(&agent_ticks));
     let _ = fs::write(dir.join("fetch-tools-cpu.txt"), total(&fetch_tool_ticks));
+    let _ = fs::write(
+        dir.join("softirq.txt"),
+        format!("{} {fetching_softirq}\n", last_softirq - first_softirq),
+    );
     let _ = fs::write(
         dir.join("agent-rss-kb.txt"),
         format!("{agent_peak_rss_kb}\n"),
@@ -144,6 +161,18 @@ fn stat_ticks(proc_dir: &Path) -> Option<(String, (u64, u64))> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
     Some((comm, (field(11)?, field(12)?)))
+}
+
+/// The softirq time of all CPUs so far (the `cpu` line of /proc/stat), in clock ticks.
+fn softirq_ticks() -> u64 {
+    fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+            // cpu user nice system idle iowait irq softirq ...
+            line.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The process's peak resident set so far (`VmHWM` of /proc/PID/status), in kB; 0 if unknown.
