@@ -7,7 +7,14 @@ fn main() {
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
     );
     let dir = manifest_dir.join("../data/upstream");
-    for file in ["kubeadm-schema.json", "releases.json"] {
+    for file in [
+        "kubeadm-schema.json",
+        "releases.json",
+        "k8s-api/v1.34.json",
+        "k8s-api/v1.35.json",
+        "k8s-api/v1.36.json",
+        "k8s-api/v1.37.json",
+    ] {
         let path = dir.join(file);
         assert!(path.is_file(), "{} is missing", path.display());
         println!("cargo:rerun-if-changed={}", path.display());

@@ -1,9 +1,11 @@
 //! The stand-in kube-apiserver: HTTPS with the cluster's serving certificate, client-certificate and
 //! bootstrap-token authentication, the health/version endpoints, signed cluster-info, node registration,
 //! CSR signing for TLS bootstrap, and enough discovery, server-side apply, create, get, list and delete for
-//! `kubectl apply --server-side`, `create -f -`, `get` and `delete`.
+//! `kubectl apply --server-side`, `create -f -`, `get` and `delete`; written objects are decoded against the
+//! API of the server's own minor (`api_schema`).
 // Request helpers return the ready error Reply as their Err: one per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
+pub mod api_schema;
 pub mod flags;
 mod resources;
 pub mod state;
@@ -437,6 +439,11 @@ impl Server {
         }
     }
 
+    /// The minor this server plays (its version is checked at start).
+    fn minor(&self) -> u64 {
+        crate::version::KubeVersion::parse(&self.git_version).map_or(0, |v| v.minor)
+    }
+
     fn version(&self) -> Value {
         let v = crate::version::KubeVersion::parse(&self.git_version).ok();
         json!({
@@ -701,10 +708,11 @@ impl Server {
                 None => not_found(target.resource.name, name),
             }),
             (&Method::POST, None) => {
-                let (status, obj) = match create_object(&mut objects, &target, query, body) {
-                    Ok(created) => created,
-                    Err(refused) => return Ok(refused),
-                };
+                let (status, obj) =
+                    match create_object(&mut objects, &target, query, body, self.minor()) {
+                        Ok(created) => created,
+                        Err(refused) => return Ok(refused),
+                    };
                 self.state.set_objects(&objects)?;
                 Ok(reply(status, obj))
             }
@@ -728,9 +736,10 @@ impl Server {
                         format!("the stand-in serves only server-side apply, not {content_type:?}"),
                     ));
                 }
-                if let Err(refused) = field_validation(query) {
-                    return Ok(refused);
-                }
+                let validation = match field_validation(query) {
+                    Ok(v) => v,
+                    Err(refused) => return Ok(refused),
+                };
                 if query.get("fieldManager").is_none_or(|m| m.is_empty()) {
                     return Ok(failure(
                         StatusCode::BAD_REQUEST,
@@ -750,6 +759,9 @@ impl Server {
                 };
                 if let Err(e) = target.check_object(&obj, name) {
                     return Ok(failure(StatusCode::BAD_REQUEST, "BadRequest", e));
+                }
+                if let Err(refused) = decode(self.minor(), &mut obj, &target, validation) {
+                    return Ok(refused);
                 }
                 if let Some(ns) = target.namespace {
                     if !resources::namespace_exists(&objects, ns) {
@@ -856,34 +868,12 @@ fn create_object(
     target: &resources::Target,
     query: &BTreeMap<String, String>,
     body: &[u8],
+    minor: u64,
 ) -> Result<(StatusCode, Value), Reply> {
     let validation = field_validation(query)?;
     let kind = target.resource.kind;
     let mut obj = json_body(body, kind)?;
-    let unknown = resources::unknown_fields(kind, &obj);
-    if validation == "Strict" && !unknown.is_empty() {
-        let list: Vec<String> = unknown
-            .iter()
-            .map(|f| format!("unknown field {f:?}"))
-            .collect();
-        return Err(failure(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
-                target.resource.version,
-                list.join(", ")
-            ),
-        ));
-    }
-    for f in &unknown {
-        // Ignore/Warn drop what the decoder does not know (the warning header is not sent by the stand-in).
-        let (parent, leaf) = match f.strip_prefix("metadata.") {
-            Some(leaf) => (&mut obj["metadata"], leaf),
-            None => (&mut obj, f.as_str()),
-        };
-        parent.as_object_mut().map(|m| m.remove(leaf));
-    }
+    decode(minor, &mut obj, target, validation)?;
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -929,6 +919,48 @@ fn create_object(
     }
     objects.insert(key, obj.clone());
     Ok((StatusCode::CREATED, obj))
+}
+
+/// What the server's decoder and validation do to a written object, by the API of its own minor:
+/// a value of the wrong type or a missing required field is refused; unknown fields are refused under
+/// `fieldValidation=Strict` and dropped otherwise (the stand-in sends no warning header).
+fn decode(
+    minor: u64,
+    obj: &mut Value,
+    target: &resources::Target,
+    validation: &str,
+) -> Result<(), Reply> {
+    let kind = target.resource.kind;
+    let findings = api_schema::check(minor, obj, validation != "Strict")
+        .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e))?;
+    if !findings.invalid.is_empty() {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        return Err(failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "{kind} {name:?} is invalid: {}",
+                findings.invalid.join(", ")
+            ),
+        ));
+    }
+    if validation == "Strict" && !findings.unknown.is_empty() {
+        let list: Vec<String> = findings
+            .unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                target.resource.version,
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn json_name(body: &[u8]) -> Option<String> {

@@ -83,13 +83,6 @@ pub const RESOURCES: &[Resource] = &[
         false,
     ),
     r(
-        "apiextensions.k8s.io",
-        "v1",
-        "customresourcedefinitions",
-        "CustomResourceDefinition",
-        false,
-    ),
-    r(
         "certificates.k8s.io",
         "v1",
         "certificatesigningrequests",
@@ -343,56 +336,6 @@ pub fn openapi_group_version(gv: &str) -> Option<Value> {
 
 /// Why a write is refused: HTTP status, `Status` reason, message.
 pub type Refusal = (hyper::StatusCode, &'static str, String);
-
-const OBJECT_META_FIELDS: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
-
-/// The fields of `obj` the server's decoder does not know, as strict decoding names them (`foo`,
-/// `metadata.foo`). Only Secrets' fields (core/v1 Secret) are known to the stand-in; other kinds pass.
-pub fn unknown_fields(kind: &str, obj: &Value) -> Vec<String> {
-    let top: &[&str] = match kind {
-        "Secret" => &[
-            "apiVersion",
-            "kind",
-            "metadata",
-            "data",
-            "stringData",
-            "type",
-            "immutable",
-        ],
-        _ => return vec![],
-    };
-    let unknown_in = |v: &Value, known: &[&str], prefix: &str| -> Vec<String> {
-        v.as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| !known.contains(&k.as_str()))
-            .map(|(k, _)| format!("{prefix}{k}"))
-            .collect()
-    };
-    let mut out = unknown_in(obj, top, "");
-    out.extend(unknown_in(
-        &obj["metadata"],
-        OBJECT_META_FIELDS,
-        "metadata.",
-    ));
-    out
-}
 
 /// What the API server does to a Secret on write (core/v1 conversion, defaulting, ValidateSecret):
 /// `stringData` is merged into `data` (base64, stringData wins) and dropped, `type` defaults to Opaque,

@@ -166,6 +166,50 @@ fn kubectl_server_side_apply_records_every_object_and_is_idempotent() {
     );
 }
 
+/// Server-side apply with kubectl's default (strict) field validation: a misspelt field deep in a pod
+/// template is refused by its path, as the real API server's strict decoder names it, and so is a value
+/// of the wrong type; nothing is stored.
+#[test]
+fn kubectl_apply_is_refused_for_an_unknown_nested_field_or_a_wrong_type() {
+    let c = cluster();
+    let dir = c.master.path("/etc/kubeboot/addons");
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin = c
+        .master
+        .path("/etc/kubernetes/admin.conf")
+        .display()
+        .to_string();
+    let deployment = |extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\n  namespace: kube-system\nspec:\n  \
+             selector:\n    matchLabels: {{a: b}}\n  template:\n    metadata:\n      labels: {{a: b}}\n    spec:\n      \
+             containers:\n      - name: c\n        image: i\n{extra}"
+        )
+    };
+    for (extra, refusal) in [
+        (
+            "        imagePullPolcy: Always\n",
+            "strict decoding error: unknown field \"spec.template.spec.containers[0].imagePullPolcy\"",
+        ),
+        (
+            "        ports:\n        - containerPort: \"80\"\n",
+            "spec.template.spec.containers[0].ports[0].containerPort: expected integer",
+        ),
+    ] {
+        std::fs::write(dir.join("typo.yaml"), deployment(extra)).unwrap();
+        let out = apply(&c, &admin, &dir);
+        assert!(!out.status.success(), "{}", stdout(&out));
+        assert!(stderr(&out).contains(refusal), "{}", stderr(&out));
+    }
+    let objects = c
+        .master
+        .read_json("/var/lib/stand-ins/kube-apiserver/objects.json");
+    assert!(objects.get("apps/v1/Deployment/kube-system/typo").is_none());
+    // The same object without the faults is applied.
+    std::fs::write(dir.join("typo.yaml"), deployment("")).unwrap();
+    assert_ok(&apply(&c, &admin, &dir));
+}
+
 #[test]
 fn kubectl_is_refused_without_a_cluster_client_certificate_and_in_a_missing_namespace() {
     let c = cluster();
