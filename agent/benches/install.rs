@@ -141,8 +141,7 @@ fn main() {
     for latency in [Duration::ZERO, Duration::from_millis(50)] {
         server.set_latency(latency);
         let (agent_seq, agent_seq_cpu, agent_seq_faults) = measure(|| agent(&server, 1));
-        let (agent_par, agent_par_cpu, agent_par_faults) =
-            measure(|| agent(&server, NAMES.len()));
+        let (agent_par, agent_par_cpu, agent_par_faults) = measure(|| agent(&server, NAMES.len()));
         let (curl_seq, curl_seq_cpu, curl_seq_faults) = measure(|| curl(&server, false));
         let (curl_par, curl_par_cpu, curl_par_faults) = measure(|| curl(&server, true));
         println!("\nadded latency per request: {} ms", latency.as_millis());
