@@ -97,10 +97,16 @@ pub fn derive(config: &NodeConfig, md: &InstanceMetadata) -> Result<NodeFacts, S
     }
     taints.extend(config.node.taints.iter().cloned());
     Ok(NodeFacts {
+        // cloud-provider-azure and cluster-autoscaler write and compare provider IDs with the
+        // resource group in lower case ("for historical reasons"); a node registered with another
+        // case is one the autoscaler cannot match to its scale set.
         provider_id: azure.as_ref().map(|az| {
             format!(
                 "azure:///subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
-                az.subscription_id, az.resource_group, az.vm_scale_set, az.ordinal
+                az.subscription_id,
+                az.resource_group.to_lowercase(),
+                az.vm_scale_set,
+                az.ordinal
             )
         }),
         provider: match config.provider.name {
@@ -189,7 +195,7 @@ mod tests {
     #[test]
     fn azure_ordinal_zero_is_the_first_master() {
         let c = azure_config(true);
-        let f = derive(&c, &imds(0, "2", "rg-demo")).unwrap();
+        let f = derive(&c, &imds(0, "2", "RG-Demo")).unwrap();
         assert_eq!(f.kind, NodeKind::FirstMaster);
         assert_eq!(f.node_name, "demo-master000000");
         assert_eq!(

@@ -37,10 +37,14 @@ impl Instance {
         format!("{}{:06}", self.computer_name_prefix, self.ordinal)
     }
 
+    /// The provider ID cloud-provider-azure expects of this instance (resource group in lower case).
     pub fn provider_id(&self) -> String {
         format!(
             "azure:///subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
-            self.subscription_id, self.resource_group, self.vm_scale_set, self.ordinal
+            self.subscription_id,
+            self.resource_group.to_lowercase(),
+            self.vm_scale_set,
+            self.ordinal
         )
     }
 
