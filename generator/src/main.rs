@@ -217,12 +217,12 @@ fn report_problems(outcome: Result<ValidSpec, Vec<FieldError>>) -> Option<ValidS
 /// `kubeboot-gen releases`: one row per minor of `nodeconfig::releases::RELEASES`.
 fn releases_table() -> String {
     let mut out = String::from(
-        "| minor | end of life | kubeadm config | pause | etcd | CoreDNS | cloud-provider-azure | containerd (min / recommended) | unconfirmed |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| minor | end of life | kubeadm config | pause | etcd | CoreDNS | cloud-provider-azure | cluster-autoscaler | containerd (min / recommended) | unconfirmed |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in RELEASES {
         out += &format!(
-            "| 1.{} | {} | {} | {} | {} | {} | {} | {} / {} | {} |\n",
+            "| 1.{} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |\n",
             r.minor,
             r.end_of_life,
             r.kubeadm_api_version,
@@ -230,6 +230,7 @@ fn releases_table() -> String {
             r.etcd_tag,
             r.coredns_tag,
             r.cloud_provider_azure.tag,
+            r.cluster_autoscaler,
             r.min_containerd,
             r.recommended_containerd,
             if r.unconfirmed.is_empty() {

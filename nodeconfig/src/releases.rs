@@ -66,6 +66,9 @@ pub struct Release {
     pub etcd_tag: &'static str,
     pub coredns_tag: &'static str,
     pub cloud_provider_azure: CloudProviderAzure,
+    /// cluster-autoscaler's tag (`registry.k8s.io/autoscaling/cluster-autoscaler:TAG`): released per
+    /// Kubernetes minor, and upstream supports it only with the matching minor.
+    pub cluster_autoscaler: &'static str,
     /// Component feature gates removed in this minor: kube-apiserver refuses them in
     /// `--feature-gates` from this minor on.
     pub removed_feature_gates: &'static [&'static str],
@@ -97,6 +100,7 @@ pub static RELEASES: &[Release] = &[
         etcd_tag: "3.6.4-0",
         coredns_tag: "v1.12.1",
         cloud_provider_azure: CloudProviderAzure { tag: "v1.34.10" },
+        cluster_autoscaler: "v1.34.4",
         removed_feature_gates: &[],
         removed_apiserver_flags: &[],
         requires_cgroup_v2: false,
@@ -112,6 +116,7 @@ pub static RELEASES: &[Release] = &[
         etcd_tag: "3.6.6-0",
         coredns_tag: "v1.12.4",
         cloud_provider_azure: CloudProviderAzure { tag: "v1.35.5" },
+        cluster_autoscaler: "v1.35.2",
         removed_feature_gates: &[
             "ComponentSLIs",
             "SizeMemoryBackedVolumes",
@@ -133,6 +138,7 @@ pub static RELEASES: &[Release] = &[
         etcd_tag: "3.6.8-0",
         coredns_tag: "v1.14.2",
         cloud_provider_azure: CloudProviderAzure { tag: "v1.36.2" },
+        cluster_autoscaler: "v1.36.1",
         removed_feature_gates: &[
             "CSIMigrationPortworx",
             "HonorPVReclaimPolicy",
@@ -153,6 +159,7 @@ pub static RELEASES: &[Release] = &[
         etcd_tag: "3.7.0-0",
         coredns_tag: "v1.14.3",
         cloud_provider_azure: CloudProviderAzure { tag: "v1.37.5" },
+        cluster_autoscaler: "v1.37.0",
         removed_feature_gates: &[
             "APIServerTracing",
             "AnonymousAuthConfigurableEndpoints",
@@ -189,6 +196,7 @@ pub static RELEASES: &[Release] = &[
             "etcd_tag",
             "coredns_tag",
             "cloud_provider_azure",
+            "cluster_autoscaler",
         ],
     },
 ];
@@ -270,6 +278,9 @@ mod tests {
             assert!(r
                 .cloud_provider_azure
                 .tag
+                .starts_with(&format!("v1.{}.", r.minor)));
+            assert!(r
+                .cluster_autoscaler
                 .starts_with(&format!("v1.{}.", r.minor)));
             assert!(!r.etcd_tag.is_empty() && r.coredns_tag.starts_with('v'));
             assert!(r.min_containerd <= r.recommended_containerd);
