@@ -12,9 +12,9 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use ipnet::IpNet;
 use kubeboot_nodeconfig::{
-    default_dns_domain, default_token_ttl, ApiServer, AzureProvider, Bootstrap, ClusterInfo,
-    KeyVaultSecrets, NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role, Secrets,
-    API_VERSION, DEFAULT_PATH, KIND,
+    default_dns_domain, default_token_ttl, Addons, ApiServer, AzureProvider, Bootstrap,
+    ClusterInfo, KeyVaultSecrets, NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role,
+    Secrets, API_VERSION, DEFAULT_PATH, KIND,
 };
 use tera::Tera;
 
@@ -212,7 +212,10 @@ pub fn node_config(
         secrets: vault.map(|key_vault| Secrets { key_vault }),
         artifacts: s.artifacts.clone(),
         api_server,
-        addons: s.addons.clone(),
+        addons: Addons {
+            cni: s.addons.cni,
+            cluster_autoscaler: master && s.pools.iter().any(|p| p.autoscaling.is_some()),
+        },
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 use kubeboot_nodeconfig::{
-    cidr, Addons, ApiServer, Artifacts, AzureCloud, CustomCloud, KubernetesVersion, Role, Taint,
+    cidr, ApiServer, Artifacts, AzureCloud, Cni, CustomCloud, KubernetesVersion, Role, Taint,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +53,16 @@ pub struct Spec {
     #[serde(default)]
     pub api_server: ApiServer,
     #[serde(default)]
-    pub addons: Addons,
+    pub addons: AddonsSpec,
+}
+
+/// What the user chooses of the addons; the NodeConfig's `addons` adds what the generator derives
+/// (whether cluster-autoscaler runs follows from the pools' `autoscaling`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddonsSpec {
+    #[serde(default)]
+    pub cni: Cni,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +152,26 @@ pub struct PoolSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
+    /// Worker pools on Azure: cluster-autoscaler keeps the pool between `min` and `max`
+    /// instances; `count` is then the size the pool is created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl PoolSpec {
+    /// The most instances the pool can have: what its subnet, the pod range and Azure's limits
+    /// must hold.
+    pub fn most_instances(&self) -> u32 {
+        self.autoscaling
+            .map_or(self.count, |a| a.max.max(self.count))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -306,6 +306,9 @@ impl Validator {
             if !pool.zones.is_empty() {
                 self.error(format!("spec.pools[{i}].zones"), AZURE_ONLY);
             }
+            if pool.autoscaling.is_some() {
+                self.error(format!("spec.pools[{i}].autoscaling"), AZURE_ONLY);
+            }
         }
     }
 
@@ -336,7 +339,12 @@ impl Validator {
                 ),
             );
         }
-        let nodes: u64 = cluster.spec.pools.iter().map(|p| u64::from(p.count)).sum();
+        let nodes: u64 = cluster
+            .spec
+            .pools
+            .iter()
+            .map(|p| u64::from(p.most_instances()))
+            .sum();
         if net.pod_cidr.prefix_len() > NODE_POD_PREFIX {
             self.error(
                 "spec.network.podCIDR",
@@ -381,6 +389,7 @@ impl Validator {
             }
             self.zones(&path, pool);
             self.labels(&path, pool);
+            self.autoscaling(&path, pool);
             self.subnet(&path, i, cluster);
         }
         let masters: Vec<usize> = pools
@@ -450,6 +459,53 @@ impl Validator {
         }
     }
 
+    /// cluster-autoscaler scales worker pools between `min` and `max`; `count` is where it starts.
+    /// The pool's labels and taints become the scale set's node-template tags, and a resource
+    /// holds at most 50 tags.
+    fn autoscaling(&mut self, path: &str, pool: &PoolSpec) {
+        let Some(range) = pool.autoscaling else {
+            return;
+        };
+        let at = format!("{path}.autoscaling");
+        if pool.role == Role::Master {
+            self.error(
+                at,
+                "masters are not autoscaled (etcd membership does not follow the scale set)",
+            );
+            return;
+        }
+        if range.max == 0 || range.min > range.max {
+            self.error(
+                at,
+                format!(
+                    "min {} and max {} must satisfy min <= max and max >= 1",
+                    range.min, range.max
+                ),
+            );
+            return;
+        }
+        if !(range.min..=range.max).contains(&pool.count) {
+            self.error(
+                format!("{path}.count"),
+                format!(
+                    "{} is outside autoscaling's {}..={} (count is the size the pool starts at)",
+                    pool.count, range.min, range.max
+                ),
+            );
+        }
+        let template_tags = pool.labels.len() + pool.taints.len();
+        if template_tags > MAX_AUTOSCALED_POOL_TEMPLATE_TAGS {
+            self.error(
+                at,
+                format!(
+                    "{template_tags} labels and taints, but an autoscaled pool carries each as a scale-set tag and Azure allows {} tags of which kubeboot uses {}: at most {MAX_AUTOSCALED_POOL_TEMPLATE_TAGS}",
+                    crate::arm::MAX_TAGS,
+                    crate::arm::MAX_TAGS - MAX_AUTOSCALED_POOL_TEMPLATE_TAGS
+                ),
+            );
+        }
+    }
+
     fn subnet(&mut self, path: &str, index: usize, cluster: &ClusterSpec) {
         let pools = &cluster.spec.pools;
         let pool = &pools[index];
@@ -487,12 +543,12 @@ impl Validator {
             }
         }
         let usable = (1u64 << (32 - subnet.prefix_len())).saturating_sub(AZURE_RESERVED_PER_SUBNET);
-        if u64::from(pool.count) > usable {
+        if u64::from(pool.most_instances()) > usable {
             self.error(
                 &path,
                 format!(
                     "{subnet} has {usable} usable addresses (Azure reserves 5) for {} nodes",
-                    pool.count
+                    pool.most_instances()
                 ),
             );
         }
@@ -500,6 +556,10 @@ impl Validator {
 }
 
 const AZURE_ONLY: &str = "only applies with spec.azure; remove it for plain VMs";
+
+/// Tags of an autoscaled pool's scale set besides its node-template labels and taints: the two
+/// cluster tags, the pool's name, and cluster-autoscaler's enabled, name, min and max.
+const MAX_AUTOSCALED_POOL_TEMPLATE_TAGS: usize = crate::arm::MAX_TAGS - 7;
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())

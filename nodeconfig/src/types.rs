@@ -382,6 +382,10 @@ pub enum Cni {
 pub struct Addons {
     #[serde(default)]
     pub cni: Cni,
+    /// Deploy cluster-autoscaler (first master; Azure only): it discovers the pools to scale by
+    /// their scale sets' tags, so the NodeConfig says only whether it runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_autoscaler: bool,
 }
 
 impl NodeConfig {
@@ -440,6 +444,7 @@ impl NodeConfig {
             (ProviderName::Azure, Some(azure)) => azure.validate("provider.azure")?,
             (ProviderName::None, None) => {}
         }
+        self.check_addons()?;
         let key_vault = self.secrets.as_ref().map(|s| &s.key_vault);
         if let Some(vault) = key_vault {
             self.check_key_vault(vault)?;
@@ -501,6 +506,27 @@ impl NodeConfig {
                 pki.validate("pki")?;
             }
             (Role::Worker, None) => {}
+        }
+        Ok(())
+    }
+
+    /// cluster-autoscaler runs on the masters with their Azure identity.
+    fn check_addons(&self) -> Result<(), FieldError> {
+        const AT: &str = "addons.clusterAutoscaler";
+        if !self.addons.cluster_autoscaler {
+            return Ok(());
+        }
+        if self.provider.name != ProviderName::Azure {
+            return Err(FieldError::new(
+                AT,
+                "only allowed when provider.name is azure",
+            ));
+        }
+        if !self.is_master() {
+            return Err(FieldError::new(
+                AT,
+                "only allowed on a master (it runs there)",
+            ));
         }
         Ok(())
     }

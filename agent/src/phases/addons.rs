@@ -1,6 +1,7 @@
-//! `addons` (first master): the CNI and, on Azure, cloud-provider-azure, applied idempotently.
+//! `addons` (first master): the CNI and, on Azure, cloud-provider-azure and (when a pool
+//! autoscales) cluster-autoscaler, applied idempotently.
 //!
-//! Inputs: the NodeConfig (cluster name, pod CIDR, CNI choice, provider), the manifests embedded
+//! Inputs: the NodeConfig (cluster name, pod CIDR, CNI choice, provider, autoscaler), the manifests embedded
 //! from `agent/manifests/`, `/etc/kubernetes/admin.conf`. Outputs: the rendered manifests in
 //! `/etc/kubeboot/addons/` (exactly those, stale files removed) and
 //! `kubectl apply --server-side --force-conflicts --field-manager=kubeboot -f` of that directory,
@@ -35,6 +36,7 @@ pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
         "cloud_provider_azure_version",
         release.cloud_provider_azure.tag,
     );
+    vars.insert("cluster_autoscaler_version", release.cluster_autoscaler);
     let mut templates: Vec<(&'static str, &'static str)> = Vec::new();
     if let Some(azure) = &config.provider.azure {
         vars.insert("cloud_config_path", &azure.cloud_config_path);
@@ -46,6 +48,12 @@ pub fn render(config: &NodeConfig) -> Result<Vec<(&'static str, String)>> {
             "11-cloud-node-manager.yaml",
             include_str!("../../manifests/cloud-node-manager.yaml"),
         ));
+        if config.addons.cluster_autoscaler {
+            templates.push((
+                "12-cluster-autoscaler.yaml",
+                include_str!("../../manifests/cluster-autoscaler.yaml"),
+            ));
+        }
     }
     if config.addons.cni == Cni::Flannel {
         templates.push((
@@ -64,7 +72,7 @@ impl Phase for Addons {
         "addons"
     }
     fn description(&self) -> &'static str {
-        "apply the CNI and (on Azure) cloud-provider-azure with server-side apply"
+        "apply the CNI and (on Azure) cloud-provider-azure and cluster-autoscaler with server-side apply"
     }
     fn applies_to(&self, ctx: &Context) -> Result<bool> {
         Ok(ctx.config.addons.cni != Cni::None || ctx.config.provider.name == ProviderName::Azure)
@@ -190,6 +198,7 @@ mod tests {
                 azure: Some(fixture::azure_provider()),
             };
             config.cluster.kubernetes_version = format!("v1.{}.0", release.minor).parse().unwrap();
+            config.addons.cluster_autoscaler = true;
             for (name, text) in render(&config).unwrap() {
                 for doc in serde_yaml_ng::Deserializer::from_str(&text) {
                     let mut object: serde_json::Value =
@@ -206,6 +215,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_autoscaler_matches_the_cluster_minor_and_discovers_its_pools_by_tag() {
+        let mut config = fixture::first_master();
+        config.provider = ProviderConfig {
+            name: ProviderName::Azure,
+            azure: Some(fixture::azure_provider()),
+        };
+        let without: Vec<_> = render(&config)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!without.contains(&"12-cluster-autoscaler.yaml"));
+        config.addons.cluster_autoscaler = true;
+        let manifests = render(&config).unwrap();
+        let (_, text) = manifests
+            .iter()
+            .find(|(n, _)| *n == "12-cluster-autoscaler.yaml")
+            .unwrap();
+        let tag = config
+            .cluster
+            .kubernetes_version
+            .release()
+            .unwrap()
+            .cluster_autoscaler;
+        assert!(text.contains(&format!(
+            "registry.k8s.io/autoscaling/cluster-autoscaler:{tag}"
+        )));
+        assert!(text.contains(
+            "--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,cluster-autoscaler-name=demo\n"
+        ));
+        assert!(text.contains("--cloud-config=/etc/kubernetes/azure.json\n"));
     }
 
     #[test]

@@ -43,7 +43,8 @@ spec:
   network: {vnetCIDR: 10.240.0.0/16, podCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12}
   pools:
     - {name: master, role: master, count: 1, vmSize: Standard_D2s_v5, subnetCIDR: 10.240.0.0/24}
-    - {name: workers, role: worker, count: 1, vmSize: Standard_D2s_v5, subnetCIDR: 10.240.1.0/24}
+    - {name: workers, role: worker, count: 1, vmSize: Standard_D2s_v5, subnetCIDR: 10.240.1.0/24,
+       autoscaling: {min: 1, max: 3}}
   addons: {cni: none}
 "
     .into()
@@ -151,6 +152,39 @@ fn id_of(token: &str) -> String {
     token.split_once('.').unwrap().0.to_string()
 }
 
+/// The first master's `addons` phase applied cloud-provider-azure and, the workers' pool being
+/// autoscaled, cluster-autoscaler of the cluster's minor, with the real kubectl, through the
+/// stand-in API server's strict decoding of the 1.37 API.
+fn azure_addons_were_applied(master: &Machine) {
+    let objects = cluster_state(master).objects().unwrap();
+    for key in [
+        "apps/v1/Deployment/kube-system/cloud-controller-manager",
+        "apps/v1/DaemonSet/kube-system/cloud-node-manager",
+        "rbac.authorization.k8s.io/v1/Role/kube-system/cluster-autoscaler",
+    ] {
+        assert!(
+            objects.contains_key(key),
+            "{key} not applied: {:?}",
+            objects.keys()
+        );
+    }
+    let autoscaler = &objects["apps/v1/Deployment/kube-system/cluster-autoscaler"];
+    let container = &autoscaler["spec"]["template"]["spec"]["containers"][0];
+    let tag = kubeboot_nodeconfig::releases::release(37)
+        .unwrap()
+        .cluster_autoscaler;
+    assert_eq!(
+        container["image"],
+        format!("registry.k8s.io/autoscaling/cluster-autoscaler:{tag}")
+    );
+    assert!(container["command"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(
+            "--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,cluster-autoscaler-name=rot"
+        )));
+}
+
 /// Renders the cluster and brings its first master to done; the master's identity gets the
 /// write role on the join secret only once `status` shows the rotation waiting for it.
 fn first_master() -> Cluster {
@@ -195,6 +229,7 @@ fn first_master() -> Cluster {
     fake.grant_write(JOIN_SECRET);
     let out = finish(run);
     assert!(out.status.success(), "{}", text(&out));
+    azure_addons_were_applied(&master);
     Cluster {
         rendered,
         fake,

@@ -19,14 +19,15 @@ use serde_json::Value;
 use super::{
     api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, CONTRIBUTOR_ROLE_ID, KEY_VAULT,
     KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
-    KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, PUBLIC_IP, ROLE_ASSIGNMENT,
-    ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SINGLE_PLACEMENT_GROUP_VMS, TEMPLATE_FILE, VNET,
+    KUBEBOOT_TAG, LOAD_BALANCER, NSG, OWNER_ROLE_ID, PARAMETERS_FILE, POOL_CAPACITY_PARAMETER,
+    PUBLIC_IP, ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET,
+    SINGLE_PLACEMENT_GROUP_VMS, TEMPLATE_FILE, VNET,
 };
 use crate::check::ParsedTree;
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::render::{pool_dir, CUSTOM_DATA};
 use crate::secrets::FILE_MODE;
-use crate::spec::{ClusterSpec, IdentityRoles};
+use crate::spec::{ClusterSpec, IdentityRoles, PoolSpec};
 
 /// Parameters a deployment may supply on the command line instead of the parameters file.
 const COMMAND_LINE_PARAMETERS: &[&str] = &["imageId"];
@@ -601,18 +602,17 @@ impl<'t> Walker<'t> {
                     vmss["sku"]["name"], pool.vm_size
                 )));
             }
-            if vmss["sku"]["capacity"] != pool.count {
-                problems.push(at(&format!(
-                    "capacity {} is not the pool's count {}",
-                    vmss["sku"]["capacity"], pool.count
-                )));
-            }
-            if pool.count > SINGLE_PLACEMENT_GROUP_VMS
+            problems.extend(
+                autoscaling_problems(spec, pool, vmss, parameters)
+                    .into_iter()
+                    .map(|p| at(&p)),
+            );
+            if pool.most_instances() > SINGLE_PLACEMENT_GROUP_VMS
                 && vmss["properties"]["singlePlacementGroup"] != false
             {
                 problems.push(at(&format!(
                     "{} VMs need singlePlacementGroup: false (one placement group holds at most {SINGLE_PLACEMENT_GROUP_VMS})",
-                    pool.count
+                    pool.most_instances()
                 )));
             }
             if let Some(nat) = nat_pool.filter(|_| pool.role == Role::Master) {
@@ -1109,6 +1109,59 @@ impl std::fmt::Display for Rule {
             self.port
         )
     }
+}
+
+/// An autoscaled pool's scale set carries cluster-autoscaler's tags and takes its capacity from the
+/// `poolCapacity` parameter, whose value (in the parameters file) lies within the bounds; any other
+/// pool has its count as capacity and no auto-discovery tag (the autoscaler would resize it).
+fn autoscaling_problems(
+    spec: &ClusterSpec,
+    pool: &PoolSpec,
+    vmss: &Value,
+    parameters: &Value,
+) -> Vec<String> {
+    let capacity = &vmss["sku"]["capacity"];
+    let mut problems = Vec::new();
+    let Some(wanted) = super::autoscaler_tags(&spec.metadata.name, pool) else {
+        if *capacity != pool.count {
+            problems.push(format!(
+                "capacity {capacity} is not the pool's count {}",
+                pool.count
+            ));
+        }
+        if !vmss["tags"]["cluster-autoscaler-enabled"].is_null() {
+            problems.push(
+                "cluster-autoscaler-enabled is set, but the pool has no autoscaling".to_string(),
+            );
+        }
+        return problems;
+    };
+    let from_parameter = format!("[parameters('{POOL_CAPACITY_PARAMETER}')['{}']]", pool.name);
+    if capacity.as_str() != Some(from_parameter.as_str()) {
+        problems.push(format!(
+            "capacity {capacity} must be {from_parameter}: a re-deployment would reset what the autoscaler did"
+        ));
+    }
+    let range = pool.autoscaling.expect("autoscaler tags imply autoscaling");
+    match parameters["parameters"][POOL_CAPACITY_PARAMETER]["value"][&pool.name].as_u64() {
+        Some(n) if (u64::from(range.min)..=u64::from(range.max)).contains(&n) => {}
+        other => problems.push(format!(
+            "parameters file: {POOL_CAPACITY_PARAMETER} for pool {:?} is {}, not within {}..={}",
+            pool.name,
+            other.map_or("missing".to_string(), |n| n.to_string()),
+            range.min,
+            range.max
+        )),
+    }
+    for (tag, value) in wanted {
+        if vmss["tags"][&tag].as_str() != Some(value.as_str()) {
+            problems.push(format!(
+                "tag {tag} is {}, not {value:?} (cluster-autoscaler reads it)",
+                vmss["tags"][&tag]
+            ));
+        }
+    }
+    problems
 }
 
 fn named_child<'v>(resource: &'v Value, child_type: &str, name: &str) -> Option<&'v Value> {

@@ -18,7 +18,7 @@ use kubeboot_nodeconfig::{FieldError, Role, Secret, SharedPki};
 use serde_json::{json, Value};
 
 use crate::names::{JOIN_TOKEN_SECRET, PKI_SECRET};
-use crate::spec::{AzureSpec, ClusterSpec};
+use crate::spec::{AzureSpec, ClusterSpec, PoolSpec};
 use template::Deployment;
 
 pub const TEMPLATE_FILE: &str = "arm/azuredeploy.json";
@@ -52,6 +52,51 @@ pub const CLUSTER_TAG: &str = "k8s-azure-cluster-name";
 /// kubeboot's own tag (Azure tag names may not contain `/`, hence no `kubeboot.io/...`).
 pub const KUBEBOOT_TAG: &str = "kubeboot-cluster";
 
+/// The template parameter giving each autoscaled pool's instance count to deploy with (the
+/// parameters file has the spec's `count`; a re-deployment passes the live capacity, so that it
+/// does not undo the autoscaler's work).
+pub const POOL_CAPACITY_PARAMETER: &str = "poolCapacity";
+/// The pool name on an autoscaled pool's scale set, to find its live capacity by.
+pub const POOL_TAG: &str = "kubeboot-pool";
+/// Tag prefixes of cluster-autoscaler's node template (scale from zero): the Azure provider turns
+/// `_` in the rest of the name back into `/` and `~2` into `_` (`extractLabelsFromTags`).
+const NODE_TEMPLATE_LABEL: &str = "k8s.io_cluster-autoscaler_node-template_label_";
+const NODE_TEMPLATE_TAINT: &str = "k8s.io_cluster-autoscaler_node-template_taint_";
+
+/// The tags cluster-autoscaler reads on an autoscaled pool's scale set (None for other pools):
+/// auto-discovery (`--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,
+/// cluster-autoscaler-name=<cluster>`, bounds in `min` and `max`), and the pool's labels and
+/// taints as the node template it plans with while the pool is empty. CPU and memory it takes from
+/// the VM size; kubeboot reserves none of them, so no resource tags.
+pub fn autoscaler_tags(cluster: &str, pool: &PoolSpec) -> Option<BTreeMap<String, String>> {
+    let range = pool.autoscaling?;
+    let encode = |key: &str| key.replace('_', "~2").replace('/', "_");
+    let mut tags = BTreeMap::from([
+        ("cluster-autoscaler-enabled".to_string(), "true".to_string()),
+        ("cluster-autoscaler-name".to_string(), cluster.to_string()),
+        ("min".to_string(), range.min.to_string()),
+        ("max".to_string(), range.max.to_string()),
+        (POOL_TAG.to_string(), pool.name.clone()),
+    ]);
+    for (key, value) in &pool.labels {
+        tags.insert(
+            format!("{NODE_TEMPLATE_LABEL}{}", encode(key)),
+            value.clone(),
+        );
+    }
+    for taint in &pool.taints {
+        tags.insert(
+            format!("{NODE_TEMPLATE_TAINT}{}", encode(&taint.key)),
+            format!(
+                "{}:{}",
+                taint.value.as_deref().unwrap_or_default(),
+                taint.effect.as_str()
+            ),
+        );
+    }
+    Some(tags)
+}
+
 /// Resource types the template deploys.
 pub const NSG: &str = "Microsoft.Network/networkSecurityGroups";
 pub const VNET: &str = "Microsoft.Network/virtualNetworks";
@@ -75,6 +120,9 @@ pub const MAX_SCALE_SET_VMS: u32 = 600;
 /// Most VMs of a scale set in a single placement group (Azure's default); a larger pool is
 /// rendered with `singlePlacementGroup: false` (same source).
 pub const SINGLE_PLACEMENT_GROUP_VMS: u32 = 100;
+
+/// Most tags on one Azure resource ("Use tags to organize your Azure resources": 50).
+pub const MAX_TAGS: usize = 50;
 
 /// The pinned apiVersion of a resource type, by its namespace; None for a namespace the template
 /// does not deploy.
@@ -157,12 +205,18 @@ pub fn validate_pool_sizes(spec: &ClusterSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (i, pool) in spec.spec.pools.iter().enumerate() {
         let path = format!("spec.pools[{i}].count");
-        if pool.count > MAX_SCALE_SET_VMS {
+        if pool.most_instances() > MAX_SCALE_SET_VMS {
+            let path = match pool.autoscaling {
+                Some(range) if range.max >= pool.count => {
+                    format!("spec.pools[{i}].autoscaling.max")
+                }
+                _ => path,
+            };
             errors.push(FieldError::new(
                 path,
                 format!(
                     "{} VMs, over Azure's limit of {MAX_SCALE_SET_VMS} per scale set from a custom image",
-                    pool.count
+                    pool.most_instances()
                 ),
             ));
         } else if pool.role == Role::Master && pool.count > nat_ports {
@@ -210,6 +264,16 @@ pub fn render(spec: &ClusterSpec, secrets: &ArmSecrets) -> Result<ArmFiles> {
     );
     if let Some(image) = &azure.image_id {
         parameters.insert("imageId".into(), json!({ "value": image }));
+    }
+    let capacity: BTreeMap<&str, u32> = spec
+        .spec
+        .pools
+        .iter()
+        .filter(|p| p.autoscaling.is_some())
+        .map(|p| (p.name.as_str(), p.count))
+        .collect();
+    if !capacity.is_empty() {
+        parameters.insert(POOL_CAPACITY_PARAMETER.into(), json!({ "value": capacity }));
     }
     let parameters = json!({
         "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",

@@ -3,6 +3,8 @@
 //! `serde_json::Value`s. Strings are escaped by serde; the only text assembled here is ARM
 //! expressions (`[resourceId(...)]`), whose names `Deployment::new` checks to be plain.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use kubeboot_nodeconfig::Role;
 use serde_json::{json, Value};
@@ -10,9 +12,10 @@ use serde_json::{json, Value};
 use super::{
     api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION, CONTRIBUTOR_ROLE_ID,
     KEY_VAULT, KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
-    KUBEBOOT_TAG, LOAD_BALANCER, NETWORK_API_VERSION, NSG, OWNER_ROLE_ID, PUBLIC_IP,
-    ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SINGLE_PLACEMENT_GROUP_VMS,
-    SOFT_DELETE_RETENTION_DAYS, SSH_NAT_PORT_END, SSH_NAT_PORT_START, VNET,
+    KUBEBOOT_TAG, LOAD_BALANCER, NETWORK_API_VERSION, NSG, OWNER_ROLE_ID, POOL_CAPACITY_PARAMETER,
+    PUBLIC_IP, ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET,
+    SINGLE_PLACEMENT_GROUP_VMS, SOFT_DELETE_RETENTION_DAYS, SSH_NAT_PORT_END, SSH_NAT_PORT_START,
+    VNET,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::spec::{AzureSpec, ClusterSpec, IdentityRoles};
@@ -160,6 +163,10 @@ struct Pool {
     nsg: String,
     vm_size: String,
     count: u32,
+    /// At most this many instances (the count, or autoscaling's max).
+    most_instances: u32,
+    /// cluster-autoscaler's tags when the pool autoscales.
+    autoscaler_tags: Option<BTreeMap<String, String>>,
     zones: Vec<String>,
     computer_name_prefix: String,
     role: PoolRole,
@@ -261,6 +268,8 @@ impl Deployment {
                         .clone()
                         .with_context(|| format!("spec.pools[{i}].vmSize: required on Azure"))?,
                     count: pool.count,
+                    most_instances: pool.most_instances(),
+                    autoscaler_tags: super::autoscaler_tags(cluster, pool),
                     zones: pool.zones.clone(),
                     computer_name_prefix: names.computer_name_prefix(&pool.name),
                     role,
@@ -377,7 +386,7 @@ impl Deployment {
                     .map(|g| self.vault_assignment(pool, g)),
             );
         }
-        json!({
+        let mut template = json!({
             "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
             "contentVersion": "1.0.0.0",
             "metadata": {
@@ -414,7 +423,14 @@ impl Deployment {
                     ),
                 },
             },
-        })
+        });
+        if self.pools.iter().any(|p| p.autoscaler_tags.is_some()) {
+            template["parameters"][POOL_CAPACITY_PARAMETER] = json!({
+                "type": "object",
+                "metadata": { "description": "Per autoscaled pool name, the instances to deploy it with. The parameters file has the spec's count, for the first deployment; when re-deploying, pass each pool's live capacity (docs/azure.md), or the deployment resizes the pool to it under the autoscaler." },
+            });
+        }
+        template
     }
 
     /// The masters' NSG: the API server and SSH from the allowed sources, plus the common rules.
@@ -658,11 +674,25 @@ impl Deployment {
                 &lb.ssh_nat_pool
             )]);
         }
+        // An autoscaled pool's capacity comes from a parameter, so that a re-deployment can keep
+        // what the autoscaler made of it; its tags are the cluster tags plus the autoscaler's.
+        let (tags, capacity) = match &pool.autoscaler_tags {
+            None => (json!(CLUSTER_TAGS), json!(pool.count)),
+            Some(autoscaler) => {
+                let mut tags = json!({ CLUSTER_TAG: self.cluster, KUBEBOOT_TAG: self.cluster });
+                tags.as_object_mut()
+                    .expect("built as an object")
+                    .extend(autoscaler.iter().map(|(k, v)| (k.clone(), json!(v))));
+                let capacity =
+                    format!("[parameters('{POOL_CAPACITY_PARAMETER}')['{}']]", pool.name);
+                (tags, json!(capacity))
+            }
+        };
         let mut body = json!({
             "location": self.location,
-            "tags": CLUSTER_TAGS,
+            "tags": tags,
             "dependsOn": depends_on,
-            "sku": { "name": pool.vm_size, "tier": "Standard", "capacity": pool.count },
+            "sku": { "name": pool.vm_size, "tier": "Standard", "capacity": capacity },
             "identity": { "type": "SystemAssigned" },
             "properties": {
                 "orchestrationMode": "Uniform",
@@ -711,7 +741,7 @@ impl Deployment {
         if !pool.zones.is_empty() {
             body["zones"] = json!(pool.zones);
         }
-        if pool.count > SINGLE_PLACEMENT_GROUP_VMS {
+        if pool.most_instances > SINGLE_PLACEMENT_GROUP_VMS {
             body["properties"]["singlePlacementGroup"] = json!(false);
         }
         resource(SCALE_SET, &pool.vmss, body)

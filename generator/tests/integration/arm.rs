@@ -627,3 +627,110 @@ fn walker_catches_masters_that_cannot_write_the_join_token() {
         &format!("Key Vault role assignment for \"demo-master\": must grant Key Vault Secrets User ({}) on \"Microsoft.KeyVault/vaults/{kv}\", grants", arm::KEY_VAULT_SECRETS_USER_ROLE_ID),
     );
 }
+
+/// The example's `gpu` pool autoscales from zero: its scale set carries cluster-autoscaler's
+/// auto-discovery tags and its labels and taints as the node template (keys encoded as the
+/// autoscaler decodes them), and its capacity comes from the `poolCapacity` parameter, which the
+/// parameters file sets to the spec's count. The fixed pools keep a literal capacity and no
+/// autoscaler tag.
+#[test]
+fn autoscaled_pools_carry_the_autoscaler_tags_and_a_capacity_parameter() {
+    let spec = example_spec();
+    let (template, parameters) = common::render_arm(&spec);
+    let vmss = |name: &str| {
+        template["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Microsoft.Compute/virtualMachineScaleSets" && r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let gpu = vmss("demo-gpu");
+    for (tag, value) in [
+        ("k8s-azure-cluster-name", "demo"),
+        ("kubeboot-cluster", "demo"),
+        ("cluster-autoscaler-enabled", "true"),
+        ("cluster-autoscaler-name", "demo"),
+        ("min", "0"),
+        ("max", "4"),
+        ("kubeboot-pool", "gpu"),
+        (
+            "k8s.io_cluster-autoscaler_node-template_label_accelerator",
+            "nvidia",
+        ),
+        (
+            "k8s.io_cluster-autoscaler_node-template_taint_nvidia.com_gpu",
+            "present:NoSchedule",
+        ),
+    ] {
+        assert_eq!(gpu["tags"][tag], value, "{tag}");
+    }
+    assert_eq!(gpu["tags"].as_object().unwrap().len(), 9);
+    assert_eq!(
+        gpu["sku"]["capacity"],
+        "[parameters('poolCapacity')['gpu']]"
+    );
+    assert_eq!(template["parameters"]["poolCapacity"]["type"], "object");
+    assert_eq!(
+        parameters["parameters"]["poolCapacity"]["value"],
+        json!({"gpu": 0})
+    );
+    let general = vmss("demo-general");
+    assert_eq!(general["sku"]["capacity"], 3);
+    assert_eq!(general["tags"], "[variables('clusterTags')]");
+}
+
+#[test]
+fn the_autoscaler_tags_encode_slashes_and_underscores_as_it_decodes_them() {
+    let mut spec = example_spec();
+    let gpu = &mut spec.spec.pools[2];
+    gpu.labels = [("example.com/my_key".to_string(), "v".to_string())].into();
+    gpu.taints = vec!["dedicated=batch:NoExecute".parse().unwrap()];
+    let tags = arm::autoscaler_tags("demo", gpu).unwrap();
+    assert_eq!(
+        tags["k8s.io_cluster-autoscaler_node-template_label_example.com_my~2key"],
+        "v"
+    );
+    assert_eq!(
+        tags["k8s.io_cluster-autoscaler_node-template_taint_dedicated"],
+        "batch:NoExecute"
+    );
+    assert_eq!(arm::autoscaler_tags("demo", &spec.spec.pools[1]), None);
+}
+
+#[test]
+fn walker_catches_autoscaling_drift() {
+    let spec = example_spec();
+    let (mut template, mut parameters) = common::render_arm(&spec);
+    let gpu = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-gpu",
+    );
+    gpu["sku"]["capacity"] = json!(0);
+    gpu["tags"].as_object_mut().unwrap().remove("max");
+    gpu["tags"]["k8s.io_cluster-autoscaler_node-template_taint_nvidia.com_gpu"] = json!("present");
+    let general = resource_mut(
+        &mut template,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        "demo-general",
+    );
+    general["tags"] = json!({"k8s-azure-cluster-name": "demo", "kubeboot-cluster": "demo", "cluster-autoscaler-enabled": "true"});
+    parameters["parameters"]["poolCapacity"]["value"]["gpu"] = json!(9);
+    let problems = check(&template, &parameters, &spec);
+    assert_caught(
+        &problems,
+        "scale set \"demo-gpu\": capacity 0 must be [parameters('poolCapacity')['gpu']]",
+    );
+    assert_caught(
+        &problems,
+        "scale set \"demo-gpu\": tag max is null, not \"4\"",
+    );
+    assert_caught(&problems, "tag k8s.io_cluster-autoscaler_node-template_taint_nvidia.com_gpu is \"present\", not \"present:NoSchedule\"");
+    assert_caught(
+        &problems,
+        "poolCapacity for pool \"gpu\" is 9, not within 0..=4",
+    );
+    assert_caught(&problems, "scale set \"demo-general\": cluster-autoscaler-enabled is set, but the pool has no autoscaling");
+}

@@ -267,23 +267,38 @@ fn deployment_matches_the_template_rendered_from_the_runbooks_spec() {
     assert!(named > 0, "the runbook names the cluster's resources");
 }
 
+/// Tags the runbook's queries name (`tags."NAME"` in az's JMESPath and in jq) are ones Packer sets
+/// on the image or the template rendered from the runbook's spec sets on a resource.
 #[test]
-fn image_tag_the_runbook_queries_is_the_one_packer_sets() {
+fn tags_the_runbook_queries_are_set_by_packer_or_the_template() {
     let doc = runbook();
-    let packer_tags = packer_tag_names();
-    let queried: Vec<&str> = doc
-        .split("tags.\\\"")
-        .skip(1)
-        .map(|rest| &rest[..rest.find("\\\"").expect("closed tag name")])
+    let shell = Shell::parse(&doc);
+    let mut set = packer_tag_names();
+    let (template, _) = render_arm(&runbook_spec(&shell, "cluster.yaml"));
+    arm_tag_names(&template, &mut set);
+    let queried: Vec<&str> = ["tags.\\\"", "tags.\""]
+        .iter()
+        .flat_map(|opening| {
+            doc.split(opening).skip(1).map(|rest| {
+                let end = rest.find(['\\', '"']).expect("closed tag name");
+                &rest[..end]
+            })
+        })
         .collect();
-    assert!(
-        !queried.is_empty(),
-        "the runbook finds the image by its tag"
-    );
+    for tag in [
+        "kubeboot-kubernetes-version",
+        "cluster-autoscaler-name",
+        "kubeboot-pool",
+    ] {
+        assert!(
+            queried.contains(&tag),
+            "the runbook queries tag {tag:?}: {queried:?}"
+        );
+    }
     for tag in queried {
         assert!(
-            packer_tags.contains(tag),
-            "the runbook queries tag {tag:?}; Packer sets {packer_tags:?}"
+            set.contains(tag),
+            "the runbook queries tag {tag:?}; Packer and the template set {set:?}"
         );
     }
 }
@@ -506,4 +521,38 @@ fn packer_bake_lines_give_bake_the_versions_and_mirrors() {
         );
         assert_eq!(args.parallel, 2, "{template}");
     }
+}
+
+/// The runbook's re-deployment turns `az vmss list` into the `poolCapacity` object with jq: run
+/// that jq program on what az returns for two autoscaled scale sets (their tags and capacity).
+#[test]
+fn the_capacity_query_yields_the_pool_capacity_parameter() {
+    let doc = runbook();
+    let program = doc
+        .split("jq -c '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the runbook runs jq -c '...'");
+    let listed = serde_json::json!([
+        {"name": "demo-general", "sku": {"name": "Standard_D2s_v5", "capacity": 4},
+         "tags": {"cluster-autoscaler-name": "demo", "kubeboot-pool": "general", "min": "2", "max": "5"}},
+        {"name": "demo-gpu", "sku": {"name": "Standard_NC6s_v3", "capacity": 0},
+         "tags": {"cluster-autoscaler-name": "demo", "kubeboot-pool": "gpu"}},
+    ]);
+    let mut jq = std::process::Command::new("jq")
+        .args(["-c", program])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("jq is installed (.ci/install-deps)");
+    use std::io::Write;
+    jq.stdin
+        .take()
+        .unwrap()
+        .write_all(listed.to_string().as_bytes())
+        .unwrap();
+    let out = jq.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let capacity: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(capacity, serde_json::json!({"general": 4, "gpu": 0}));
 }

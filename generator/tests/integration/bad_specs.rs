@@ -80,6 +80,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     // Azure's limits, each named in the message.
     (EXAMPLE, "count: 0", "count: 601", "spec.pools[2].count: 601 VMs, over Azure's limit of 600 per scale set from a custom image"),
     (EXAMPLE, "count: 3", "count: 121", "spec.pools[0].count: 121 masters, but the SSH NAT pool's frontend ports 50000-50119 reach at most 120"),
+    // Autoscaling.
+    (EXAMPLE, "max: 4}", "max: 601}", "spec.pools[2].autoscaling.max: 601 VMs, over Azure's limit of 600 per scale set from a custom image"),
+    (EXAMPLE, "{min: 0, max: 4}", "{min: 5, max: 4}", "spec.pools[2].autoscaling: min 5 and max 4 must satisfy min <= max and max >= 1"),
+    (EXAMPLE, "{min: 0, max: 4}", "{min: 0, max: 0}", "spec.pools[2].autoscaling: min 0 and max 0 must satisfy"),
+    (EXAMPLE, "{min: 0, max: 4}", "{min: 1, max: 4}", "spec.pools[2].count: 0 is outside autoscaling's 1..=4"),
+    (EXAMPLE, "{min: 0, max: 4}", "{min: 0, max: 4, step: 1}", "spec.pools[2].autoscaling.step: unknown field"),
+    (EXAMPLE, "      subnetCIDR: 10.240.0.0/24
+", "      subnetCIDR: 10.240.0.0/24
+      autoscaling: {min: 1, max: 5}
+", "spec.pools[0].autoscaling: masters are not autoscaled"),
+    (EXAMPLE, "subnetCIDR: 10.240.2.0/24", "subnetCIDR: 10.240.2.0/29", "spec.pools[2].subnetCIDR: 10.240.2.0/29 has 3 usable addresses (Azure reserves 5) for 4 nodes"),
+    (EXAMPLE, "podCIDR: 10.244.0.0/16", "podCIDR: 10.244.0.0/22", "spec.network.podCIDR: 10.244.0.0/22 holds 4 node ranges of /24 but the pools have 10 nodes"),
     (EXAMPLE, "zones: [\"1\"]", "zones: [\"4\"]", "spec.pools[2].zones[0]: \"4\" is not an Azure availability zone"),
     (EXAMPLE, "zones: [\"1\", \"2\", \"3\"]", "zones: [\"1\", \"1\"]", "spec.pools[0].zones[1]: zone \"1\" is listed twice"),
     (EXAMPLE, "labels: {workload: general}", "labels: {\"bad key!\": general}", "spec.pools[1].labels.bad key!: \"bad key!\" must be"),
@@ -97,6 +109,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (PLAIN, "      count: 1\n", "      count: 1\n      vmSize: Standard_D2s_v5\n", "spec.pools[0].vmSize: only applies with spec.azure"),
     (PLAIN, "    podCIDR", "    vnetCIDR: 10.240.0.0/16\n    podCIDR", "spec.network.vnetCIDR: only applies with spec.azure"),
     (PLAIN, "      count: 2\n", "      count: 2\n      zones: [\"1\"]\n", "spec.pools[1].zones: only applies with spec.azure"),
+    (PLAIN, "      count: 2\n", "      count: 2\n      autoscaling: {min: 1, max: 3}\n", "spec.pools[1].autoscaling: only applies with spec.azure"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-mode: AlwaysAllow}", "spec.apiServer.extraArgs"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {tls-min-version: VersionTLS10}", "spec.apiServer.extraArgs.tls-min-version: is managed by kubeboot"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-config: /etc/authz.yaml}", "spec.apiServer.extraArgs.authorization-config: is managed by kubeboot"),

@@ -168,6 +168,25 @@ fn workers_never_get_the_pki_and_masters_do() {
             assert!(!yaml.contains("apiServer:"), "{}: {yaml}", pool.name);
         }
         assert_eq!(reparsed.bootstrap.ca_cert_hashes, vec![hash.clone()]);
+        // The example's gpu pool autoscales, so the masters run cluster-autoscaler.
+        assert_eq!(
+            reparsed.addons.cluster_autoscaler,
+            pool.role == Role::Master,
+            "{}",
+            pool.name
+        );
+    }
+    let fixed =
+        validate_text(&EXAMPLE_SPEC.replace("      autoscaling: {min: 0, max: 4}", "")).unwrap();
+    assert!(fixed
+        .cluster
+        .spec
+        .pools
+        .iter()
+        .all(|p| p.autoscaling.is_none()));
+    for pool in &fixed.cluster.spec.pools {
+        let config = kubeboot_gen::render::node_config(&fixed, secrets(), &hash, pool);
+        assert!(!config.addons.cluster_autoscaler, "{}", pool.name);
     }
 }
 

@@ -289,3 +289,34 @@ fn the_release_table_agrees_with_the_stand_ins_facts() {
         );
     }
 }
+
+#[test]
+fn the_autoscaler_runs_on_azure_masters_only() {
+    let with_autoscaler = |doc: &str| match doc.find("\naddons:\n") {
+        Some(at) => format!(
+            "{}\naddons:\n  clusterAutoscaler: true\n{}",
+            &doc[..at],
+            &doc[at + "\naddons:\n".len()..]
+        ),
+        None => format!("{}\naddons:\n  clusterAutoscaler: true\n", doc.trim_end()),
+    };
+    assert!(
+        kubeboot_nodeconfig::parse(&with_autoscaler(VAULT_MASTER))
+            .unwrap()
+            .addons
+            .cluster_autoscaler
+    );
+    assert_eq!(
+        error_of(&with_autoscaler(VAULT_WORKER)),
+        "addons.clusterAutoscaler: only allowed on a master (it runs there)"
+    );
+    let mut elsewhere = kubeboot_nodeconfig::parse(&with_autoscaler(MASTER)).unwrap();
+    elsewhere.provider = kubeboot_nodeconfig::ProviderConfig {
+        name: kubeboot_nodeconfig::ProviderName::None,
+        azure: None,
+    };
+    assert_eq!(
+        elsewhere.validate().unwrap_err().to_string(),
+        "addons.clusterAutoscaler: only allowed when provider.name is azure"
+    );
+}
