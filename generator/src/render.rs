@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use ipnet::IpNet;
 use kubeboot_nodeconfig::{
-    default_dns_domain, default_token_ttl, Addons, ApiServer, AzureProvider, Bootstrap,
+    default_dns_domain, default_token_ttl, Addons, ApiServer, AzureDisk, AzureProvider, Bootstrap,
     ClusterInfo, KeyVaultSecrets, NodeConfig, NodeInfo, ProviderConfig, ProviderName, Role,
     Secrets, API_VERSION, DEFAULT_PATH, KIND,
 };
@@ -215,11 +215,32 @@ pub fn node_config(
         addons: Addons {
             cni: s.addons.cni,
             cluster_autoscaler: master && s.pools.iter().any(|p| p.autoscaling.is_some()),
+            azure_disk: s
+                .addons
+                .azure_disk(s.azure.is_some())
+                .filter(|_| master)
+                .map(|disk| AzureDisk {
+                    sku_name: disk.sku_name,
+                    zones: disk_zones(s),
+                }),
         },
     }
 }
 
 /// What a node must know about Azure: where it runs and which environment's endpoints to use.
+/// The zones the pools use, as the disk driver's topology values (`<location>-<zone>`), sorted.
+fn disk_zones(spec: &crate::spec::Spec) -> Vec<String> {
+    let Some(azure) = &spec.azure else {
+        return Vec::new();
+    };
+    let zones: std::collections::BTreeSet<&String> =
+        spec.pools.iter().flat_map(|p| &p.zones).collect();
+    zones
+        .into_iter()
+        .map(|z| format!("{}-{z}", azure.location))
+        .collect()
+}
+
 pub fn azure_provider(azure: &crate::spec::AzureSpec) -> AzureProvider {
     AzureProvider {
         subscription_id: azure.subscription_id.clone(),

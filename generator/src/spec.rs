@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 use kubeboot_nodeconfig::{
-    cidr, ApiServer, Artifacts, AzureCloud, Cni, CustomCloud, KubernetesVersion, Role, Taint,
+    cidr, ApiServer, Artifacts, AzureCloud, Cni, CustomCloud, DiskSku, KubernetesVersion, Role,
+    Taint,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,34 @@ pub struct Spec {
 pub struct AddonsSpec {
     #[serde(default)]
     pub cni: Cni,
+    /// Azure only: the Azure Disk CSI driver and a default StorageClass; absent means on, with
+    /// StandardSSD_LRS disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_disk: Option<AzureDiskSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureDiskSpec {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub sku_name: DiskSku,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl AddonsSpec {
+    /// The disk driver's settings when it is deployed (Azure clusters, unless turned off).
+    pub fn azure_disk(&self, on_azure: bool) -> Option<AzureDiskSpec> {
+        let disk = self.azure_disk.unwrap_or(AzureDiskSpec {
+            enabled: true,
+            sku_name: DiskSku::default(),
+        });
+        (on_azure && disk.enabled).then_some(disk)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

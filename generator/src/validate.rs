@@ -310,6 +310,9 @@ impl Validator {
                 self.error(format!("spec.pools[{i}].autoscaling"), AZURE_ONLY);
             }
         }
+        if spec.addons.azure_disk.is_some_and(|d| d.enabled) {
+            self.error("spec.addons.azureDisk", AZURE_ONLY);
+        }
     }
 
     fn network(&mut self, cluster: &ClusterSpec) {

@@ -386,6 +386,41 @@ pub struct Addons {
     /// their scale sets' tags, so the NodeConfig says only whether it runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster_autoscaler: bool,
+    /// Deploy the Azure Disk CSI driver and make a StorageClass of this kind the default (first
+    /// master; Azure only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_disk: Option<AzureDisk>,
+}
+
+/// The default StorageClass's managed disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureDisk {
+    pub sku_name: DiskSku,
+    /// The zones the pools use, as the driver's topology values (`<location>-<zone>`): a zonal
+    /// disk is created in its pod's zone, and only there. Empty for regional pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+}
+
+/// Managed disk kinds a default StorageClass may use (zonal, locally redundant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskSku {
+    #[default]
+    #[serde(rename = "StandardSSD_LRS")]
+    StandardSsdLrs,
+    #[serde(rename = "Premium_LRS")]
+    PremiumLrs,
+}
+
+impl DiskSku {
+    /// The driver's `skuName` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskSku::StandardSsdLrs => "StandardSSD_LRS",
+            DiskSku::PremiumLrs => "Premium_LRS",
+        }
+    }
 }
 
 impl NodeConfig {
@@ -510,23 +545,42 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// cluster-autoscaler runs on the masters with their Azure identity.
+    /// cluster-autoscaler and the disk driver's controller run on the masters with their Azure
+    /// identity; the first master applies them.
     fn check_addons(&self) -> Result<(), FieldError> {
-        const AT: &str = "addons.clusterAutoscaler";
-        if !self.addons.cluster_autoscaler {
-            return Ok(());
+        let set = [
+            ("addons.clusterAutoscaler", self.addons.cluster_autoscaler),
+            ("addons.azureDisk", self.addons.azure_disk.is_some()),
+        ];
+        for (at, _) in set.iter().filter(|(_, on)| *on) {
+            if self.provider.name != ProviderName::Azure {
+                return Err(FieldError::new(
+                    *at,
+                    "only allowed when provider.name is azure",
+                ));
+            }
+            if !self.is_master() {
+                return Err(FieldError::new(
+                    *at,
+                    "only allowed on a master (it runs there)",
+                ));
+            }
         }
-        if self.provider.name != ProviderName::Azure {
-            return Err(FieldError::new(
-                AT,
-                "only allowed when provider.name is azure",
-            ));
-        }
-        if !self.is_master() {
-            return Err(FieldError::new(
-                AT,
-                "only allowed on a master (it runs there)",
-            ));
+        if let (Some(disk), Some(azure)) = (&self.addons.azure_disk, &self.provider.azure) {
+            for (i, zone) in disk.zones.iter().enumerate() {
+                let ok = zone
+                    .strip_prefix(&format!("{}-", azure.location))
+                    .is_some_and(|z| matches!(z, "1" | "2" | "3"));
+                if !ok {
+                    return Err(FieldError::new(
+                        format!("addons.azureDisk.zones[{i}]"),
+                        format!(
+                            "{zone:?} is not a zone of {0} (`{0}-1` to `{0}-3`)",
+                            azure.location
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -152,8 +152,8 @@ fn id_of(token: &str) -> String {
     token.split_once('.').unwrap().0.to_string()
 }
 
-/// The first master's `addons` phase applied cloud-provider-azure and, the workers' pool being
-/// autoscaled, cluster-autoscaler of the cluster's minor, with the real kubectl, through the
+/// The first master's `addons` phase applied cloud-provider-azure, the Azure Disk CSI driver and, the
+/// workers' pool being autoscaled, cluster-autoscaler of the cluster's minor, with the real kubectl, through the
 /// stand-in API server's strict decoding of the 1.37 API.
 fn azure_addons_were_applied(master: &Machine) {
     let objects = cluster_state(master).objects().unwrap();
@@ -161,6 +161,9 @@ fn azure_addons_were_applied(master: &Machine) {
         "apps/v1/Deployment/kube-system/cloud-controller-manager",
         "apps/v1/DaemonSet/kube-system/cloud-node-manager",
         "rbac.authorization.k8s.io/v1/Role/kube-system/cluster-autoscaler",
+        "storage.k8s.io/v1/CSIDriver//disk.csi.azure.com",
+        "apps/v1/Deployment/kube-system/csi-azuredisk-controller",
+        "apps/v1/DaemonSet/kube-system/csi-azuredisk-node",
     ] {
         assert!(
             objects.contains_key(key),
@@ -183,6 +186,24 @@ fn azure_addons_were_applied(master: &Machine) {
         .contains(&serde_json::json!(
             "--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,cluster-autoscaler-name=rot"
         )));
+    // On Azure the disk driver comes by default: its Secret is the node's azure.json, and the
+    // default StorageClass has the spec's default disk kind (the pools are regional: no zones).
+    let secret = &objects["v1/Secret/kube-system/azure-cloud-provider"];
+    use base64::Engine;
+    let cloud_config = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["cloud-config"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        cloud_config,
+        std::fs::read(master.node("/etc/kubernetes/azure.json")).unwrap()
+    );
+    let class = &objects["storage.k8s.io/v1/StorageClass//managed-csi"];
+    assert_eq!(class["parameters"]["skuName"], "StandardSSD_LRS");
+    assert_eq!(
+        class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    assert!(class.get("allowedTopologies").is_none());
 }
 
 /// Renders the cluster and brings its first master to done; the master's identity gets the

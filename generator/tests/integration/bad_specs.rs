@@ -110,6 +110,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (PLAIN, "    podCIDR", "    vnetCIDR: 10.240.0.0/16\n    podCIDR", "spec.network.vnetCIDR: only applies with spec.azure"),
     (PLAIN, "      count: 2\n", "      count: 2\n      zones: [\"1\"]\n", "spec.pools[1].zones: only applies with spec.azure"),
     (PLAIN, "      count: 2\n", "      count: 2\n      autoscaling: {min: 1, max: 3}\n", "spec.pools[1].autoscaling: only applies with spec.azure"),
+    (PLAIN, "  network:", "  addons: {azureDisk: {skuName: Premium_LRS}}\n  network:", "spec.addons.azureDisk: only applies with spec.azure"),
+    (EXAMPLE, "  network:", "  addons: {azureDisk: {skuName: UltraSSD_LRS}}\n  network:", "spec.addons.azureDisk.skuName: unknown variant"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-mode: AlwaysAllow}", "spec.apiServer.extraArgs"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {tls-min-version: VersionTLS10}", "spec.apiServer.extraArgs.tls-min-version: is managed by kubeboot"),
     (EXAMPLE, "store: local", "store: local\n  apiServer:\n    extraArgs: {authorization-config: /etc/authz.yaml}", "spec.apiServer.extraArgs.authorization-config: is managed by kubeboot"),

@@ -168,14 +168,47 @@ fn workers_never_get_the_pki_and_masters_do() {
             assert!(!yaml.contains("apiServer:"), "{}: {yaml}", pool.name);
         }
         assert_eq!(reparsed.bootstrap.ca_cert_hashes, vec![hash.clone()]);
-        // The example's gpu pool autoscales, so the masters run cluster-autoscaler.
-        assert_eq!(
-            reparsed.addons.cluster_autoscaler,
-            pool.role == Role::Master,
-            "{}",
-            pool.name
-        );
+        // The example's gpu pool autoscales, so the masters run cluster-autoscaler; being on
+        // Azure, they also deploy the disk driver, with a StorageClass for the pools' zones.
+        let master = pool.role == Role::Master;
+        assert_eq!(reparsed.addons.cluster_autoscaler, master, "{}", pool.name);
+        let disk = reparsed.addons.azure_disk.as_ref();
+        assert_eq!(disk.is_some(), master, "{}", pool.name);
+        if let Some(disk) = disk {
+            assert_eq!(disk.sku_name.as_str(), "StandardSSD_LRS");
+            assert_eq!(disk.zones, ["westeurope-1", "westeurope-2", "westeurope-3"]);
+        }
     }
+    let premium = validate_text(&EXAMPLE_SPEC.replace(
+        "  network:",
+        "  addons: {azureDisk: {skuName: Premium_LRS}}\n  network:",
+    ))
+    .unwrap();
+    let off = validate_text(&EXAMPLE_SPEC.replace(
+        "  network:",
+        "  addons: {azureDisk: {enabled: false}}\n  network:",
+    ))
+    .unwrap();
+    let master_of = |spec: &kubeboot_gen::validate::ValidSpec| {
+        let pool = spec
+            .cluster
+            .spec
+            .pools
+            .iter()
+            .find(|p| p.role == Role::Master)
+            .unwrap();
+        kubeboot_gen::render::node_config(spec, secrets(), &hash, pool)
+    };
+    assert_eq!(
+        master_of(&premium)
+            .addons
+            .azure_disk
+            .unwrap()
+            .sku_name
+            .as_str(),
+        "Premium_LRS"
+    );
+    assert_eq!(master_of(&off).addons.azure_disk, None);
     let fixed =
         validate_text(&EXAMPLE_SPEC.replace("      autoscaling: {min: 0, max: 4}", "")).unwrap();
     assert!(fixed

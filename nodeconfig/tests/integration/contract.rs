@@ -320,3 +320,34 @@ fn the_autoscaler_runs_on_azure_masters_only() {
         "addons.clusterAutoscaler: only allowed when provider.name is azure"
     );
 }
+
+#[test]
+fn the_disk_driver_runs_on_azure_masters_with_zones_of_their_location() {
+    let with_disk = |doc: &str, disk: &str| match doc.find("\naddons:\n") {
+        Some(at) => format!(
+            "{}\naddons:\n  azureDisk: {disk}\n{}",
+            &doc[..at],
+            &doc[at + "\naddons:\n".len()..]
+        ),
+        None => format!("{}\naddons:\n  azureDisk: {disk}\n", doc.trim_end()),
+    };
+    let ok = kubeboot_nodeconfig::parse(&with_disk(
+        VAULT_MASTER,
+        "{skuName: Premium_LRS, zones: [usgovvirginia-1, usgovvirginia-3]}",
+    ))
+    .unwrap();
+    let disk = ok.addons.azure_disk.unwrap();
+    assert_eq!(disk.sku_name.as_str(), "Premium_LRS");
+    assert_eq!(
+        error_of(&with_disk(VAULT_WORKER, "{skuName: StandardSSD_LRS}")),
+        "addons.azureDisk: only allowed on a master (it runs there)"
+    );
+    assert_eq!(
+        error_of(&with_disk(VAULT_MASTER, "{skuName: StandardSSD_LRS, zones: [northeurope-1]}")),
+        "addons.azureDisk.zones[0]: \"northeurope-1\" is not a zone of usgovvirginia (`usgovvirginia-1` to `usgovvirginia-3`)"
+    );
+    assert!(
+        error_of(&with_disk(VAULT_MASTER, "{skuName: Standard_LRS}"))
+            .starts_with("addons.azureDisk.skuName")
+    );
+}

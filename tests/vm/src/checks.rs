@@ -334,9 +334,10 @@ pub fn endpoint_mapped_locally(boot: &Boot, config: &NodeConfig, address: &str) 
     Ok(())
 }
 
-/// The addons phase applied cloud-provider-azure: its controller manager Deployment and node
-/// manager DaemonSet reached the API server, with the image of the cluster's minor version.
-pub fn cloud_provider_applied(master_boot: &Boot) -> Result<()> {
+/// The addons phase applied cloud-provider-azure (its controller manager Deployment and node
+/// manager DaemonSet) and the Azure Disk CSI driver (controller, node plugin, default
+/// StorageClass): they reached the API server with their images.
+pub fn azure_addons_applied(master_boot: &Boot) -> Result<()> {
     let files = master_boot.files("extra-files")?;
     let objects = file(&files, OBJECTS_JSON)
         .ok_or_else(|| anyhow!("{OBJECTS_JSON} not on the master: nothing was applied"))?;
@@ -349,6 +350,14 @@ pub fn cloud_provider_applied(master_boot: &Boot) -> Result<()> {
         (
             "apps/v1/DaemonSet/kube-system/cloud-node-manager",
             "azure-cloud-node-manager:",
+        ),
+        (
+            "apps/v1/Deployment/kube-system/csi-azuredisk-controller",
+            "azuredisk-csi:",
+        ),
+        (
+            "apps/v1/DaemonSet/kube-system/csi-azuredisk-node",
+            "azuredisk-csi:",
         ),
     ] {
         let object = objects
@@ -365,6 +374,15 @@ pub fn cloud_provider_applied(master_boot: &Boot) -> Result<()> {
             "{key}: images {images:?} are not {image}*"
         );
     }
+    let class = "storage.k8s.io/v1/StorageClass//managed-csi";
+    ensure!(
+        objects[class]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
+            == "true",
+        "{class} is not the default StorageClass: {}",
+        objects
+            .get(class)
+            .map_or("not applied".into(), Value::to_string)
+    );
     Ok(())
 }
 

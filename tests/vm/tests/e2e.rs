@@ -722,7 +722,7 @@ fn azure_master(env: &Env, timings: &mut Vec<Timing>) -> Result<()> {
         );
     }
     checks::endpoint_mapped_locally(&boot, config, &instance.private_ip)?;
-    checks::cloud_provider_applied(&boot)?;
+    checks::azure_addons_applied(&boot)?;
     checks::no_secret_leaks(&node_name, &boot, &needles)?;
     timings.push(timing("kubeboot-azure", &node_name, &boot)?);
 
