@@ -45,10 +45,14 @@ pub struct RenderSummary {
 pub fn render_dir(spec: &ValidSpec, out: &Path, rotate: bool) -> Result<RenderSummary> {
     let _lock = lock_output(out)?;
     let store = secrets::store_for(spec, out)?;
-    let (secrets, origin) = match (rotate, store.load()?) {
-        (true, _) => (ClusterSecrets::generate()?, SecretsOrigin::Rotated),
-        (false, Some(existing)) => (existing, SecretsOrigin::Reused),
-        (false, None) => (ClusterSecrets::generate()?, SecretsOrigin::Generated),
+    // A rotation does not read the store: a damaged one is what --rotate is recommended for.
+    let (secrets, origin) = if rotate {
+        (ClusterSecrets::generate()?, SecretsOrigin::Rotated)
+    } else {
+        match store.load()? {
+            Some(existing) => (existing, SecretsOrigin::Reused),
+            None => (ClusterSecrets::generate()?, SecretsOrigin::Generated),
+        }
     };
     let mut rendered = render::render(spec, &secrets)?;
     let local = spec.cluster.spec.secrets.store == SecretStoreKind::Local;

@@ -165,3 +165,29 @@ fn rotate_replaces_every_secret_of_an_existing_render_without_refusing() {
         assert!(rotated.pointer(path).is_some(), "{path}");
     }
 }
+
+/// A damaged store (a secret file missing) stops a plain render with a message recommending
+/// `--rotate`, and `--rotate` then succeeds: it does not read the store it replaces.
+#[test]
+fn rotate_replaces_a_damaged_store_that_stops_a_plain_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    common::seed_secrets(&out);
+    let out_s = out.to_str().unwrap();
+    assert!(gen(&["render", "--out", out_s]).status.success());
+    std::fs::remove_file(out.join("secrets/ca.key")).unwrap();
+    let o = gen(&["render", "--out", out_s]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("render with --rotate"),
+        "{}",
+        stderr(&o)
+    );
+    let o = gen(&["render", "--out", out_s, "--rotate"]);
+    assert!(
+        o.status.success(),
+        "--rotate stopped at the damaged store: {}",
+        stderr(&o)
+    );
+    assert!(out.join("secrets/ca.key").exists());
+}
