@@ -206,12 +206,10 @@ impl Validator {
         {
             self.errors.push(e);
         }
-        if let Err(e) = spec
-            .artifacts
-            .check("spec.artifacts", &spec.kubernetes_version)
-        {
-            self.errors.push(e);
-        }
+        self.errors.extend(
+            spec.artifacts
+                .problems("spec.artifacts", &spec.kubernetes_version),
+        );
     }
 
     fn azure(&mut self, azure: &AzureSpec, cluster: &ClusterSpec) {

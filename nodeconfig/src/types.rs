@@ -296,8 +296,9 @@ impl Artifacts {
     /// every log line naming the URL); containerd's and runc's versions are upstream release
     /// versions (`[v]X.Y.Z[-suffix]`: they become part of the download URLs), and a containerd
     /// release must be one the kubelet of `kubernetes` runs with. `prefix` is where these
-    /// artifacts sit (`spec.artifacts`).
-    pub fn check(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Result<(), FieldError> {
+    /// artifacts sit (`spec.artifacts`). Every problem, in field order.
+    pub fn problems(&self, prefix: &str, kubernetes: &KubernetesVersion) -> Vec<FieldError> {
+        let mut problems = Vec::new();
         let tools = [
             ("crictl", &self.crictl),
             ("cniPlugins", &self.cni_plugins),
@@ -311,31 +312,31 @@ impl Artifacts {
             .into_iter()
             .chain(tool_urls)
         {
-            check_no_userinfo(url)
-                .and_then(|()| check_mirror_url(url))
-                .map_err(|m| FieldError::new(format!("{prefix}.{field}"), m))?;
+            if let Err(m) = check_mirror_url(url) {
+                problems.push(FieldError::new(format!("{prefix}.{field}"), m));
+            }
         }
         for (field, tool) in [("containerd", &self.containerd), ("runc", &self.runc)] {
             if let Some(tool) = tool.as_ref().filter(|t| !is_release_version(&t.version)) {
-                return Err(FieldError::new(
+                problems.push(FieldError::new(
                     format!("{prefix}.{field}.version"),
                     format!("{:?} is not a release version (vX.Y.Z)", tool.version),
                 ));
             }
         }
-        let (Some(containerd), Ok(release)) = (&self.containerd, kubernetes.release()) else {
-            return Ok(());
-        };
-        match ComponentVersion::find_in(&containerd.version) {
-            Some(v) if v < release.min_containerd => Err(FieldError::new(
-                format!("{prefix}.containerd.version"),
-                format!(
-                    "containerd {v} is older than {}, the oldest Kubernetes 1.{} runs with",
-                    release.min_containerd, release.minor
-                ),
-            )),
-            _ => Ok(()),
+        if let (Some(containerd), Ok(release)) = (&self.containerd, kubernetes.release()) {
+            match ComponentVersion::find_in(&containerd.version) {
+                Some(v) if v < release.min_containerd => problems.push(FieldError::new(
+                    format!("{prefix}.containerd.version"),
+                    format!(
+                        "containerd {v} is older than {}, the oldest Kubernetes 1.{} runs with",
+                        release.min_containerd, release.minor
+                    ),
+                )),
+                _ => {}
+            }
         }
+        problems
     }
 }
 
@@ -521,7 +522,14 @@ impl NodeConfig {
         }
         self.api_server
             .check_for_version("apiServer", &c.kubernetes_version)?;
-        self.artifacts.check("artifacts", &c.kubernetes_version)?;
+        if let Some(first) = self
+            .artifacts
+            .problems("artifacts", &c.kubernetes_version)
+            .into_iter()
+            .next()
+        {
+            return Err(first);
+        }
         match (self.node.role, &self.pki) {
             (_, Some(_)) if key_vault.is_some() => {
                 return Err(FieldError::new(
@@ -712,6 +720,11 @@ pub fn check_vault_secret_name(name: &str) -> Result<(), String> {
 /// `<scheme>://<host>[:port][/path]` with one of the given schemes and a non-empty host.
 fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     check_no_userinfo(url)?;
+    check_url_shape(url, schemes)
+}
+
+/// `url` starts with one of `schemes` and names a host (its userinfo is checked by the caller).
+fn check_url_shape(url: &str, schemes: &[&str]) -> Result<(), String> {
     let rest = schemes
         .iter()
         .find_map(|s| url.strip_prefix(s).and_then(|r| r.strip_prefix("://")))
@@ -726,12 +739,13 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
 /// A release mirror the agent can fetch from: http(s) with a host, or (air-gapped nodes) a
 /// `file://` URL of an absolute directory.
 fn check_mirror_url(url: &str) -> Result<(), String> {
+    check_no_userinfo(url)?;
     match url.strip_prefix("file://") {
         Some(path) if path.starts_with('/') && !path.chars().any(char::is_control) => Ok(()),
         Some(_) => Err(format!(
             "{url:?} must name an absolute directory (file:///srv/mirror)"
         )),
-        None => check_url(url, &["http", "https"]).map_err(|m| format!("{m} (or file://)")),
+        None => check_url_shape(url, &["http", "https"]).map_err(|m| format!("{m} (or file://)")),
     }
 }
 
@@ -844,24 +858,56 @@ mod tests {
     fn container_runtime_versions_are_release_versions_the_kubelet_runs_with() {
         let v137: KubernetesVersion = "v1.37.1".parse().unwrap();
         let min = v137.release().unwrap().min_containerd;
-        assert!(with("v2.1.4", "1.3.0").check("a", &v137).is_ok());
-        assert!(with("2.2.0-rc.1", "v1.3.0").check("a", &v137).is_ok());
-        assert!(Artifacts::default().check("a", &v137).is_ok());
+        assert!(with("v2.1.4", "1.3.0").problems("a", &v137).is_empty());
+        assert!(with("2.2.0-rc.1", "v1.3.0").problems("a", &v137).is_empty());
+        assert!(Artifacts::default().problems("a", &v137).is_empty());
         for (containerd, runc, field) in [
             ("2.1", "v1.3.0", "a.containerd.version"),
             ("v2.1.4/../x", "v1.3.0", "a.containerd.version"),
             ("v2.1.4", "latest", "a.runc.version"),
             ("v2.1.4-", "v1.3.0", "a.containerd.version"),
         ] {
-            let error = with(containerd, runc).check("a", &v137).unwrap_err();
-            assert_eq!(error.path, field, "{containerd} {runc}");
+            let problems = with(containerd, runc).problems("a", &v137);
+            let paths: Vec<&str> = problems.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, [field], "{containerd} {runc}");
         }
         let older = format!("v{}.{}.{}", min.0, min.1.saturating_sub(1), 9);
-        let error = with(&older, "v1.3.0").check("a", &v137).unwrap_err();
+        let error = &with(&older, "v1.3.0").problems("a", &v137)[0];
         assert!(
             error.message.contains(&min.to_string()),
             "{}",
             error.message
         );
+    }
+    #[test]
+    fn every_artifact_problem_is_reported_with_credentials_checked_once() {
+        let v137: KubernetesVersion = "v1.37.1".parse().unwrap();
+        let mut artifacts = with("latest", "v1.3.0");
+        artifacts.release_base_url = "ftp://mirror.example".into();
+        artifacts.runc.as_mut().unwrap().base_url = "https://user:pw@mirror.example/runc".into();
+        artifacts.crictl = Some(ToolRelease {
+            version: "v1.35.0".into(),
+            base_url: "file://user:pw@/srv/crictl".into(),
+        });
+        let problems = artifacts.problems("a", &v137);
+        let paths: Vec<&str> = problems.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "a.releaseBaseUrl",
+                "a.crictl.baseUrl",
+                "a.runc.baseUrl",
+                "a.containerd.version"
+            ]
+        );
+        for at in [1, 2] {
+            assert!(
+                problems[at]
+                    .message
+                    .starts_with("must not hold credentials"),
+                "{}",
+                problems[at].message
+            );
+        }
     }
 }

@@ -213,6 +213,26 @@ fn every_api_server_problem_is_reported_not_just_the_first() {
 }
 
 #[test]
+fn every_artifact_problem_is_reported_not_just_the_first() {
+    let text = EXAMPLE.replacen(
+        "store: local",
+        "store: local\n  artifacts:\n    releaseBaseUrl: ftp://mirror.example\n    runc: {version: latest, baseUrl: \"https://user:s3cret-pw@mirror.example/runc\"}",
+        1,
+    );
+    let (code, err) = validate(&text);
+    assert_eq!(code, Some(2));
+    assert_errors_exactly(
+        &err,
+        &[
+            "spec.artifacts.releaseBaseUrl:",
+            "spec.artifacts.runc.baseUrl: must not hold credentials",
+            "spec.artifacts.runc.version:",
+        ],
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+#[test]
 fn a_huge_value_is_not_echoed_whole() {
     let huge = "x".repeat(20 << 20);
     let (code, err) = validate(&EXAMPLE.replacen(
