@@ -94,6 +94,26 @@ impl Tree {
     /// `--out` cannot wipe an unrelated directory. The caller holds the output's lock, so staging
     /// directories of `out` left by a killed render are removed first.
     pub fn replace(&self, out: &Path) -> Result<()> {
+        // Foreign entries are refused by their names alone: a mistyped `--out ~` must not read
+        // the whole home directory first.
+        if out.exists() {
+            let mut foreign = Vec::new();
+            for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if !self.top_level().any(|own| own == name) && !OWN_ENTRIES.contains(&name.as_str())
+                {
+                    foreign.push(name);
+                }
+            }
+            if !foreign.is_empty() {
+                foreign.sort();
+                bail!(
+                    "{} holds {}, which kubeboot-gen does not write; render into a new directory or one of an earlier render",
+                    out.display(),
+                    foreign.join(", ")
+                );
+            }
+        }
         let existing = match Tree::read(out) {
             Ok(existing) => Some(existing),
             Err(_) if !out.exists() => None,
@@ -101,21 +121,6 @@ impl Tree {
         };
         if existing.as_ref() == Some(self) {
             return Ok(());
-        }
-        if let Some(existing) = &existing {
-            let foreign: Vec<String> = existing
-                .top_level()
-                .filter(|name| !self.top_level().any(|own| own == *name))
-                .filter(|name| !OWN_ENTRIES.contains(name))
-                .map(str::to_string)
-                .collect();
-            if !foreign.is_empty() {
-                bail!(
-                    "{} holds {}, which kubeboot-gen does not write; render into a new directory or one of an earlier render",
-                    out.display(),
-                    foreign.join(", ")
-                );
-            }
         }
         let (parent, name) = beside(out)?;
         let prefix = format!(".{name}.staging-");

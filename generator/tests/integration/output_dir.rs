@@ -244,3 +244,34 @@ fn a_directory_render_did_not_write_is_refused_and_left_alone() {
     );
     assert_eq!(Tree::read(&out).unwrap(), before);
 }
+
+/// Foreign entries are refused by name, before anything under `--out` is read: a FIFO there
+/// would block a reader for ever.
+#[test]
+fn a_foreign_entry_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("home");
+    fs::create_dir(&out).unwrap();
+    nix::unistd::mkfifo(&out.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut child = std::process::Command::new(common::gen_bin())
+        .args(["render", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("render blocked reading the FIFO under --out");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("holds pipe, which kubeboot-gen does not write"),
+        "{}",
+        stderr(&o)
+    );
+}
