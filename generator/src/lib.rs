@@ -66,6 +66,8 @@ pub fn render_dir(spec: &ValidSpec, out: &Path, rotate: bool) -> Result<RenderSu
             problems.join("; ")
         );
     }
+    // Before anything is saved: a wrong --out must not cost a rotation in the vault.
+    rendered.tree.refuse_foreign(out)?;
     if !local && origin != SecretsOrigin::Reused {
         store.save(&secrets)?;
     }

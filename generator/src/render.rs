@@ -228,13 +228,23 @@ pub fn node_config(
 }
 
 /// What a node must know about Azure: where it runs and which environment's endpoints to use.
-/// The zones the pools use, as the disk driver's topology values (`<location>-<zone>`), sorted.
+/// The zones the StorageClass allows, as the disk driver's topology values (`<location>-<zone>`),
+/// sorted: those of the worker pools, where volumes' pods run, when every worker pool is zonal.
+/// With a regional pool, none: its nodes have no zone, and a restriction would strand its pods.
 fn disk_zones(spec: &crate::spec::Spec) -> Vec<String> {
     let Some(azure) = &spec.azure else {
         return Vec::new();
     };
+    let workers: Vec<_> = spec
+        .pools
+        .iter()
+        .filter(|p| p.role == Role::Worker)
+        .collect();
+    if workers.iter().any(|p| p.zones.is_empty()) {
+        return Vec::new();
+    }
     let zones: std::collections::BTreeSet<&String> =
-        spec.pools.iter().flat_map(|p| &p.zones).collect();
+        workers.iter().flat_map(|p| &p.zones).collect();
     zones
         .into_iter()
         .map(|z| format!("{}-{z}", azure.location))

@@ -94,26 +94,7 @@ impl Tree {
     /// `--out` cannot wipe an unrelated directory. The caller holds the output's lock, so staging
     /// directories of `out` left by a killed render are removed first.
     pub fn replace(&self, out: &Path) -> Result<()> {
-        // Foreign entries are refused by their names alone: a mistyped `--out ~` must not read
-        // the whole home directory first.
-        if out.exists() {
-            let mut foreign = Vec::new();
-            for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
-                let name = entry?.file_name().to_string_lossy().into_owned();
-                if !self.top_level().any(|own| own == name) && !OWN_ENTRIES.contains(&name.as_str())
-                {
-                    foreign.push(name);
-                }
-            }
-            if !foreign.is_empty() {
-                foreign.sort();
-                bail!(
-                    "{} holds {}, which kubeboot-gen does not write; render into a new directory or one of an earlier render",
-                    out.display(),
-                    foreign.join(", ")
-                );
-            }
-        }
+        self.refuse_foreign(out)?;
         let existing = match Tree::read(out) {
             Ok(existing) => Some(existing),
             Err(_) if !out.exists() => None,
@@ -147,6 +128,30 @@ impl Tree {
                 .with_context(|| format!("moving the new output into {}", out.display()))?;
         }
         fsx::sync_dir(parent)
+    }
+
+    /// Refuses an existing `out` that holds top-level entries this tree does not have and
+    /// kubeboot-gen never writes, by their names alone: a mistyped `--out ~` must not be read.
+    pub fn refuse_foreign(&self, out: &Path) -> Result<()> {
+        if !out.exists() {
+            return Ok(());
+        }
+        let mut foreign = Vec::new();
+        for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !self.top_level().any(|own| own == name) && !OWN_ENTRIES.contains(&name.as_str()) {
+                foreign.push(name);
+            }
+        }
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        foreign.sort();
+        bail!(
+            "{} holds {}, which kubeboot-gen does not write; render into a new directory or one of an earlier render",
+            out.display(),
+            foreign.join(", ")
+        )
     }
 
     /// The names of the entries directly under the root.

@@ -494,14 +494,29 @@ impl Validator {
                 ),
             );
         }
-        let template_tags = pool.labels.len() + pool.taints.len();
-        if template_tags > MAX_AUTOSCALED_POOL_TEMPLATE_TAGS {
+        // The node template's taints are tags named by key: one key, one taint.
+        for (j, taint) in pool.taints.iter().enumerate() {
+            if pool.taints[..j].iter().any(|t| t.key == taint.key) {
+                self.error(
+                    format!("{path}.taints[{j}]"),
+                    format!(
+                        "{taint} repeats the key of an earlier taint; an autoscaled pool's node template holds one taint per key"
+                    ),
+                );
+            }
+        }
+        // Every label and taint is a tag besides kubeboot's own; the cluster name does not
+        // change the count.
+        let tags = crate::arm::autoscaler_tags("", pool).map_or(0, |t| t.len())
+            + crate::arm::cluster_tags("").len();
+        if tags > crate::arm::MAX_TAGS {
             self.error(
                 at,
                 format!(
-                    "{template_tags} labels and taints, but an autoscaled pool carries each as a scale-set tag and Azure allows {} tags of which kubeboot uses {}: at most {MAX_AUTOSCALED_POOL_TEMPLATE_TAGS}",
-                    crate::arm::MAX_TAGS,
-                    crate::arm::MAX_TAGS - MAX_AUTOSCALED_POOL_TEMPLATE_TAGS
+                    "its {} labels and {} taints make its scale set carry {tags} tags, over Azure's {}",
+                    pool.labels.len(),
+                    pool.taints.len(),
+                    crate::arm::MAX_TAGS
                 ),
             );
         }
@@ -557,10 +572,6 @@ impl Validator {
 }
 
 const AZURE_ONLY: &str = "only applies with spec.azure; remove it for plain VMs";
-
-/// Tags of an autoscaled pool's scale set besides its node-template labels and taints: the two
-/// cluster tags, the pool's name, and cluster-autoscaler's enabled, name, min and max.
-const MAX_AUTOSCALED_POOL_TEMPLATE_TAGS: usize = crate::arm::MAX_TAGS - 7;
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())

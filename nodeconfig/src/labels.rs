@@ -58,6 +58,10 @@ pub fn check_label_value(value: &str) -> Result<(), String> {
 /// The label prefix kubeboot sets its own labels under (`kubeboot.io/pool`).
 pub const KUBEBOOT_LABEL_PREFIX: &str = "kubeboot.io";
 
+/// The label the agent puts on every node: its pool's name. The generator writes it into an
+/// autoscaled pool's node template too, so that a pod selecting a pool can scale it from zero.
+pub const POOL_LABEL: &str = "kubeboot.io/pool";
+
 /// A label a user asks for on a pool's nodes: valid syntax, and not one kubeboot, the kubelet or
 /// the cloud provider sets itself (a user value would silently override theirs) nor one the kubelet
 /// may not set under NodeRestriction (it would fail to register the node).

@@ -1,7 +1,10 @@
-//! `addons` (first master): the CNI and, on Azure, cloud-provider-azure and (when a pool
-//! autoscales) cluster-autoscaler, applied idempotently.
+//! `addons` (first master): the CNI and, on Azure, cloud-provider-azure, the Azure Disk CSI driver
+//! with the default StorageClass, and (when a pool autoscales) cluster-autoscaler, applied
+//! idempotently.
 //!
-//! Inputs: the NodeConfig (cluster name, pod CIDR, CNI choice, provider, autoscaler), the manifests embedded
+//! Inputs: the NodeConfig (cluster name, pod CIDR, CNI choice, provider, autoscaler, disk
+//! settings), the node's cloud config (`azure.json`, which the autoscaler and the disk driver read
+//! from a Secret), the manifests embedded
 //! from `agent/manifests/`, `/etc/kubernetes/admin.conf`. Outputs: the rendered manifests in
 //! `/etc/kubeboot/addons/` (exactly those, stale files removed) and
 //! `kubectl apply --server-side --force-conflicts --field-manager=kubeboot -f` of that directory,
@@ -33,7 +36,7 @@ pub struct Manifest {
 }
 
 /// The manifests this cluster gets, in apply order. `cloud_config` is the node's `azure.json`,
-/// which the disk driver reads from a Secret (needed only with `addons.azureDisk`).
+/// which cluster-autoscaler and the disk driver read from a Secret (needed only with them).
 pub fn render(config: &NodeConfig, cloud_config: Option<&[u8]>) -> Result<Vec<Manifest>> {
     let mut vars = tera::Context::new();
     vars.insert("cluster_name", &config.cluster.name);
@@ -65,28 +68,32 @@ pub fn render(config: &NodeConfig, cloud_config: Option<&[u8]>) -> Result<Vec<Ma
             include_str!("../../manifests/cloud-node-manager.yaml"),
             0o644,
         ));
+        // cluster-autoscaler and the disk driver read the cloud config from one Secret (the
+        // autoscaler's image runs as non-root and could not read the 0600 host file).
+        if config.addons.cluster_autoscaler || config.addons.azure_disk.is_some() {
+            let cloud_config = cloud_config.with_context(|| {
+                format!(
+                    "{}: missing; the cluster's addons read it from a Secret",
+                    azure.cloud_config_path
+                )
+            })?;
+            vars.insert("cloud_config_base64", &B64.encode(cloud_config));
+            templates.push((
+                "12-azure-cloud-provider-secret.yaml",
+                include_str!("../../manifests/azure-cloud-provider-secret.yaml"),
+                0o600,
+            ));
+        }
         if config.addons.cluster_autoscaler {
             templates.push((
-                "12-cluster-autoscaler.yaml",
+                "13-cluster-autoscaler.yaml",
                 include_str!("../../manifests/cluster-autoscaler.yaml"),
                 0o644,
             ));
         }
         if let Some(disk) = &config.addons.azure_disk {
-            let cloud_config = cloud_config.with_context(|| {
-                format!(
-                    "{}: missing; the disk driver reads it from a Secret",
-                    azure.cloud_config_path
-                )
-            })?;
-            vars.insert("cloud_config_base64", &B64.encode(cloud_config));
             vars.insert("disk_sku_name", disk.sku_name.as_str());
             vars.insert("disk_zones", &disk.zones);
-            templates.push((
-                "13-azure-cloud-provider-secret.yaml",
-                include_str!("../../manifests/azure-cloud-provider-secret.yaml"),
-                0o600,
-            ));
             templates.push((
                 "14-azuredisk-csi.yaml",
                 include_str!("../../manifests/azuredisk-csi.yaml"),
@@ -118,14 +125,16 @@ impl Phase for Addons {
         "addons"
     }
     fn description(&self) -> &'static str {
-        "apply the CNI and (on Azure) cloud-provider-azure and cluster-autoscaler with server-side apply"
+        "apply the CNI and (on Azure) cloud-provider-azure, the Azure Disk CSI driver and cluster-autoscaler with server-side apply"
     }
     fn applies_to(&self, ctx: &Context) -> Result<bool> {
         Ok(ctx.config.addons.cni != Cni::None || ctx.config.provider.name == ProviderName::Azure)
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        let cloud_config = match (&ctx.config.addons.azure_disk, &ctx.config.provider.azure) {
-            (Some(_), Some(azure)) => {
+        let addons = &ctx.config.addons;
+        let needs_cloud_config = addons.cluster_autoscaler || addons.azure_disk.is_some();
+        let cloud_config = match &ctx.config.provider.azure {
+            Some(azure) if needs_cloud_config => {
                 let path = ctx.root.path(&azure.cloud_config_path);
                 Some(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
             }
@@ -286,12 +295,15 @@ mod tests {
             .into_iter()
             .map(|m| m.name)
             .collect();
-        assert!(!without.contains(&"12-cluster-autoscaler.yaml"));
+        assert!(!without.contains(&"13-cluster-autoscaler.yaml"));
         config.addons.cluster_autoscaler = true;
-        let manifests = render(&config, None).unwrap();
+        let manifests = render(&config, Some(b"{}")).unwrap();
+        assert!(manifests
+            .iter()
+            .any(|m| m.name == "12-azure-cloud-provider-secret.yaml"));
         let text = &manifests
             .iter()
-            .find(|m| m.name == "12-cluster-autoscaler.yaml")
+            .find(|m| m.name == "13-cluster-autoscaler.yaml")
             .unwrap()
             .text;
         let tag = config
@@ -306,7 +318,10 @@ mod tests {
         assert!(text.contains(
             "--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,cluster-autoscaler-name=demo\n"
         ));
-        assert!(text.contains("--cloud-config=/etc/kubernetes/azure.json\n"));
+        // From the Secret, mounted: the image's non-root user cannot read the 0600 host file.
+        assert!(text.contains("--cloud-config=/etc/cluster-autoscaler/cloud-config\n"));
+        assert!(text.contains("secretName: azure-cloud-provider"));
+        assert!(!text.contains("/etc/kubernetes/azure.json"));
     }
 
     /// The documents of one rendered manifest, as JSON.
@@ -334,7 +349,7 @@ mod tests {
         );
         let manifests = render(&config, Some(br#"{"vmType": "vmss"}"#)).unwrap();
         let by_name = |name: &str| manifests.iter().find(|m| m.name == name).unwrap();
-        let secret = by_name("13-azure-cloud-provider-secret.yaml");
+        let secret = by_name("12-azure-cloud-provider-secret.yaml");
         assert_eq!(secret.mode, 0o600);
         let secret = &documents(&secret.text)[0];
         assert_eq!(secret["metadata"]["name"], "azure-cloud-provider");

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use kubeboot_nodeconfig::labels::POOL_LABEL;
 use kubeboot_nodeconfig::{NodeConfig, ProviderName, Taint, TaintEffect};
 
 use crate::context::Context;
@@ -24,7 +25,6 @@ use crate::provider::InstanceMetadata;
 
 pub struct Metadata;
 
-pub const POOL_LABEL: &str = "kubeboot.io/pool";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 

@@ -244,7 +244,7 @@ fn table() -> Vec<(&'static str, String, &'static str)> {
         ("worker with PKI", w("pki", Some("{ca: {public: x, private: y}, frontProxyCA: {public: x, private: y}, etcdCA: {public: x, private: y}, serviceAccount: {public: x, private: y}}")), "pki"),
         ("short encryption key", m("pki.encryptionKey", Some("c2hvcnQ=")), "pki.encryptionKey"),
         ("azure without its section", m("provider.azure", None), "provider.azure"),
-        ("the autoscaler on a worker", w("addons", Some("{clusterAutoscaler: true}")), "addons.clusterAutoscaler"),
+        ("the autoscaler without Azure", w("addons", Some("{clusterAutoscaler: true}")), "addons.clusterAutoscaler: only allowed when provider.name is azure"),
         ("bad label", w("node.labels", Some("{'bad key!': x}")), "node.labels"),
         ("bad taint", w("node.taints.0", Some("no-effect")), "node.taints[0]"),
         ("managed API server flag", m("apiServer.extraArgs", Some("{authorization-mode: AlwaysAllow}")), "apiServer.extraArgs.authorization-mode"),

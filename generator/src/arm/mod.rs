@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context, Result};
 use ipnet::Ipv4Net;
+use kubeboot_nodeconfig::labels::POOL_LABEL;
 use kubeboot_nodeconfig::{FieldError, Role, Secret, SharedPki};
 use serde_json::{json, Value};
 
@@ -52,6 +53,14 @@ pub const CLUSTER_TAG: &str = "k8s-azure-cluster-name";
 /// kubeboot's own tag (Azure tag names may not contain `/`, hence no `kubeboot.io/...`).
 pub const KUBEBOOT_TAG: &str = "kubeboot-cluster";
 
+/// The tags on every resource of the cluster (the template's `clusterTags` variable).
+pub fn cluster_tags(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CLUSTER_TAG.to_string(), cluster.to_string()),
+        (KUBEBOOT_TAG.to_string(), cluster.to_string()),
+    ])
+}
+
 /// The template parameter giving each autoscaled pool's instance count to deploy with (the
 /// parameters file has the spec's `count`; a re-deployment passes the live capacity, so that it
 /// does not undo the autoscaler's work).
@@ -65,9 +74,10 @@ const NODE_TEMPLATE_TAINT: &str = "k8s.io_cluster-autoscaler_node-template_taint
 
 /// The tags cluster-autoscaler reads on an autoscaled pool's scale set (None for other pools):
 /// auto-discovery (`--node-group-auto-discovery=label:cluster-autoscaler-enabled=true,
-/// cluster-autoscaler-name=<cluster>`, bounds in `min` and `max`), and the pool's labels and
-/// taints as the node template it plans with while the pool is empty. CPU and memory it takes from
-/// the VM size; kubeboot reserves none of them, so no resource tags.
+/// cluster-autoscaler-name=<cluster>`, bounds in `min` and `max`), and the pool's labels (with the
+/// `kubeboot.io/pool` label the agent adds) and taints as the node template it plans with while
+/// the pool is empty. CPU and memory it takes from the VM size; kubeboot reserves none of them, so
+/// no resource tags.
 pub fn autoscaler_tags(cluster: &str, pool: &PoolSpec) -> Option<BTreeMap<String, String>> {
     let range = pool.autoscaling?;
     let encode = |key: &str| key.replace('_', "~2").replace('/', "_");
@@ -78,7 +88,11 @@ pub fn autoscaler_tags(cluster: &str, pool: &PoolSpec) -> Option<BTreeMap<String
         ("max".to_string(), range.max.to_string()),
         (POOL_TAG.to_string(), pool.name.clone()),
     ]);
-    for (key, value) in &pool.labels {
+    // The pool label the agent sets, then the spec's (which may not use kubeboot.io/).
+    let labels = [(POOL_LABEL, &pool.name)]
+        .into_iter()
+        .chain(pool.labels.iter().map(|(k, v)| (k.as_str(), v)));
+    for (key, value) in labels {
         tags.insert(
             format!("{NODE_TEMPLATE_LABEL}{}", encode(key)),
             value.clone(),

@@ -10,12 +10,11 @@ use kubeboot_nodeconfig::Role;
 use serde_json::{json, Value};
 
 use super::{
-    api_version, CLUSTER_SECRETS_PARAMETER, CLUSTER_TAG, COMPUTE_API_VERSION, CONTRIBUTOR_ROLE_ID,
-    KEY_VAULT, KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
-    KUBEBOOT_TAG, LOAD_BALANCER, NETWORK_API_VERSION, NSG, OWNER_ROLE_ID, POOL_CAPACITY_PARAMETER,
-    PUBLIC_IP, ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET,
-    SINGLE_PLACEMENT_GROUP_VMS, SOFT_DELETE_RETENTION_DAYS, SSH_NAT_PORT_END, SSH_NAT_PORT_START,
-    VNET,
+    api_version, CLUSTER_SECRETS_PARAMETER, COMPUTE_API_VERSION, CONTRIBUTOR_ROLE_ID, KEY_VAULT,
+    KEY_VAULT_SECRET, KEY_VAULT_SECRETS_OFFICER_ROLE_ID, KEY_VAULT_SECRETS_USER_ROLE_ID,
+    LOAD_BALANCER, NETWORK_API_VERSION, NSG, OWNER_ROLE_ID, POOL_CAPACITY_PARAMETER, PUBLIC_IP,
+    ROLE_ASSIGNMENT, ROLE_DEFINITION, ROUTE_TABLE, SCALE_SET, SINGLE_PLACEMENT_GROUP_VMS,
+    SOFT_DELETE_RETENTION_DAYS, SSH_NAT_PORT_END, SSH_NAT_PORT_START, VNET,
 };
 use crate::names::{Names, API_SERVER_PORT, JOIN_TOKEN_SECRET, PKI_SECRET};
 use crate::spec::{AzureSpec, ClusterSpec, IdentityRoles};
@@ -411,7 +410,7 @@ impl Deployment {
                 },
             },
             "variables": {
-                "clusterTags": { CLUSTER_TAG: self.cluster, KUBEBOOT_TAG: self.cluster },
+                "clusterTags": super::cluster_tags(&self.cluster),
             },
             "resources": resources,
             "outputs": {
@@ -679,13 +678,11 @@ impl Deployment {
         let (tags, capacity) = match &pool.autoscaler_tags {
             None => (json!(CLUSTER_TAGS), json!(pool.count)),
             Some(autoscaler) => {
-                let mut tags = json!({ CLUSTER_TAG: self.cluster, KUBEBOOT_TAG: self.cluster });
-                tags.as_object_mut()
-                    .expect("built as an object")
-                    .extend(autoscaler.iter().map(|(k, v)| (k.clone(), json!(v))));
+                let mut tags = super::cluster_tags(&self.cluster);
+                tags.extend(autoscaler.clone());
                 let capacity =
                     format!("[parameters('{POOL_CAPACITY_PARAMETER}')['{}']]", pool.name);
-                (tags, json!(capacity))
+                (json!(tags), json!(capacity))
             }
         };
         let mut body = json!({

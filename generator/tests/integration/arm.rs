@@ -666,7 +666,7 @@ fn autoscaled_pools_carry_the_autoscaler_tags_and_a_capacity_parameter() {
     ] {
         assert_eq!(gpu["tags"][tag], value, "{tag}");
     }
-    assert_eq!(gpu["tags"].as_object().unwrap().len(), 9);
+    assert_eq!(gpu["tags"].as_object().unwrap().len(), 10);
     assert_eq!(
         gpu["sku"]["capacity"],
         "[parameters('poolCapacity')['gpu']]"

@@ -523,36 +523,59 @@ fn packer_bake_lines_give_bake_the_versions_and_mirrors() {
     }
 }
 
-/// The runbook's re-deployment turns `az vmss list` into the `poolCapacity` object with jq: run
-/// that jq program on what az returns for two autoscaled scale sets (their tags and capacity).
+/// The runbook's re-deployment turns `az vmss list` into the `poolCapacity` object with jq, over
+/// the rendered parameters file's values: run that jq program on what az returns for two autoscaled
+/// scale sets, with a parameters file that also has a pool not deployed yet.
 #[test]
 fn the_capacity_query_yields_the_pool_capacity_parameter() {
     let doc = runbook();
+    let slurp = "jq -c --slurpfile rendered out/arm/azuredeploy.parameters.json \\\n    '";
     let program = doc
-        .split("jq -c '")
+        .split(slurp)
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
-        .expect("the runbook runs jq -c '...'");
+        .expect("the runbook runs jq -c --slurpfile rendered <parameters file> '...'");
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("parameters.json");
+    std::fs::write(
+        &rendered,
+        serde_json::json!({"parameters": {"poolCapacity": {"value": {"general": 2, "gpu": 0, "batch": 1}}}})
+            .to_string(),
+    )
+    .unwrap();
     let listed = serde_json::json!([
         {"name": "demo-general", "sku": {"name": "Standard_D2s_v5", "capacity": 4},
          "tags": {"cluster-autoscaler-name": "demo", "kubeboot-pool": "general", "min": "2", "max": "5"}},
-        {"name": "demo-gpu", "sku": {"name": "Standard_NC6s_v3", "capacity": 0},
+        {"name": "demo-gpu", "sku": {"name": "Standard_NC6s_v3", "capacity": 3},
          "tags": {"cluster-autoscaler-name": "demo", "kubeboot-pool": "gpu"}},
     ]);
-    let mut jq = std::process::Command::new("jq")
-        .args(["-c", program])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("jq is installed (.ci/install-deps)");
-    use std::io::Write;
-    jq.stdin
-        .take()
-        .unwrap()
-        .write_all(listed.to_string().as_bytes())
-        .unwrap();
-    let out = jq.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let capacity: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(capacity, serde_json::json!({"general": 4, "gpu": 0}));
+    let run = |input: &Value| {
+        let mut jq = std::process::Command::new("jq")
+            .args(["-c", "--slurpfile", "rendered"])
+            .arg(&rendered)
+            .arg(program)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("jq is installed (.ci/install-deps)");
+        use std::io::Write;
+        jq.stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = jq.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&listed),
+        serde_json::json!({"general": 4, "gpu": 3, "batch": 1})
+    );
+    // Nothing deployed yet: the rendered counts.
+    assert_eq!(
+        run(&serde_json::json!([])),
+        serde_json::json!({"general": 2, "gpu": 0, "batch": 1})
+    );
 }

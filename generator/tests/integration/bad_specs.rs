@@ -86,6 +86,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (EXAMPLE, "{min: 0, max: 4}", "{min: 0, max: 0}", "spec.pools[2].autoscaling: min 0 and max 0 must satisfy"),
     (EXAMPLE, "{min: 0, max: 4}", "{min: 1, max: 4}", "spec.pools[2].count: 0 is outside autoscaling's 1..=4"),
     (EXAMPLE, "{min: 0, max: 4}", "{min: 0, max: 4, step: 1}", "spec.pools[2].autoscaling.step: unknown field"),
+    (EXAMPLE, "taints: [\"nvidia.com/gpu=present:NoSchedule\"]", "taints: [\"nvidia.com/gpu=present:NoSchedule\", \"nvidia.com/gpu=present:NoExecute\"]", "spec.pools[2].taints[1]: nvidia.com/gpu=present:NoExecute repeats the key of an earlier taint; an autoscaled pool's node template holds one taint per key"),
     (EXAMPLE, "      subnetCIDR: 10.240.0.0/24
 ", "      subnetCIDR: 10.240.0.0/24
       autoscaling: {min: 1, max: 5}
@@ -230,6 +231,28 @@ fn every_artifact_problem_is_reported_not_just_the_first() {
         ],
     );
     assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+/// An autoscaled pool's labels and taints are scale-set tags: with kubeboot's own 8 and the gpu
+/// pool's taint, 41 labels fill Azure's 50; 42 are one too many.
+#[test]
+fn an_autoscaled_pool_with_more_tags_than_azure_allows_is_refused() {
+    let with_labels = |n: usize| {
+        let labels: Vec<String> = (0..n).map(|i| format!("l{i}: v")).collect();
+        EXAMPLE.replacen(
+            "labels: {accelerator: nvidia}",
+            &format!("labels: {{{}}}", labels.join(", ")),
+            1,
+        )
+    };
+    let (code, err) = validate(&with_labels(41));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = validate(&with_labels(42));
+    assert_eq!(code, Some(2));
+    assert_errors_exactly(
+        &err,
+        &["spec.pools[2].autoscaling: its 42 labels and 1 taints make its scale set carry 51 tags, over Azure's 50"],
+    );
 }
 
 #[test]

@@ -209,6 +209,18 @@ fn workers_never_get_the_pki_and_masters_do() {
         "Premium_LRS"
     );
     assert_eq!(master_of(&off).addons.azure_disk, None);
+    // A regional worker pool: its nodes have no zone, so the StorageClass allows every topology.
+    let regional = validate_text(&EXAMPLE_SPEC.replacen("      zones: [\"1\"]\n", "", 1)).unwrap();
+    assert!(regional
+        .cluster
+        .spec
+        .pools
+        .iter()
+        .any(|p| p.zones.is_empty()));
+    assert_eq!(
+        master_of(&regional).addons.azure_disk.unwrap().zones,
+        Vec::<String>::new()
+    );
     let fixed =
         validate_text(&EXAMPLE_SPEC.replace("      autoscaling: {min: 0, max: 4}", "")).unwrap();
     assert!(fixed

@@ -246,6 +246,27 @@ fn wrong_token_is_a_clear_error_and_writes_nothing() {
     );
 }
 
+/// A render (here the first, which stores new secrets) into an `--out` holding entries kubeboot-gen
+/// does not write is refused before anything reaches the vault.
+#[test]
+fn a_foreign_output_directory_is_refused_before_the_vault_is_written() {
+    let bao = Bao::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = vault_spec(dir.path(), &bao.address, "secret", "");
+    let out = dir.path().join("home");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine\n").unwrap();
+    let o = render(&spec, &out, Some(ROOT_TOKEN));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("holds notes.txt, which kubeboot-gen does not write"),
+        "{}",
+        stderr(&o)
+    );
+    let (status, _) = bao.api(reqwest::Method::GET, "secret/data/kubeboot/demo", None);
+    assert_eq!(status, 404, "the vault was written for a refused render");
+}
+
 #[test]
 fn token_file_must_be_owner_only() {
     let bao = Bao::start();

@@ -105,7 +105,7 @@ def main(targets):
         minor = data["release"].removeprefix("release-")
         document = {
             "source": f"PyPI kubernetes {version}: models generated from the OpenAPI document of "
-                      f"Kubernetes {data['release']}; extracted by tests/data/k8s-api/extract.py",
+                      f"Kubernetes {data['release']}; extracted by tests/data/upstream/k8s-api/extract.py",
             "kinds": data["kinds"],
             "models": dict(sorted(data["models"].items())),
         }

@@ -107,7 +107,7 @@ fn main() {
         }
         let softirq = softirq_ticks();
         if fetching {
-            fetching_softirq += softirq - last_softirq;
+            fetching_softirq += softirq.saturating_sub(last_softirq);
         }
         last_softirq = softirq;
         // While the kill is armed and `kubeadm init` runs, look often: its second half is short.
@@ -131,7 +131,10 @@ fn main() {
     let _ = fs::write(dir.join("fetch-tools-cpu.txt"), total(&fetch_tool_ticks));
     let _ = fs::write(
         dir.join("softirq.txt"),
-        format!("{} {fetching_softirq}\n", last_softirq - first_softirq),
+        format!(
+            "{} {fetching_softirq}\n",
+            last_softirq.saturating_sub(first_softirq)
+        ),
     );
     let _ = fs::write(
         dir.join("agent-rss-kb.txt"),
