@@ -181,6 +181,16 @@ mod tests {
     use crate::testing::{assert_idempotent, fixture, Sandbox};
     use kubeboot_nodeconfig::{AzureDisk, AzureProvider, DiskSku, ProviderConfig};
 
+    /// The first master's NodeConfig on Azure (public cloud).
+    fn azure_first_master() -> NodeConfig {
+        let mut config = fixture::first_master();
+        config.provider = ProviderConfig {
+            name: ProviderName::Azure,
+            azure: Some(fixture::azure_provider()),
+        };
+        config
+    }
+
     #[test]
     fn renders_flannel_with_the_pod_cidr() {
         let manifests = render(&fixture::first_master(), None).unwrap();
@@ -254,11 +264,7 @@ mod tests {
                 "no API field trees for 1.{} in tests/data/upstream/k8s-api",
                 release.minor
             );
-            let mut config = fixture::first_master();
-            config.provider = ProviderConfig {
-                name: ProviderName::Azure,
-                azure: Some(fixture::azure_provider()),
-            };
+            let mut config = azure_first_master();
             config.cluster.kubernetes_version = format!("v1.{}.0", release.minor).parse().unwrap();
             config.addons.cluster_autoscaler = true;
             config.addons.azure_disk = Some(AzureDisk {
@@ -285,11 +291,7 @@ mod tests {
 
     #[test]
     fn the_autoscaler_matches_the_cluster_minor_and_discovers_its_pools_by_tag() {
-        let mut config = fixture::first_master();
-        config.provider = ProviderConfig {
-            name: ProviderName::Azure,
-            azure: Some(fixture::azure_provider()),
-        };
+        let mut config = azure_first_master();
         let without: Vec<_> = render(&config, None)
             .unwrap()
             .into_iter()
@@ -333,11 +335,7 @@ mod tests {
 
     #[test]
     fn the_disk_driver_gets_the_cloud_config_as_a_secret_and_a_default_storage_class() {
-        let mut config = fixture::first_master();
-        config.provider = ProviderConfig {
-            name: ProviderName::Azure,
-            azure: Some(fixture::azure_provider()),
-        };
+        let mut config = azure_first_master();
         config.addons.azure_disk = Some(AzureDisk {
             sku_name: DiskSku::PremiumLrs,
             zones: vec!["westeurope-1".into(), "westeurope-3".into()],
