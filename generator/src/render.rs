@@ -227,7 +227,6 @@ pub fn node_config(
     }
 }
 
-/// What a node must know about Azure: where it runs and which environment's endpoints to use.
 /// The zones the StorageClass allows, as the disk driver's topology values (`<location>-<zone>`),
 /// sorted: those of the worker pools, where volumes' pods run, when every worker pool is zonal.
 /// With a regional pool, none: its nodes have no zone, and a restriction would strand its pods.
@@ -251,6 +250,7 @@ fn disk_zones(spec: &crate::spec::Spec) -> Vec<String> {
         .collect()
 }
 
+/// What a node must know about Azure: where it runs and which environment's endpoints to use.
 pub fn azure_provider(azure: &crate::spec::AzureSpec) -> AzureProvider {
     AzureProvider {
         subscription_id: azure.subscription_id.clone(),

@@ -398,8 +398,8 @@ pub struct Addons {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AzureDisk {
     pub sku_name: DiskSku,
-    /// The zones the pools use, as the driver's topology values (`<location>-<zone>`): a zonal
-    /// disk is created in its pod's zone, and only there. Empty for regional pools.
+    /// The zones the StorageClass allows, as the driver's topology values (`<location>-<zone>`):
+    /// the worker pools' zones when every worker pool is zonal; empty (any topology) otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<String>,
 }
