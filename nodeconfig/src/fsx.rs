@@ -37,9 +37,14 @@ pub fn remove_staging_leftovers_in(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn sweep(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
     let removed = staging_leftovers(dir, recursive)?;
+    let mut parents = std::collections::BTreeSet::new();
     for path in &removed {
         fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
-        sync_dir(parent(path)?)?;
+        parents.insert(parent(path)?);
+    }
+    // The removals are durable once each directory that held one is synced (once).
+    for dir in parents {
+        sync_dir(dir)?;
     }
     Ok(removed)
 }
