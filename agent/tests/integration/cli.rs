@@ -132,6 +132,31 @@ fn a_dry_run_changes_nothing_and_prints_a_diff_per_file() {
     drop(held);
 }
 
+/// A dry run whose phase fails (here preflight, on a node without cgroup v2) still ends with what
+/// it would have changed, and exits as a real run would: 3, unsupported. The root is untouched and
+/// its temporary tree gone.
+#[test]
+fn a_dry_run_whose_phase_fails_reports_and_exits_as_a_real_run() {
+    let node = Node::new("node-3", WORKER_YAML);
+    std::fs::remove_file(node.path("/sys/fs/cgroup/cgroup.controllers")).unwrap();
+    let before = snapshot::take(node.root());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = node
+        .agent(&["run", "--dry-run"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("cgroup v2"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing was changed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot::take(node.root()), before);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn a_kept_dry_run_tree_must_be_outside_the_root_and_empty() {
     let node = Node::new("node-3", WORKER_YAML);
