@@ -251,44 +251,6 @@ mod tests {
         );
     }
 
-    /// Every manifest, as rendered for each minor kubeboot knows, against that minor's API (field
-    /// trees from the upstream OpenAPI documents, as the stand-in API server checks them): no unknown
-    /// field, no value of the wrong type, no required field missing.
-    #[test]
-    fn every_manifest_matches_the_api_of_every_known_minor() {
-        use kubeboot_nodeconfig::releases::RELEASES;
-        use kubeboot_stand_ins::apiserver::api_schema;
-        for release in RELEASES {
-            assert!(
-                api_schema::minors().contains(&release.minor),
-                "no API field trees for 1.{} in tests/data/upstream/k8s-api",
-                release.minor
-            );
-            let mut config = azure_first_master();
-            config.cluster.kubernetes_version = format!("v1.{}.0", release.minor).parse().unwrap();
-            config.addons.cluster_autoscaler = true;
-            config.addons.azure_disk = Some(AzureDisk {
-                sku_name: DiskSku::PremiumLrs,
-                zones: vec!["westeurope-1".into(), "westeurope-2".into()],
-            });
-            for Manifest { name, text, .. } in render(&config, Some(b"{}")).unwrap() {
-                for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                    let mut object: serde_json::Value =
-                        serde::Deserialize::deserialize(doc).unwrap();
-                    let found = api_schema::check(release.minor, &mut object, false)
-                        .unwrap_or_else(|e| panic!("{name}: {e}"));
-                    assert!(
-                        found.unknown.is_empty() && found.invalid.is_empty(),
-                        "{name} ({} {}) in 1.{}: {found:?}",
-                        object["kind"],
-                        object["metadata"]["name"],
-                        release.minor
-                    );
-                }
-            }
-        }
-    }
-
     #[test]
     fn the_autoscaler_matches_the_cluster_minor_and_discovers_its_pools_by_tag() {
         let mut config = azure_first_master();

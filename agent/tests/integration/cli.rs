@@ -92,15 +92,8 @@ fn a_dry_run_changes_nothing_and_prints_a_diff_per_file() {
     );
     node.write("/etc/kubeboot/.kubeboot-partial", "left by a killed run");
     node.write("/var/lib/kubeboot/run.lock", "");
-    let before = snapshot::take(node.root());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = node
-        .agent(&["run", "--dry-run"])
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
+    let out = dry_run_leaving_no_trace(&node);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(snapshot::take(node.root()), before);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
         // A changed file: a unified diff against the node's.
@@ -117,7 +110,6 @@ fn a_dry_run_changes_nothing_and_prints_a_diff_per_file() {
     ] {
         assert!(stdout.contains(expected), "{expected}: {}", text(&out));
     }
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 
     use nix::fcntl::{Flock, FlockArg};
     let lock = std::fs::File::open(node.path("/var/lib/kubeboot/run.lock")).unwrap();
@@ -139,13 +131,7 @@ fn a_dry_run_changes_nothing_and_prints_a_diff_per_file() {
 fn a_dry_run_whose_phase_fails_reports_and_exits_as_a_real_run() {
     let node = Node::new("node-3", WORKER_YAML);
     std::fs::remove_file(node.path("/sys/fs/cgroup/cgroup.controllers")).unwrap();
-    let before = snapshot::take(node.root());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = node
-        .agent(&["run", "--dry-run"])
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
+    let out = dry_run_leaving_no_trace(&node);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("cgroup v2"), "{}", text(&out));
     assert!(
@@ -153,8 +139,21 @@ fn a_dry_run_whose_phase_fails_reports_and_exits_as_a_real_run() {
         "{}",
         text(&out)
     );
-    assert_eq!(snapshot::take(node.root()), before);
+}
+
+/// `run --dry-run` of `node` with its temporary tree in a fresh `$TMPDIR`, checking that the root
+/// is byte-identical afterwards and the temporary tree gone.
+fn dry_run_leaving_no_trace(node: &Node) -> std::process::Output {
+    let before = snapshot::take(node.root());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = node
+        .agent(&["run", "--dry-run"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(snapshot::take(node.root()), before, "{}", text(&out));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    out
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! /var/lib/kubelet/config.yaml. The minors just outside the table are refused, with one line and
 //! exit 2, by `kubeboot-gen validate` and by the agent; a minor past its end of life is refused by
 //! `kubeboot-gen` with its date unless `--allow-end-of-life`, and then still boots (with a warning)
-//! so that an opted-in pool keeps scaling. (That a key newer than the release is
+//! so that an opted-in pool keeps scaling. Every addon manifest, rendered for each known minor,
+//! matches that minor's API field trees. (That a key newer than the release is
 //! refused is the stand-in's own unit test, `schema::tests`; other bad versions are rows of
 //! hardening.rs's table and generator/tests/integration/bad_specs.rs.)
 
@@ -254,4 +255,54 @@ fn a_minor_past_its_end_of_life_is_refused_unless_allowed_and_then_still_boots()
         "{}",
         text(&run)
     );
+}
+
+/// Every addon manifest, as rendered for each minor kubeboot knows (Azure, autoscaler and zonal
+/// disks on), against that minor's API: the field trees from the upstream OpenAPI documents that
+/// the stand-in API server decodes with. No unknown field, no value of the wrong type, no
+/// required field missing.
+#[test]
+fn every_addon_manifest_matches_the_api_of_every_known_minor() {
+    use kubeboot_agent::phases::addons::{render, Manifest};
+    use kubeboot_nodeconfig::{AzureDisk, AzureProvider, DiskSku, ProviderConfig, ProviderName};
+    use kubeboot_stand_ins::apiserver::api_schema;
+    for release in RELEASES {
+        assert!(
+            api_schema::minors().contains(&release.minor),
+            "no API field trees for 1.{} in tests/data/upstream/k8s-api",
+            release.minor
+        );
+        let mut config = kubeboot_nodeconfig::parse(crate::common::MASTER_YAML).unwrap();
+        config.provider = ProviderConfig {
+            name: ProviderName::Azure,
+            azure: Some(AzureProvider {
+                subscription_id: "sub-1".into(),
+                resource_group: "rg-demo".into(),
+                location: "westeurope".into(),
+                cloud_config_path: kubeboot_nodeconfig::default_cloud_config_path(),
+                cloud: Default::default(),
+                custom_cloud: None,
+            }),
+        };
+        config.cluster.kubernetes_version = version(release.minor).parse().unwrap();
+        config.addons.cluster_autoscaler = true;
+        config.addons.azure_disk = Some(AzureDisk {
+            sku_name: DiskSku::PremiumLrs,
+            zones: vec!["westeurope-1".into(), "westeurope-2".into()],
+        });
+        for Manifest { name, text, .. } in render(&config, Some(b"{}")).unwrap() {
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let mut object: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+                let found = api_schema::check(release.minor, &mut object, false)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(
+                    found.unknown.is_empty() && found.invalid.is_empty(),
+                    "{name} ({} {}) in 1.{}: {found:?}",
+                    object["kind"],
+                    object["metadata"]["name"],
+                    release.minor
+                );
+            }
+        }
+    }
 }
