@@ -47,12 +47,16 @@ impl KubeVersion {
         })
     }
 
-    /// The version this stand-in reports: `STANDIN_KUBERNETES_VERSION`, else a `kubernetes-version` file
-    /// beside the executable (the release tree can ship one), else none (callers fall back to the config).
+    /// The version this stand-in reports: the one stamped on its executable (`stamped`: a release tree's
+    /// copy is that release, as a real binary is), else `STANDIN_KUBERNETES_VERSION`, else a
+    /// `kubernetes-version` file beside the executable, else none (callers fall back to the config).
     pub fn own() -> Result<Option<KubeVersion>> {
-        let text = match std::env::var("STANDIN_KUBERNETES_VERSION") {
-            Ok(v) => Some(v),
-            Err(_) => {
+        let text = match (
+            stamp_of_own_executable()?,
+            std::env::var("STANDIN_KUBERNETES_VERSION"),
+        ) {
+            (Some(v), _) | (None, Ok(v)) => Some(v),
+            (None, Err(_)) => {
                 let exe = std::env::current_exe().context("locating the executable")?;
                 let file = exe.with_file_name("kubernetes-version");
                 match std::fs::read_to_string(&file) {
@@ -73,6 +77,40 @@ impl KubeVersion {
         }
         Ok(Some(v))
     }
+}
+
+/// What ends an executable stamped with its version (ELF ignores bytes after its sections).
+const STAMP_PREFIX: &[u8] = b"\nkubeboot-stand-in-version=";
+/// How far from its end a stamp is looked for.
+const STAMP_WINDOW: u64 = 64;
+
+/// `binary` with `version` stamped on its end: what a test release tree serves as that release's kubeadm or
+/// kubelet (each copy has its own digest, and reports its own version).
+pub fn stamped(binary: &[u8], version: &str) -> Vec<u8> {
+    let mut out = binary.to_vec();
+    out.extend_from_slice(STAMP_PREFIX);
+    out.extend_from_slice(version.as_bytes());
+    out.push(b'\n');
+    out
+}
+
+fn stamp_of_own_executable() -> Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let exe = std::env::current_exe().context("locating the executable")?;
+    let mut file =
+        std::fs::File::open(&exe).with_context(|| format!("opening {}", exe.display()))?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(STAMP_WINDOW)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let Some(at) = tail
+        .windows(STAMP_PREFIX.len())
+        .rposition(|w| w == STAMP_PREFIX)
+    else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&tail[at + STAMP_PREFIX.len()..]);
+    Ok(Some(text.trim().to_string()))
 }
 
 #[cfg(test)]

@@ -380,11 +380,17 @@ impl Server {
         if let Some(node) = id.node_name() {
             // The Node authorizer + NodeRestriction: a kubelet may only touch its own Node object.
             let own = match segs.as_slice() {
+                // system:discovery, bound to every authenticated user.
+                ["api"] | ["apis"] | ["api", "v1"] | ["apis", _, _] | ["openapi", ..] => {
+                    method == Method::GET
+                }
                 ["api", "v1", "nodes"] => {
                     method == Method::POST && json_name(body).as_deref() == Some(node)
                 }
                 ["api", "v1", "nodes", name, ..] => *name == node,
-                ["api", "v1", "namespaces", "kube-system", "configmaps", "kubelet-config"] => {
+                // RBAC that kubeadm creates: nodes read the kubelet's config and the cluster's
+                // (`kubeadm upgrade node` on a worker).
+                ["api", "v1", "namespaces", "kube-system", "configmaps", "kubelet-config" | "kubeadm-config"] => {
                     method == Method::GET
                 }
                 _ => false,
@@ -582,8 +588,8 @@ impl Server {
         Ok(reply(StatusCode::CREATED, stored))
     }
 
-    /// kubeadm's mark-control-plane patch (strategic merge): labels merge, taints are added by key and
-    /// effect, a provider ID is set once.
+    /// kubeadm's mark-control-plane patch and kubectl's cordon/uncordon (strategic merge): labels merge,
+    /// taints are added by key and effect, a provider ID is set once, `unschedulable` is set or removed.
     fn merge_node(&self, name: &str, body: &[u8]) -> Result<Reply> {
         let patch = match json_body(body, "patch") {
             Ok(v) => v,
@@ -616,6 +622,24 @@ impl Server {
         }
         if node["spec"]["providerID"].is_null() && !patch["spec"]["providerID"].is_null() {
             node["spec"]["providerID"] = patch["spec"]["providerID"].clone();
+        }
+        // kubectl cordon sets it; uncordon's two-way merge patch sends null (the field is omitempty).
+        if let Some(unschedulable) = patch["spec"].get("unschedulable") {
+            match unschedulable {
+                Value::Bool(true) => node["spec"]["unschedulable"] = Value::Bool(true),
+                Value::Bool(false) | Value::Null => {
+                    if let Some(spec) = node["spec"].as_object_mut() {
+                        spec.remove("unschedulable");
+                    }
+                }
+                other => {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("spec.unschedulable: {other} is not a boolean"),
+                    ))
+                }
+            }
         }
         if let Err(e) = resources::validate_node(node) {
             return Ok(failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e));

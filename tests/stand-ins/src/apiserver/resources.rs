@@ -31,6 +31,8 @@ const fn r(
 pub const RESOURCES: &[Resource] = &[
     r("", "v1", "namespaces", "Namespace", false),
     r("", "v1", "nodes", "Node", false),
+    // Listed by `kubectl drain`; nothing here creates any.
+    r("", "v1", "pods", "Pod", true),
     r("", "v1", "configmaps", "ConfigMap", true),
     r("", "v1", "secrets", "Secret", true),
     r("", "v1", "serviceaccounts", "ServiceAccount", true),
@@ -465,6 +467,7 @@ pub fn fields_match(obj: &Value, reqs: &[Requirement]) -> Result<bool, String> {
             "metadata.name" => &obj["metadata"]["name"],
             "metadata.namespace" => &obj["metadata"]["namespace"],
             "type" if obj["kind"] == "Secret" => &obj["type"],
+            "spec.nodeName" if obj["kind"] == "Pod" => &obj["spec"]["nodeName"],
             other => return Err(format!("field label not supported: {other}")),
         };
         let v = v.as_str().unwrap_or_default();

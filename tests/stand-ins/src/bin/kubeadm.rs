@@ -1,8 +1,8 @@
-//! Stand-in for kubeadm (tests only): strict flags and config, observable init/join/reset effects.
+//! Stand-in for kubeadm (tests only): strict flags and config, observable init/join/reset/upgrade effects.
 
 use anyhow::{bail, Result};
 use kubeboot_stand_ins::flags::{self, boolean, value, Flag, Parsed};
-use kubeboot_stand_ins::kubeadm::{config, init, join, reset};
+use kubeboot_stand_ins::kubeadm::{config, init, join, reset, upgrade};
 use kubeboot_stand_ins::version::KubeVersion;
 use kubeboot_stand_ins::{Invocation, Root};
 
@@ -77,6 +77,33 @@ const RESET: &[Flag] = &[
     value("skip-phases"),
 ];
 
+const UPGRADE_APPLY: &[Flag] = &[
+    boolean("allow-experimental-upgrades"),
+    boolean("allow-release-candidate-upgrades"),
+    boolean("certificate-renewal"),
+    value("config"),
+    boolean("dry-run"),
+    boolean("etcd-upgrade"),
+    boolean("force").short('f'),
+    value("ignore-preflight-errors"),
+    value("kubeconfig"),
+    value("patches"),
+    boolean("print-config"),
+    value("skip-phases"),
+    boolean("yes").short('y'),
+];
+
+const UPGRADE_NODE: &[Flag] = &[
+    boolean("certificate-renewal"),
+    value("config"),
+    boolean("dry-run"),
+    boolean("etcd-upgrade"),
+    value("ignore-preflight-errors"),
+    value("kubeconfig"),
+    value("patches"),
+    value("skip-phases"),
+];
+
 const VERSION: &[Flag] = &[value("output").short('o')];
 const CONFIG_VALIDATE: &[Flag] = &[
     boolean("allow-experimental-api"),
@@ -146,7 +173,9 @@ fn parse(args: &[String], command: &[Flag]) -> Result<Parsed> {
 
 fn dispatch(root: &Root, args: &[String]) -> Result<()> {
     let (command, rest) = args.split_first().ok_or_else(|| {
-        anyhow::anyhow!("a command is required (init, join, reset, version, config validate)")
+        anyhow::anyhow!(
+            "a command is required (init, join, reset, upgrade, version, config validate)"
+        )
     })?;
     match command.as_str() {
         "init" if rest.first().map(String::as_str) == Some("phase") => {
@@ -172,6 +201,11 @@ fn dispatch(root: &Root, args: &[String]) -> Result<()> {
             no_positionals(&p)?;
             reset::run(root, &p)
         }
+        "upgrade" => match rest.split_first() {
+            Some((sub, rest)) if sub == "apply" => upgrade::apply(root, &parse(rest, UPGRADE_APPLY)?),
+            Some((sub, rest)) if sub == "node" => upgrade::node(root, &parse(rest, UPGRADE_NODE)?),
+            _ => bail!("the stand-in implements only `kubeadm upgrade apply` and `kubeadm upgrade node`"),
+        },
         "version" => {
             let p = parse(rest, VERSION)?;
             no_positionals(&p)?;
@@ -196,7 +230,7 @@ fn dispatch(root: &Root, args: &[String]) -> Result<()> {
             }
             _ => bail!("the stand-in implements only `kubeadm config validate`"),
         },
-        other => bail!("unknown command {other:?} for \"kubeadm\" (the stand-in implements init, join, reset, version, config validate)"),
+        other => bail!("unknown command {other:?} for \"kubeadm\" (the stand-in implements init, join, reset, upgrade apply|node, version, config validate)"),
     }
 }
 

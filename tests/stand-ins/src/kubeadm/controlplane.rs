@@ -655,6 +655,11 @@ fn runs_under_systemd(root: &Root) -> bool {
         && std::env::var_os("STANDIN_ROOT").is_none()
 }
 
+/// Whether the API server this node's kubeadm started is running.
+pub fn apiserver_running(root: &Root) -> bool {
+    running_pid(root).is_some()
+}
+
 fn running_pid(root: &Root) -> Option<nix::unistd::Pid> {
     let text = std::fs::read_to_string(State::new(root).pid_file()).ok()?;
     let pid = nix::unistd::Pid::from_raw(text.trim().parse().ok().filter(|p| *p > 0)?);

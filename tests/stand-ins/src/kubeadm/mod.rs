@@ -1,9 +1,10 @@
-//! The kubeadm stand-in: config validation, and the observable effects of init, join and reset.
+//! The kubeadm stand-in: config validation, and the observable effects of init, join, reset and upgrade.
 pub mod config;
 pub mod controlplane;
 pub mod init;
 pub mod join;
 pub mod reset;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 

@@ -208,7 +208,15 @@ fn flags_the_real_kubeadm_lacks_or_that_carry_secrets_are_refused() {
     assert_fails(&node.run("kubeadm", &["reset"]), "kubeboot must pass -f");
     assert_fails(
         &node.run("kubeadm", &["upgrade", "apply"]),
-        "unknown command \"upgrade\"",
+        "usage: kubeadm upgrade apply VERSION",
+    );
+    assert_fails(
+        &node.run("kubeadm", &["upgrade", "plan"]),
+        "implements only `kubeadm upgrade apply` and `kubeadm upgrade node`",
+    );
+    assert_fails(
+        &node.run("kubeadm", &["upgrade", "node", "v1.37.1"]),
+        "takes the version from the cluster",
     );
     assert_fails(
         &node.run(
