@@ -135,6 +135,7 @@ impl Context {
     }
 }
 
+/// The NodeConfig, at the version a finished `upgrade` moved the node to (if one did).
 pub fn read_config(root: &Root, config_path: Option<&Path>) -> Result<NodeConfig> {
     let path = config_path
         .map(Path::to_path_buf)
@@ -142,6 +143,11 @@ pub fn read_config(root: &Root, config_path: Option<&Path>) -> Result<NodeConfig
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the NodeConfig {}", path.display()))
         .map_err(|e| anyhow::Error::new(crate::error::Stop::BadConfig(format!("{e:#}"))))?;
-    kubeboot_nodeconfig::parse(&text)
-        .with_context(|| format!("invalid NodeConfig {}", path.display()))
+    let mut config = kubeboot_nodeconfig::parse(&text)
+        .with_context(|| format!("invalid NodeConfig {}", path.display()))?;
+    // The custom data still names the version the node booted at.
+    if let Some(upgraded) = crate::upgrade::upgraded_version(root)? {
+        config.cluster.kubernetes_version = upgraded;
+    }
+    Ok(config)
 }

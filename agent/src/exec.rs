@@ -51,6 +51,11 @@ pub mod deadline {
     pub const KUBEADM_JOIN: Duration = minutes(10);
     /// `kubeadm reset -f`: stops the static pods and empties /etc/kubernetes.
     pub const KUBEADM_RESET: Duration = minutes(3);
+    /// `kubeadm upgrade apply|node`: pulls the new control-plane images unless present, then
+    /// replaces each static pod and waits for it (kubeadm's own wait is 5 minutes per component).
+    pub const KUBEADM_UPGRADE: Duration = minutes(20);
+    /// `kubectl drain`: its own `--timeout` (10 minutes) for evictions, plus the requests around.
+    pub const KUBECTL_DRAIN: Duration = minutes(12);
     /// `kubectl apply` of the addon manifests (server-side, one request per object).
     pub const KUBECTL_APPLY: Duration = minutes(2);
     /// One kubectl request: get, create or delete an object, or the API server probe.

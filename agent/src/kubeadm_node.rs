@@ -1,15 +1,55 @@
-//! What kubeadm expects and leaves on the node, shared by `control-plane-init` and `join`: the
-//! shared PKI written where kubeadm reads it, the files of an unfinished init or join, and the
-//! reset that clears them.
+//! What kubeadm expects and leaves on the node, shared by `control-plane-init`, `join` and the
+//! upgrade: the shared PKI written where kubeadm reads it, the files of an unfinished init or
+//! join, the reset that clears them, and whether the API server answers.
+
+use std::time::Duration;
 
 use anyhow::Result;
 use kubeboot_nodeconfig::SharedPki;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
 use crate::paths::{self, PKI_DIR};
+use crate::retry::Backoff;
 use crate::root::Root;
+
+/// Probing the API server: a restarted control plane may take up to 3 minutes to answer (before
+/// `control-plane-init` counts init as dead, or `kubeadm upgrade` is run against it).
+const API_WAIT: Backoff = Backoff {
+    first_delay: Duration::ZERO,
+    initial: Duration::from_secs(1),
+    max_delay: Duration::from_secs(10),
+    factor: 2.0,
+    max_attempts: u32::MAX,
+    deadline: Some(Duration::from_secs(180)),
+};
+
+/// Whether the API server answers with the admin credentials, retrying until the deadline.
+pub fn api_server_answers(ctx: &Context) -> bool {
+    let admin_conf = ctx.arg_path(paths::ADMIN_CONF);
+    let probe = Cmd::new(
+        Program::Kube("kubectl"),
+        [
+            "--kubeconfig",
+            admin_conf.as_str(),
+            "get",
+            "--raw",
+            "/readyz",
+        ],
+        deadline::KUBECTL_REQUEST,
+    );
+    API_WAIT
+        .retry(|attempt| {
+            info!(
+                phase = ctx.phase(),
+                "is the API server up? (attempt {attempt})"
+            );
+            anyhow::ensure!(ctx.runner.probe(ctx.phase(), &probe), "not ready");
+            Ok(())
+        })
+        .is_ok()
+}
 
 /// Writes the shared CAs and the service-account key pair where kubeadm expects them.
 pub fn write_pki(root: &Root, pki: &SharedPki) -> Result<()> {

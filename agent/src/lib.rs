@@ -28,4 +28,5 @@ pub mod root;
 pub mod secrets;
 #[cfg(test)]
 pub mod testing;
+pub mod upgrade;
 pub mod workflow;

@@ -47,16 +47,38 @@ pub fn timestamp(t: SystemTime) -> String {
 
 pub struct Markers<'a> {
     root: &'a Root,
+    /// Where the records live: the boot phases', or the upgrade steps'.
+    dir: &'static str,
 }
 
 impl<'a> Markers<'a> {
+    /// The boot phases' records.
     pub fn new(root: &'a Root) -> Self {
-        Self { root }
+        Self {
+            root,
+            dir: PHASES_DIR,
+        }
+    }
+
+    /// The records of the upgrade steps (of the upgrade `upgrade.json` names).
+    pub fn for_upgrade(root: &'a Root) -> Self {
+        Self {
+            root,
+            dir: paths::UPGRADE_STEPS_DIR,
+        }
+    }
+
+    /// Forgets every record (a new upgrade starts from its first step).
+    pub fn clear_all(&self) -> Result<()> {
+        for path in self.root.list_dir(self.dir)? {
+            self.root.remove_file(&path)?;
+        }
+        Ok(())
     }
 
     /// The node path of a phase's record.
     fn node_path(&self, phase: &str, ext: &str) -> String {
-        format!("{PHASES_DIR}/{phase}.{ext}")
+        format!("{}/{phase}.{ext}", self.dir)
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, phase: &str, ext: &str) -> Result<Option<T>> {

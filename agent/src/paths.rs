@@ -7,6 +7,10 @@ pub const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
 /// Written once every phase for this node is done; the systemd unit is conditioned on its absence.
 pub const DONE_MARKER: &str = "/var/lib/kubeboot/done";
 pub const FACTS_FILE: &str = "/var/lib/kubeboot/node-facts.json";
+/// The node's upgrade (`kubeboot-agent upgrade`): from which version to which, and when it finished.
+pub const UPGRADE_RECORD: &str = "/var/lib/kubeboot/upgrade.json";
+/// The upgrade steps' records, as `PHASES_DIR` holds the boot phases'.
+pub const UPGRADE_STEPS_DIR: &str = "/var/lib/kubeboot/upgrade";
 /// Held for a whole run: the phases and the sweep of staging leftovers assume that no other run
 /// writes the node's files at the same time.
 pub const RUN_LOCK: &str = "/var/lib/kubeboot/run.lock";
@@ -21,6 +25,9 @@ pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 pub const CLUSTER_CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// The kubelet's client certificate and key (one file, rotated by the kubelet), which
+/// kubelet.conf names.
+pub const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 pub const API_SERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 pub const CONTROLLER_MANAGER_MANIFEST: &str =

@@ -232,7 +232,7 @@ const WRITTEN_DIRS: &[&str] = &[paths::ETC_DIR];
 /// it), then removes the partial staging files a killed run left behind (its writes are atomic,
 /// but a SIGKILL skips the clean-up of the temporary file it was filling); a dry run only says it
 /// would.
-fn begin_run(ctx: &Context) -> Result<Option<Flock<File>>> {
+pub(crate) fn begin_run(ctx: &Context) -> Result<Option<Flock<File>>> {
     let lock = take_run_lock(ctx)?;
     let trees = WRITTEN_TREES.iter().map(|t| (t, true));
     let dirs = WRITTEN_DIRS.iter().map(|d| (d, false));
@@ -291,8 +291,18 @@ fn take_run_lock(ctx: &Context) -> Result<Option<Flock<File>>> {
 pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
     selection.check()?;
     let _lock = begin_run(ctx)?;
-    let markers = Markers::new(&ctx.root);
     let stages: Vec<Stage> = Stage::all().collect();
+    run_stages(ctx, &Markers::new(&ctx.root), &stages, selection)
+}
+
+/// Runs `stages` (the boot phases, or the upgrade steps) under the run lock the caller holds,
+/// recording their progress with `markers`; see `run`.
+pub(crate) fn run_stages(
+    ctx: &Context,
+    markers: &Markers,
+    stages: &[Stage],
+    selection: &Selection,
+) -> Result<()> {
     let index = |name: &str| stages.iter().position(|s| s.name() == name);
     let needs: Vec<Vec<usize>> = stages
         .iter()
@@ -300,7 +310,7 @@ pub fn run(ctx: &Context, selection: &Selection) -> Result<()> {
         .collect();
     let names: Vec<&str> = stages.iter().map(Stage::name).collect();
     run_graph(&needs, &names, |i| {
-        run_stage(ctx, &markers, selection, stages[i])
+        run_stage(ctx, markers, selection, stages[i])
     })
 }
 
@@ -493,15 +503,25 @@ pub enum PhaseState {
 /// The state of every stage, as the markers record it (a stale one is still done). Without a
 /// context (no readable NodeConfig) applicability is unknown, so not-done phases are pending.
 pub fn statuses(root: &crate::root::Root, ctx: Option<&Context>) -> Result<Vec<PhaseStatus>> {
-    let markers = Markers::new(root);
-    let mut statuses = Stage::all()
-        .map(|stage| {
+    let stages: Vec<Stage> = Stage::all().collect();
+    statuses_of(&Markers::new(root), ctx, &stages)
+}
+
+/// The state of each of `stages` as `markers` record it (see `statuses`).
+pub fn statuses_of(
+    markers: &Markers,
+    ctx: Option<&Context>,
+    stages: &[Stage],
+) -> Result<Vec<PhaseStatus>> {
+    let mut statuses = stages
+        .iter()
+        .map(|&stage| {
             let StageState {
                 applicability,
                 progress,
                 failed,
                 waiting,
-            } = stage_state(ctx, &markers, stage, Invariants::Skip)?;
+            } = stage_state(ctx, markers, stage, Invariants::Skip)?;
             let not_applicable = matches!(
                 applicability,
                 Applicability::NotForKind(_) | Applicability::NotNeeded

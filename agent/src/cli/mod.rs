@@ -18,6 +18,7 @@ pub mod plan;
 pub mod rotate_join_token;
 pub mod run;
 pub mod status;
+pub mod upgrade;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +50,9 @@ pub enum Command {
     /// Masters with a Key Vault: make sure this hour's join token exists in the cluster and in the
     /// vault, and delete expired ones (the kubeboot-join-token timer runs it every 10 min).
     RotateJoinToken(rotate_join_token::Args),
+    /// Move this node, once done, to a newer Kubernetes patch or the next minor: kubeadm, the
+    /// control plane, then the kubelet with the node drained; resumable like `run`.
+    Upgrade(upgrade::Args),
 }
 
 /// Options every subcommand shares.
@@ -133,5 +137,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bake(args) => bake::run(args),
         Command::Audit(args) => audit::run(args),
         Command::RotateJoinToken(args) => rotate_join_token::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
     }
 }

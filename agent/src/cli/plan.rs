@@ -24,17 +24,22 @@ pub struct PlannedStage {
 }
 
 #[derive(Debug, Serialize)]
-struct Plan {
-    stages: Vec<PlannedStage>,
+struct Plan<'a> {
+    stages: &'a [PlannedStage],
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let ctx = Context::load(args.node.root(), args.node.config())?;
-    let stages = plan(&ctx)?;
-    match args.output {
+    print(&plan(&ctx)?, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a plan (of the boot phases or of an upgrade's steps).
+pub fn print(stages: &[PlannedStage], output: OutputFormat) -> Result<()> {
+    match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&Plan { stages })?),
         OutputFormat::Text => {
-            for s in &stages {
+            for s in stages {
                 let after = match s.action {
                     "run" | "rerun" | "retry" if !s.after.is_empty() => {
                         format!(" (after {})", s.after.join(", "))
@@ -45,15 +50,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Every stage in order with what `run` would do with it.
 pub fn plan(ctx: &Context) -> Result<Vec<PlannedStage>> {
-    let markers = Markers::new(&ctx.root);
-    let mut stages = Vec::new();
-    for stage in Stage::all() {
-        let state = stage_state(Some(ctx), &markers, stage, Invariants::Check)?;
+    let stages: Vec<Stage> = Stage::all().collect();
+    plan_stages(ctx, &Markers::new(&ctx.root), &stages, Recorded::Count)
+}
+
+/// Whether a plan counts what `markers` recorded: not for an upgrade that has not started (the
+/// records there are an earlier upgrade's, which it clears).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Count,
+    Ignore,
+}
+
+/// What running `stages` would do with each, given what `markers` recorded.
+pub fn plan_stages(
+    ctx: &Context,
+    markers: &Markers,
+    stages: &[Stage],
+    recorded: Recorded,
+) -> Result<Vec<PlannedStage>> {
+    let mut planned = Vec::new();
+    for &stage in stages {
+        let mut state = match recorded {
+            Recorded::Count => stage_state(Some(ctx), markers, stage, Invariants::Check)?,
+            Recorded::Ignore => stage_state(Some(ctx), markers, stage, Invariants::Skip)?,
+        };
+        if recorded == Recorded::Ignore {
+            (state.progress, state.failed) = (Progress::NotDone, None);
+        }
         let (action, why) = match state.applicability {
             Applicability::NotForKind(_) | Applicability::NotNeeded => {
                 ("skip", state.applicability.to_string())
@@ -68,12 +97,12 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlannedStage>> {
                 (Progress::NotDone, None) => ("run", stage.description().to_string()),
             },
         };
-        stages.push(PlannedStage {
+        planned.push(PlannedStage {
             name: stage.name(),
             action,
             reason: why,
             after: stage.after(),
         });
     }
-    Ok(stages)
+    Ok(planned)
 }

@@ -23,24 +23,12 @@ use tracing::info;
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
 use crate::hosts;
-use crate::kubeadm_node::{leftovers, reset, write_pki};
+use crate::kubeadm_node::{api_server_answers, leftovers, reset, write_pki};
 use crate::paths;
 use crate::phases::Phase;
-use crate::retry::Backoff;
 use crate::secrets;
 
 pub struct ControlPlaneInit;
-
-/// Probing the API server: a restarted control plane may take up to 3 minutes to answer before
-/// init is considered dead.
-const API_WAIT: Backoff = Backoff {
-    first_delay: Duration::ZERO,
-    initial: Duration::from_secs(1),
-    max_delay: Duration::from_secs(10),
-    factor: 2.0,
-    max_attempts: u32::MAX,
-    deadline: Some(Duration::from_secs(180)),
-};
 
 /// The init phases that may not have run when the control plane is up; each is safe to run
 /// again. kubelet-start is among them: kubeadm may start the control plane before it.
@@ -52,32 +40,6 @@ const FINISHING_PHASES: &[&[&str]] = &[
     &["kubelet-finalize", "all"],
     &["addon", "all"],
 ];
-
-/// Whether the API server answers with the admin credentials, retrying until the deadline.
-fn api_answers(ctx: &Context) -> bool {
-    let admin_conf = ctx.arg_path(paths::ADMIN_CONF);
-    let probe = Cmd::new(
-        Program::Kube("kubectl"),
-        [
-            "--kubeconfig",
-            admin_conf.as_str(),
-            "get",
-            "--raw",
-            "/readyz",
-        ],
-        deadline::KUBECTL_REQUEST,
-    );
-    API_WAIT
-        .retry(|attempt| {
-            info!(
-                phase = ctx.phase(),
-                "is the API server up? (attempt {attempt})"
-            );
-            anyhow::ensure!(ctx.runner.probe(ctx.phase(), &probe), "not ready");
-            Ok(())
-        })
-        .is_ok()
-}
 
 fn kubeadm(ctx: &Context, args: &[&str], deadline: Duration) -> Result<()> {
     ctx.exec(&Cmd::new(
@@ -106,7 +68,7 @@ impl Phase for ControlPlaneInit {
         ]
         .iter()
         .all(|f| ctx.root.path(f).exists());
-        if control_plane_written && ctx.runs_commands() && api_answers(ctx) {
+        if control_plane_written && ctx.runs_commands() && api_server_answers(ctx) {
             info!(
                 phase = self.name(),
                 "the control plane is up; finishing init idempotently"

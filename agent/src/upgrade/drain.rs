@@ -1,0 +1,66 @@
+//! `drain` (upgrade): the node's pods go elsewhere before its kubelet is replaced: `kubectl
+//! drain --ignore-daemonsets` with a master's admin credentials or the operator's `--kubeconfig`.
+//! A worker's own credentials may not evict pods: without `--kubeconfig` the operator drains it
+//! beforehand, and this step checks that it is cordoned.
+//!
+//! Inputs: the node's name (facts), the kubeconfig. Outputs: the Node cordoned, its pods evicted.
+//! Done-marker: `upgrade/drain.done`.
+
+use anyhow::{bail, Result};
+
+use crate::context::Context;
+use crate::exec::{deadline, Cmd, Program};
+use crate::phases::Phase;
+
+pub struct Drain;
+
+/// `kubectl drain --timeout`: what the step waits for evictions (PodDisruptionBudgets) at most.
+const DRAIN_TIMEOUT: &str = "--timeout=10m";
+
+impl Phase for Drain {
+    fn name(&self) -> &'static str {
+        "drain"
+    }
+    fn description(&self) -> &'static str {
+        "cordon the node and evict its pods (a worker without --kubeconfig: check it was drained)"
+    }
+    fn run(&self, ctx: &Context) -> Result<()> {
+        let node = ctx.facts()?.node_name;
+        match super::operator_kubeconfig(ctx)? {
+            Some(kubeconfig) => {
+                ctx.exec(&Cmd::new(
+                    Program::Kube("kubectl"),
+                    [
+                        "--kubeconfig",
+                        kubeconfig.as_str(),
+                        "drain",
+                        node.as_str(),
+                        "--ignore-daemonsets",
+                        DRAIN_TIMEOUT,
+                    ],
+                    deadline::KUBECTL_DRAIN,
+                ))?;
+            }
+            None => {
+                let mut args = super::kubectl_credentials(ctx)?;
+                args.extend([
+                    "get".into(),
+                    "node".into(),
+                    node.clone(),
+                    "--output=jsonpath={.spec.unschedulable}".into(),
+                ]);
+                let unschedulable = ctx.exec(&Cmd::new(
+                    Program::Kube("kubectl"),
+                    args,
+                    deadline::KUBECTL_REQUEST,
+                ))?;
+                if unschedulable.trim() != "true" {
+                    bail!(
+                        "worker {node} is not cordoned: drain it first (kubectl drain {node} --ignore-daemonsets), or pass --kubeconfig with credentials that may evict pods"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
