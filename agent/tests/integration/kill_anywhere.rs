@@ -12,6 +12,10 @@
 //!
 //! The worker's NodeConfig names containerd and runc releases (from a `file://` mirror), so the
 //! container-runtime phase installs them and containerd's unit before it restarts containerd.
+//!
+//! `kubeboot-agent upgrade` is killed the same way, on nodes that are done: at every step
+//! boundary, during every stand-in call of the upgrade, and once kubeadm rewrote the API server's
+//! manifest; every such node must end as an upgrade that was never interrupted.
 
 // A release tree for the worker's containerd and runc; the other tests use the rest of it.
 #[allow(dead_code)]
@@ -30,7 +34,9 @@ use kubeboot_test_kit::port::free_port;
 use kubeboot_test_kit::snapshot::{self, Entry, Snapshot};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use support::machine::{loopback_spec, with_endpoint_port, Machine, Rendered};
+use support::machine::{
+    loopback_spec, with_endpoint_port, with_release_mirror, Machine, ReleaseMirror, Rendered,
+};
 
 /// How long every stand-in call (and kubeadm between its phases) sleeps in a run that is going to
 /// be killed: long enough that a kill decided on seeing a call or a file lands before the next one.
@@ -39,6 +45,11 @@ const DELAY_MS: u64 = 300;
 const MAX_DELAY_MS: u64 = 4800;
 const PHASES_DIR: &str = "/var/lib/kubeboot/phases";
 const DONE_MARKER: &str = "/var/lib/kubeboot/done";
+const UPGRADE_STEPS_DIR: &str = "/var/lib/kubeboot/upgrade";
+const UPGRADE_RECORD: &str = "/var/lib/kubeboot/upgrade.json";
+/// The upgrade the upgrade subjects make (the cluster boots at the version before it).
+const UPGRADE_FROM: &str = "v1.36.2";
+const UPGRADE_TO: &str = "v1.37.1";
 const CALL_LOG: &str = "/var/log/stand-ins/calls.jsonl";
 /// A run that is killed never needs this long to reach its kill point (upper bound only).
 const KILL_POINT_DEADLINE: Duration = Duration::from_secs(300);
@@ -47,30 +58,83 @@ const MAX_RERUNS: usize = 3;
 
 #[derive(Clone)]
 enum KillPoint {
-    /// The done-marker of this phase exists.
+    /// The done-marker of this phase (or upgrade step) exists.
     After(String),
-    /// The stand-in call log has this many lines: that call is running.
+    /// The stand-in call log has this many lines more than when the command started: that call
+    /// is running.
     DuringCall(usize, String),
-    /// This node file exists (written by kubeadm, which sleeps before its next phase).
-    Appeared(&'static str),
+    /// This node file holds this text (written by kubeadm, which sleeps before its next part).
+    Written(&'static str, &'static str),
 }
 
 impl std::fmt::Debug for KillPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KillPoint::After(phase) => write!(f, "after phase {phase}"),
+            KillPoint::After(phase) => write!(f, "after {phase}"),
             KillPoint::DuringCall(n, call) => write!(f, "during call {n} ({call})"),
-            KillPoint::Appeared(path) => write!(f, "once {path} appeared"),
+            KillPoint::Written(path, "") => write!(f, "once {path} appeared"),
+            KillPoint::Written(path, text) => write!(f, "once {path} said {text}"),
         }
     }
 }
 
 impl KillPoint {
-    fn reached(&self, machine: &Machine) -> bool {
+    /// Whether the command started on `machine` (with `calls_before` stand-in calls logged)
+    /// reached this point of `workflow`.
+    fn reached(&self, machine: &Machine, workflow: &Workflow, calls_before: usize) -> bool {
         match self {
-            KillPoint::After(phase) => machine.node(&format!("{PHASES_DIR}/{phase}.done")).exists(),
-            KillPoint::DuringCall(n, _) => calls(machine).len() >= *n,
-            KillPoint::Appeared(path) => machine.node(path).exists(),
+            KillPoint::After(phase) => machine
+                .node(&format!("{}/{phase}.done", workflow.markers_dir()))
+                .exists(),
+            KillPoint::DuringCall(n, _) => calls(machine).len() >= calls_before + n,
+            KillPoint::Written(path, text) => std::fs::read_to_string(machine.node(path))
+                .is_ok_and(|contents| contents.contains(text)),
+        }
+    }
+}
+
+/// The command the loop kills, and where it records its progress.
+enum Workflow {
+    /// `kubeboot-agent run` on a fresh machine.
+    Boot,
+    /// `kubeboot-agent upgrade --to UPGRADE_TO` (and these arguments) on a machine that is done.
+    Upgrade(Vec<String>),
+}
+
+impl Workflow {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Workflow::Boot => vec!["run".into()],
+            Workflow::Upgrade(extra) => ["upgrade", "--to", UPGRADE_TO]
+                .into_iter()
+                .map(String::from)
+                .chain(extra.iter().cloned())
+                .collect(),
+        }
+    }
+
+    fn markers_dir(&self) -> &'static str {
+        match self {
+            Workflow::Boot => PHASES_DIR,
+            Workflow::Upgrade(_) => UPGRADE_STEPS_DIR,
+        }
+    }
+
+    fn finished(&self, machine: &Machine) -> bool {
+        match self {
+            Workflow::Boot => machine.node(DONE_MARKER).exists(),
+            Workflow::Upgrade(_) => std::fs::read(machine.node(UPGRADE_RECORD))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .is_some_and(|record| record["finishedAt"].is_string()),
+        }
+    }
+
+    /// The phases or steps `status --output json` lists.
+    fn stages<'a>(&self, status: &'a serde_json::Value) -> &'a Vec<serde_json::Value> {
+        match self {
+            Workflow::Boot => status["phases"].as_array().unwrap(),
+            Workflow::Upgrade(_) => status["upgrade"]["steps"].as_array().unwrap(),
         }
     }
 }
@@ -93,13 +157,25 @@ fn calls(machine: &Machine) -> Vec<String> {
         .collect()
 }
 
-/// One node kind under test: how to make a fresh machine for it.
+/// One node kind under test: how to make a fresh machine for it, and what is killed on it.
 struct Subject<'a> {
     kind: &'static str,
     hostname: &'static str,
     node_yaml: Box<dyn Fn() -> String + Sync + 'a>,
-    /// Files kubeadm writes between two of its phases on this kind of node.
-    kubeadm_files: &'static [&'static str],
+    workflow: Workflow,
+    /// What kubeadm writes between two of its parts on this kind of node (file, text).
+    kubeadm_writes: &'static [(&'static str, &'static str)],
+}
+
+impl Subject<'_> {
+    /// A machine ready for the workflow: fresh to boot, or done to upgrade.
+    fn machine(&self) -> Machine {
+        let machine = Machine::new(self.hostname, &(self.node_yaml)());
+        if let Workflow::Upgrade(_) = self.workflow {
+            run_to_finished(&machine, &Workflow::Boot, &format!("{} boot", self.kind));
+        }
+        machine
+    }
 }
 
 /// What one run of the kill-and-rerun loop saw.
@@ -110,13 +186,20 @@ struct Outcome {
 }
 
 fn run_to_done(machine: &Machine, what: &str) -> usize {
+    run_to_finished(machine, &Workflow::Boot, what)
+}
+
+/// Runs the workflow's command until it finishes (at most MAX_RERUNS times); how many runs it took.
+fn run_to_finished(machine: &Machine, workflow: &Workflow, what: &str) -> usize {
+    let args = workflow.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut last_failure = String::new();
     for attempt in 1..=MAX_RERUNS {
-        let out = machine.agent(&["run"]);
+        let out = machine.agent(&args);
         if out.status.success() {
             assert!(
-                machine.node(DONE_MARKER).exists(),
-                "{what}: exit 0 but not done: {}",
+                workflow.finished(machine),
+                "{what}: exit 0 but not finished: {}",
                 text(&out)
             );
             return attempt;
@@ -166,10 +249,13 @@ fn children_of(pid: u32) -> Vec<i32> {
 
 /// Starts a slow run, kills it as systemd would at `point`, then re-runs until done.
 fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcome, Machine) {
-    let machine = Machine::new(subject.hostname, &(subject.node_yaml)());
+    let machine = subject.machine();
+    let calls_before = calls(&machine).len();
     let log = tempfile::NamedTempFile::new().unwrap();
+    let args = subject.workflow.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child: Child = machine
-        .agent_command(&["run"])
+        .agent_command(&args)
         .env("STANDIN_DELAY_MS", delay_ms.to_string())
         .process_group(0)
         .stdout(std::process::Stdio::null())
@@ -187,7 +273,7 @@ fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcom
             );
             break false;
         }
-        if point.reached(&machine) {
+        if point.reached(&machine, &subject.workflow, calls_before) {
             kill_like_systemd(child.id());
             child.wait().unwrap();
             break true;
@@ -199,7 +285,11 @@ fn kill_and_rerun(subject: &Subject, point: KillPoint, delay_ms: u64) -> (Outcom
         );
         std::thread::sleep(Duration::from_millis(2));
     };
-    let reruns = run_to_done(&machine, &format!("{} {point:?}", subject.kind));
+    let reruns = run_to_finished(
+        &machine,
+        &subject.workflow,
+        &format!("{} {point:?}", subject.kind),
+    );
     let outcome = Outcome {
         point,
         interrupted,
@@ -290,8 +380,10 @@ fn normalised(path: &str, contents: Vec<u8>, root: &str, port: Option<u16>) -> V
         }
         return state.to_string().into_bytes();
     }
-    let is_marker = path.starts_with(&PHASES_DIR[1..]) && path.ends_with(".done");
-    if is_marker || path == &DONE_MARKER[1..] {
+    let is_marker = (path.starts_with(&PHASES_DIR[1..])
+        || path.starts_with(&UPGRADE_STEPS_DIR[1..]))
+        && path.ends_with(".done");
+    if is_marker || path == &DONE_MARKER[1..] || path == &UPGRADE_RECORD[1..] {
         let mut record: serde_json::Value = serde_json::from_slice(&contents).unwrap();
         for timing in ["startedAt", "finishedAt", "durationMs"] {
             if record.get(timing).is_some() {
@@ -360,30 +452,38 @@ fn describe(entry: &Entry) -> String {
 
 /// Kills and re-runs at every kill point of `subject`, two at a time (two cores).
 fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16> + Sync)) {
-    let reference = Machine::new(subject.hostname, &(subject.node_yaml)());
-    let out = reference.agent(&["run"]);
+    let reference = subject.machine();
+    let calls_before = calls(&reference).len();
+    let args = subject.workflow.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = reference.agent(&args);
     assert!(out.status.success(), "{}: {}", subject.kind, text(&out));
     let expected = converged_files(&reference, port_of(&reference));
 
     let mut points: Vec<KillPoint> = Vec::new();
     let status = reference.agent(&["status", "--output", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let done: Vec<String> = status["phases"]
-        .as_array()
-        .unwrap()
+    let stages = subject.workflow.stages(&status);
+    let done: Vec<String> = stages
         .iter()
         .filter(|p| p["state"] == "done")
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
-    assert_needs_kept(subject.kind, &status);
+    assert_needs_kept(subject.kind, stages);
     points.extend(done[..done.len() - 1].iter().cloned().map(KillPoint::After));
     points.extend(
         calls(&reference)
             .into_iter()
+            .skip(calls_before)
             .enumerate()
             .map(|(i, call)| KillPoint::DuringCall(i + 1, call)),
     );
-    points.extend(subject.kubeadm_files.iter().map(|f| KillPoint::Appeared(f)));
+    points.extend(
+        subject
+            .kubeadm_writes
+            .iter()
+            .map(|(path, text)| KillPoint::Written(path, text)),
+    );
     drop(reference);
 
     let queue = Mutex::new(points.clone());
@@ -435,8 +535,7 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
 
 /// The uninterrupted run started each phase only after every phase it needs had finished, and
 /// `status` names no phase it needs among those it ran beside.
-fn assert_needs_kept(kind: &str, status: &serde_json::Value) {
-    let phases = status["phases"].as_array().unwrap();
+fn assert_needs_kept(kind: &str, phases: &[serde_json::Value]) {
     let done = |name: &str| {
         phases
             .iter()
@@ -497,11 +596,12 @@ fn a_first_master_killed_anywhere_converges() {
         hostname: "kill-master-0",
         // Every first master runs its own API server: a port each, so cases run side by side.
         node_yaml: Box::new(|| with_endpoint_port(&master_yaml, free_port())),
-        kubeadm_files: &[
-            "/etc/kubernetes/pki/apiserver.crt",
-            "/etc/kubernetes/admin.conf",
-            "/etc/kubernetes/manifests/kube-apiserver.yaml",
-            "/var/lib/kubelet/config.yaml",
+        workflow: Workflow::Boot,
+        kubeadm_writes: &[
+            ("/etc/kubernetes/pki/apiserver.crt", ""),
+            ("/etc/kubernetes/admin.conf", ""),
+            ("/etc/kubernetes/manifests/kube-apiserver.yaml", ""),
+            ("/var/lib/kubelet/config.yaml", ""),
         ],
     };
     every_kill_point(&subject, &bind_port);
@@ -536,10 +636,61 @@ fn a_worker_killed_anywhere_converges() {
         kind: "worker",
         hostname: "kill-workers-0",
         node_yaml: Box::new(|| worker_yaml.clone()),
-        kubeadm_files: &[
-            "/var/lib/kubelet/pki/kubelet-client-current.pem",
-            "/etc/kubernetes/kubelet.conf",
+        workflow: Workflow::Boot,
+        kubeadm_writes: &[
+            ("/var/lib/kubelet/pki/kubelet-client-current.pem", ""),
+            ("/etc/kubernetes/kubelet.conf", ""),
         ],
+    };
+    every_kill_point(&subject, &|_| None);
+}
+
+#[test]
+fn a_first_master_upgrade_killed_anywhere_converges() {
+    let mirror = ReleaseMirror::new(UPGRADE_TO);
+    let cluster = Rendered::new(&loopback_spec("kill", UPGRADE_FROM, free_port(), 1));
+    let master_yaml = with_release_mirror(&cluster.node_yaml("master"), &mirror.url());
+    let subject = Subject {
+        kind: "first-master upgrade",
+        hostname: "kill-master-0",
+        node_yaml: Box::new(|| with_endpoint_port(&master_yaml, free_port())),
+        workflow: Workflow::Upgrade(Vec::new()),
+        // Between rewriting the static pods and recording the cluster's new version.
+        kubeadm_writes: &[("/etc/kubernetes/manifests/kube-apiserver.yaml", UPGRADE_TO)],
+    };
+    every_kill_point(&subject, &bind_port);
+}
+
+/// Workers of a control plane at the target already, upgraded with the operator's credentials.
+#[test]
+fn a_worker_upgrade_killed_anywhere_converges() {
+    let mirror = ReleaseMirror::new(UPGRADE_TO);
+    let port = free_port();
+    let cluster = Rendered::new(&loopback_spec("kill", UPGRADE_FROM, port, 1));
+    let master = Machine::new(
+        "kill-master-0",
+        &with_endpoint_port(
+            &with_release_mirror(&cluster.node_yaml("master"), &mirror.url()),
+            port,
+        ),
+    );
+    run_to_done(&master, "first master");
+    run_to_finished(
+        &master,
+        &Workflow::Upgrade(Vec::new()),
+        "first master upgrade",
+    );
+    let admin = master
+        .node("/etc/kubernetes/admin.conf")
+        .display()
+        .to_string();
+    let worker_yaml = with_release_mirror(&cluster.node_yaml("workers"), &mirror.url());
+    let subject = Subject {
+        kind: "worker upgrade",
+        hostname: "kill-workers-0",
+        node_yaml: Box::new(|| worker_yaml.clone()),
+        workflow: Workflow::Upgrade(vec!["--kubeconfig".into(), admin.clone()]),
+        kubeadm_writes: &[],
     };
     every_kill_point(&subject, &|_| None);
 }

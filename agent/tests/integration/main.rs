@@ -19,4 +19,5 @@ mod minors;
 mod release;
 mod roles;
 mod rotation;
+mod upgrade;
 mod vault;

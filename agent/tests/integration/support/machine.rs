@@ -9,6 +9,8 @@ use kubeboot_test_kit::fake_root::FakeRoot;
 use kubeboot_test_kit::output::text;
 use serde_yaml_ng::Value;
 
+use crate::release::ARCH;
+
 /// A plain-VM cluster (provider none) whose endpoint is the first master on loopback:
 /// `masters` masters (the first is the init node) and one worker, in pools `master`/`workers`.
 pub fn loopback_spec(name: &str, version: &str, endpoint_port: u16, masters: u32) -> String {
@@ -43,6 +45,58 @@ pub fn with_endpoint_port(node_yaml: &str, port: u16) -> String {
     let mut config: Value = serde_yaml_ng::from_str(&with_bind_port(node_yaml, port)).unwrap();
     config["cluster"]["controlPlaneEndpoint"] = format!("127.0.0.1:{port}").into();
     serde_yaml_ng::to_string(&config).unwrap()
+}
+
+/// The NodeConfig fetching Kubernetes releases from `base` (the image bakes the boot version's).
+pub fn with_release_mirror(node_yaml: &str, base: &str) -> String {
+    let mut config: Value = serde_yaml_ng::from_str(node_yaml).unwrap();
+    config["artifacts"]["releaseBaseUrl"] = base.into();
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+/// A `file://` release mirror holding Kubernetes `version` as the stand-ins play it: kubeadm and
+/// kubelet stamped with that version (each reports it, and has a digest of its own), the real
+/// kubectl, each with its `.sha256`.
+pub struct ReleaseMirror {
+    dir: tempfile::TempDir,
+}
+
+impl ReleaseMirror {
+    pub fn new(version: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = crate::release::ReleaseTree { files: Vec::new() };
+        let bin = binaries();
+        for (name, body) in [
+            ("kubeadm", stamped(&bin.join("kubeadm"), version)),
+            ("kubelet", stamped(&bin.join("kubelet"), version)),
+            (
+                "kubectl",
+                std::fs::read(kubeboot_stand_ins::test_kubectl()).unwrap(),
+            ),
+        ] {
+            tree.add(&format!("/release/{version}/bin/linux/{ARCH}/{name}"), body);
+        }
+        tree.write_to(dir.path());
+        Self { dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    /// The file the mirror serves for `name` of `version`.
+    pub fn binary(&self, version: &str, name: &str) -> Vec<u8> {
+        std::fs::read(
+            self.dir
+                .path()
+                .join(format!("release/{version}/bin/linux/{ARCH}/{name}")),
+        )
+        .unwrap()
+    }
+}
+
+fn stamped(binary: &Path, version: &str) -> Vec<u8> {
+    kubeboot_stand_ins::version::stamped(&std::fs::read(binary).unwrap(), version)
 }
 
 /// What `kubeboot-gen render` wrote for a cluster spec.
@@ -142,6 +196,8 @@ impl Machine {
             let digest = sha256(&std::fs::read(&dest).unwrap());
             baked.push(serde_json::json!({"name": tool, "version": version, "path": format!("/usr/local/bin/{tool}"), "sha256": digest}));
         }
+        // The baked stand-ins play the NodeConfig's version (a release mirror's are stamped).
+        m.fs.write("/usr/local/bin/kubernetes-version", version, 0o644);
         m.fs.write(
             "/etc/kubeboot/baked.json",
             &serde_json::json!({"files": baked}).to_string(),
