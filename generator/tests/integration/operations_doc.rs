@@ -191,3 +191,56 @@ fn rotate_replaces_a_damaged_store_that_stops_a_plain_render() {
     );
     assert!(out.join("secrets/ca.key").exists());
 }
+
+/// The first step of an upgrade (docs/operations.md, "Upgrade the cluster"): the spec at the next
+/// minor, rendered into the same `out/`, changes every pool's NodeConfig (so the scale sets' model,
+/// whose custom data it is) to that version and nothing secret: instances created after the
+/// re-deployment boot at the new version and join the same cluster.
+#[test]
+fn re_rendering_at_the_next_minor_moves_every_pool_to_it_and_keeps_the_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    common::seed_secrets(&out);
+    let spec = dir.path().join("cluster.yaml");
+    let render_at = |version: &str| {
+        std::fs::write(
+            &spec,
+            EXAMPLE_SPEC.replace(
+                "kubernetesVersion: v1.37.1",
+                &format!("kubernetesVersion: {version}"),
+            ),
+        )
+        .unwrap();
+        let o = common::gen_render(&spec, &out);
+        assert!(o.status.success(), "{version}: {}", stderr(&o));
+        let parameters: Value = serde_json::from_str(&read(&out, arm::PARAMETERS_FILE)).unwrap();
+        let secrets: Vec<String> = ["secrets/ca.crt", "secrets/ca-cert-hash", "secrets/id_rsa"]
+            .iter()
+            .map(|f| read(&out, f))
+            .collect();
+        (parameters, secrets)
+    };
+    let (before, secrets_before) = render_at("v1.36.2");
+    let (after, secrets_after) = render_at("v1.37.1");
+    assert_eq!(
+        secrets_before, secrets_after,
+        "the cluster's secrets are kept"
+    );
+    let pools = validate_text(EXAMPLE_SPEC).unwrap().cluster.spec.pools;
+    for pool in pools.iter().map(|p| &p.name) {
+        let node_yaml = read(&out, &format!("pools/{pool}/user-data.yaml"));
+        assert!(
+            node_yaml.contains("kubernetesVersion: v1.37.1"),
+            "{pool}: {node_yaml}"
+        );
+        assert!(!node_yaml.contains("v1.36.2"), "{pool}: {node_yaml}");
+        let custom_data = |p: &Value| p["parameters"]["customData"]["value"][pool].clone();
+        assert_ne!(
+            custom_data(&before),
+            custom_data(&after),
+            "{pool}: the model's custom data"
+        );
+    }
+    let o = gen(&["check", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
