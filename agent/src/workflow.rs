@@ -1,6 +1,6 @@
-//! Walks `phases::STEPS` and then writes the final marker: runs what is not done (re-verifying
-//! what is), records markers, and tells `plan` and `status` what each stage's state is and why
-//! (`stage_state`, the one place that decides it).
+//! Walks `phases::STEPS` and then writes the final marker (and, for `upgrade`, the upgrade's
+//! steps): runs what is not done (re-verifying what is), records markers, and tells `plan` and
+//! `status` what each stage's state is and why (`stage_state`, the one place that decides it).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -717,6 +717,8 @@ mod tests {
             paths::DONE_MARKER,
             paths::FACTS_FILE,
             &format!("{}/os.done", paths::PHASES_DIR),
+            paths::UPGRADE_RECORD,
+            &format!("{}/drain.done", paths::UPGRADE_STEPS_DIR),
             paths::KUBEADM_CONFIG,
             &format!("{}/flannel.yaml", paths::ADDONS_DIR),
             BAKED_MANIFEST_PATH,

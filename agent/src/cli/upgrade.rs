@@ -27,7 +27,8 @@ pub struct Args {
     pub to: KubernetesVersion,
     /// Credentials that may drain this node (cordon it, evict its pods), readable by root only.
     /// Default on a master: /etc/kubernetes/admin.conf. A worker without it must have been
-    /// drained beforehand (`kubectl drain NODE --ignore-daemonsets`); it uncordons itself.
+    /// drained beforehand (`kubectl drain NODE --ignore-daemonsets --delete-emptydir-data`); it
+    /// uncordons itself.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Show the steps the upgrade would run, and why, and change nothing.

@@ -1,5 +1,6 @@
 //! `drain` (upgrade): the node's pods go elsewhere before its kubelet is replaced: `kubectl
-//! drain --ignore-daemonsets` with a master's admin credentials or the operator's `--kubeconfig`.
+//! drain --ignore-daemonsets --delete-emptydir-data` with a master's admin credentials or the
+//! operator's `--kubeconfig`.
 //! A worker's own credentials may not evict pods: without `--kubeconfig` the operator drains it
 //! beforehand, and this step checks that it is cordoned.
 //!
@@ -36,6 +37,9 @@ impl Phase for Drain {
                         "drain",
                         node.as_str(),
                         "--ignore-daemonsets",
+                        // The disk driver's controller (on the masters) keeps its socket in
+                        // an emptyDir: an evicted pod loses its emptyDir either way.
+                        "--delete-emptydir-data",
                         DRAIN_TIMEOUT,
                     ],
                     deadline::KUBECTL_DRAIN,
@@ -56,7 +60,7 @@ impl Phase for Drain {
                 ))?;
                 if unschedulable.trim() != "true" {
                     bail!(
-                        "worker {node} is not cordoned: drain it first (kubectl drain {node} --ignore-daemonsets), or pass --kubeconfig with credentials that may evict pods"
+                        "worker {node} is not cordoned: drain it first (kubectl drain {node} --ignore-daemonsets --delete-emptydir-data), or pass --kubeconfig with credentials that may evict pods"
                     );
                 }
             }

@@ -6,6 +6,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
+use kubeboot_stand_ins::apiserver::state::State;
+use kubeboot_stand_ins::Root as StandInRoot;
 use kubeboot_test_kit::output::text;
 use kubeboot_test_kit::port::free_port;
 use serde_json::Value;
@@ -100,6 +102,39 @@ fn assert_upgraded(machine: &Machine, mirror: &ReleaseMirror, what: &str) {
     assert!(audit.status.success(), "{what}: {}", text(&audit));
 }
 
+/// A running pod on `node`: owned by a ReplicaSet and holding an emptyDir (as the disk driver's
+/// controller does), or owned by flannel's DaemonSet.
+fn pod(name: &str, node: &str, owner: &str) -> Value {
+    let (namespace, owner_ref, volumes) = match owner {
+        "DaemonSet" => (
+            "kube-flannel",
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "kube-flannel-ds", "uid": "ds-1", "controller": true}),
+            serde_json::json!([]),
+        ),
+        _ => (
+            "kube-system",
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "controller-5d9f", "uid": "rs-1", "controller": true}),
+            serde_json::json!([{"name": "socket-dir", "emptyDir": {}}]),
+        ),
+    };
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"), "ownerReferences": [owner_ref]},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}], "volumes": volumes},
+        "status": {"phase": "Running"}})
+}
+
+/// The pods the stand-in API server (on `first`) holds, by name.
+fn pods(first: &Machine) -> Vec<String> {
+    let state = State::new(&StandInRoot::new(first.root()));
+    state
+        .objects()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("v1/Pod/"))
+        .map(|k| k.rsplit('/').next().unwrap().to_string())
+        .collect()
+}
+
 fn control_plane_image_tags(machine: &Machine) -> Vec<String> {
     [
         "kube-apiserver",
@@ -138,6 +173,19 @@ fn a_cluster_moves_to_the_next_minor_node_by_node() {
     boot(&first, "first master");
     boot(&extra, "extra master");
     boot(&worker, "worker");
+
+    // The first master runs a controller's pod (drained: evicted) and a DaemonSet's (left).
+    let state = State::new(&StandInRoot::new(first.root()));
+    let mut objects = state.objects().unwrap();
+    for (name, owner) in [
+        ("controller-5d9f-x2", "ReplicaSet"),
+        ("kube-flannel-ds-q7", "DaemonSet"),
+    ] {
+        let pod = pod(name, "up-master-0", owner);
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap().to_string();
+        objects.insert(format!("v1/Pod/{namespace}/{name}"), pod);
+    }
+    state.set_objects(&objects).unwrap();
 
     let line = refused(&first, &["upgrade", "--to", "v1.35.9"]);
     assert!(line.contains("refusing to downgrade"), "{line}");
@@ -179,6 +227,11 @@ fn a_cluster_moves_to_the_next_minor_node_by_node() {
     assert_eq!(server["serverVersion"]["gitVersion"], TO, "{server:#}");
     assert_eq!(control_plane_image_tags(&first), [TO, TO, TO]);
     assert_upgraded(&first, &mirror, "first master");
+    assert_eq!(
+        pods(&first),
+        ["kube-flannel-ds-q7"],
+        "the drain evicts all but the DaemonSet's"
+    );
 
     took.push(("extra master", upgrade(&extra, "extra master", &[])));
     assert_eq!(control_plane_image_tags(&extra), [TO, TO, TO]);

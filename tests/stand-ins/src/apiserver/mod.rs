@@ -436,6 +436,9 @@ impl Server {
                 &Method::GET,
                 ["api", "v1", "namespaces", "kube-system", "configmaps", name @ ("kubeadm-config" | "kubelet-config")],
             ) => self.kube_system_configmap(name),
+            (&Method::POST, ["api", "v1", "namespaces", namespace, "pods", name, "eviction"]) => {
+                self.evict(namespace, name, body)
+            }
             (&Method::POST, ["api", "v1", "nodes"]) => self.create_node(body),
             (&Method::PATCH, ["api", "v1", "nodes", name]) => self.merge_node(name, body),
             (&Method::PUT, ["api", "v1", "nodes", name, "status"]) => {
@@ -647,6 +650,34 @@ impl Server {
         let out = node.clone();
         self.state.set_nodes(&nodes)?;
         Ok(reply(StatusCode::OK, out))
+    }
+
+    /// `kubectl drain`'s eviction (policy/v1 Eviction): the pod is deleted at once (no disruption
+    /// budget here, no graceful termination without a kubelet running it).
+    fn evict(&self, namespace: &str, name: &str, body: &[u8]) -> Result<Reply> {
+        let eviction = match json_body(body, "Eviction") {
+            Ok(v) => v,
+            Err(reply) => return Ok(reply),
+        };
+        if eviction["apiVersion"] != "policy/v1" || eviction["metadata"]["name"] != name {
+            return Ok(failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("not a policy/v1 Eviction of pod {name:?}: {eviction}"),
+            ));
+        }
+        let mut objects = self.state.objects()?;
+        if objects
+            .remove(&format!("v1/Pod/{namespace}/{name}"))
+            .is_none()
+        {
+            return Ok(not_found("pods", name));
+        }
+        self.state.set_objects(&objects)?;
+        Ok(reply(
+            StatusCode::CREATED,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        ))
     }
 
     /// A kubelet's status update: conditions/addresses replace the old status; metadata and spec stay.

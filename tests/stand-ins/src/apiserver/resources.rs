@@ -31,7 +31,7 @@ const fn r(
 pub const RESOURCES: &[Resource] = &[
     r("", "v1", "namespaces", "Namespace", false),
     r("", "v1", "nodes", "Node", false),
-    // Listed by `kubectl drain`; nothing here creates any.
+    // Listed and evicted by `kubectl drain`; only tests put any in the state.
     r("", "v1", "pods", "Pod", true),
     r("", "v1", "configmaps", "ConfigMap", true),
     r("", "v1", "secrets", "Secret", true),
@@ -123,7 +123,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     } else {
         format!("{group}/{version}")
     };
-    let resources: Vec<Value> = RESOURCES
+    let mut resources: Vec<Value> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
@@ -131,6 +131,11 @@ pub fn resource_list(group: &str, version: &str) -> Value {
                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
         })
         .collect();
+    if group_version == "v1" {
+        // kubectl drain evicts through this subresource when discovery lists it.
+        resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                              "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+    }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
