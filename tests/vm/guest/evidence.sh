@@ -80,3 +80,35 @@ if [ -n "$EXTRA_FILES" ]; then
   section extra-files cat "$run/extra-files.tar"
 fi
 say dumped "$boots" "$(uptime_s)"
+
+# The upgrade run, once per instance: the node is done; upgrade it as an operator would, again
+# while it waits for another node (a worker for the master's control plane, and for the drain the
+# master does for it), then send the upgrade's evidence.
+if [ -n "$UPGRADE_TO" ] && [ "$MODE" != baseline ] && [ ! -e "$state/upgraded" ]; then
+  say upgrade-started "$(uptime_s)"
+  retry() {
+    waited=0
+    until "$@" >> "$run/upgrade.log" 2>&1; do
+      # The last line says why (the host sees it while the node retries).
+      say upgrade-retry "$(tail -n 1 "$run/upgrade.log" | tr -s ' \t' '__' | cut -c1-300)"
+      sleep 5
+      waited=$((waited + 5))
+      if [ "$waited" -ge "$DEADLINE_SECONDS" ]; then say upgrade-deadline-passed "$(uptime_s)"; return 1; fi
+    done
+  }
+  # Its log to the file, not to the journal (the host sees the file's last line while it retries).
+  retry env -u JOURNAL_STREAM kubeboot-agent upgrade --to "$UPGRADE_TO" && touch "$state/upgraded"
+  say upgrade-finished "$(uptime_s)"
+  if [ -n "$DRAIN_AFTER_UPGRADE" ]; then
+    retry kubectl --kubeconfig /etc/kubernetes/admin.conf drain "$DRAIN_AFTER_UPGRADE" --ignore-daemonsets --delete-emptydir-data
+  fi
+  section upgrade-status kubeboot-agent status --output json
+  section upgrade-log cat "$run/upgrade.log"
+  # The running kubelet's executable: "(deleted)" if it is still the file the upgrade replaced.
+  section upgrade-versions sh -c 'kubelet --version; kubeadm version -o short; systemctl show -p ActiveState kubelet; readlink "/proc/$(systemctl show -p MainPID --value kubelet)/exe"'
+  if [ -f /etc/kubernetes/admin.conf ]; then
+    section upgrade-server-version kubectl --kubeconfig /etc/kubernetes/admin.conf version -o json
+  fi
+  section upgrade-failed-units systemctl list-units --state=failed --plain --no-legend --no-pager
+  say upgrade-dumped "$(uptime_s)"
+fi

@@ -56,6 +56,8 @@ pub fn no_secret_leaks(node: &str, boot: &Boot, needles: &[Needle]) -> Result<()
         "cloud-init-output",
         "processes",
         "status",
+        "upgrade-status",
+        "upgrade-log",
     ] {
         if let Some(bytes) = boot.sections.get(section) {
             if let Some(n) = secrets::find(needles, bytes) {

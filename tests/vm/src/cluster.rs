@@ -15,6 +15,9 @@ use crate::{imds, mirror, workspace_root};
 
 /// The Kubernetes version the specs under `specs/` ask for; the mirror serves it.
 pub const KUBERNETES_VERSION: &str = "v1.37.1";
+/// The upgrade run's cluster boots at this version (the mirror serves it too) and moves to
+/// `KUBERNETES_VERSION`.
+pub const UPGRADE_FROM: &str = "v1.36.2";
 pub const AGENT_UNIT: &str = "kubeboot-agent.service";
 /// A node's disk: the agent's preflight wants 2 GiB free under /var/lib.
 pub const DISK_GB: u32 = 5;
@@ -203,12 +206,17 @@ impl Node {
 
     /// Waits until boot number `n` has sent all its evidence.
     pub fn wait_dumped(&mut self, n: u32, timeout: Duration) -> Result<Boot> {
+        self.wait_event(n, "dumped", timeout)
+    }
+
+    /// Waits until boot number `n` has sent the event `name` (with what it sent before it).
+    pub fn wait_event(&mut self, n: u32, name: &str, timeout: Duration) -> Result<Boot> {
         self.vm
-            .wait_for(&format!("evidence of boot {n}"), timeout, |text| {
+            .wait_for(&format!("{name} of boot {n}"), timeout, |text| {
                 evidence::parse(text)
                     .ok()?
                     .into_iter()
-                    .find(|b| b.number == n && b.is_dumped())
+                    .find(|b| b.number == n && b.event(name).is_some())
             })
     }
 }

@@ -101,6 +101,12 @@ pub struct Instrumentation {
     /// `(address, name)` lines the environment's name resolution provides (appended to
     /// /etc/hosts), e.g. the fake Key Vault's host name: the product never learns them.
     pub hosts: Vec<(String, String)>,
+    /// Once the node is done: `kubeboot-agent upgrade --to` this version, retried while it waits
+    /// for another node (see `guest/evidence.sh`).
+    pub upgrade_to: Option<String>,
+    /// After its own upgrade, this node drains that node for the operator (a worker's own
+    /// credentials may not evict its pods).
+    pub drain_after_upgrade: Option<String>,
 }
 
 /// Vendor data: a boothook (run by cloud-init early at boot, before user data's `write_files`)
@@ -115,6 +121,7 @@ pub fn vendor_data(settings: &Instrumentation) -> String {
          cat > /etc/kubeboot-e2e/settings <<'KBE2E_SETTINGS'\n\
          MODE={mode}\nAGENT_UNIT={unit}\nDEADLINE_SECONDS={deadline}\n\
          KILL_AGENT_DURING_KUBEADM_INIT={kill}\nEXTRA_FILES='{extra}'\n\
+         UPGRADE_TO='{upgrade_to}'\nDRAIN_AFTER_UPGRADE='{drain}'\n\
          KBE2E_SETTINGS\n\
          cat > /usr/local/lib/kubeboot-e2e/evidence.sh <<'KBE2E_SCRIPT'\n{script}KBE2E_SCRIPT\n\
          chmod 0755 /usr/local/lib/kubeboot-e2e/evidence.sh\n\
@@ -140,6 +147,8 @@ pub fn vendor_data(settings: &Instrumentation) -> String {
         deadline = settings.deadline_seconds,
         kill = u8::from(settings.kill_agent_during_kubeadm_init),
         extra = settings.extra_files.join(" "),
+        upgrade_to = settings.upgrade_to.as_deref().unwrap_or_default(),
+        drain = settings.drain_after_upgrade.as_deref().unwrap_or_default(),
         // Once only: a boothook runs again on every boot.
         hosts = settings
             .hosts

@@ -7,7 +7,8 @@
 //!
 //! One test, so the VM runs never overlap (two cores): master and worker with a reboot; an Azure
 //! master that learns who it is from the fake IMDS and reads the cluster's secrets from a fake Key
-//! Vault over TLS, then an Azure worker that joins with the token the master rotated into it; then
+//! Vault over TLS, then an Azure worker that joins with the token the master rotated into it; a
+//! master and worker booted at the previous minor and upgraded with `kubeboot-agent upgrade`; then
 //! the timings table. Evidence (consoles, what
 //! each guest sent back) stays in `target/vm-e2e/` for a failing run.
 
@@ -20,7 +21,9 @@ use kubeboot_nodeconfig::NodeConfig;
 use kubeboot_stand_ins::fake_azure::{FakeAzure, Seen, VAULT_RESOURCE, VAULT_SUFFIX};
 use kubeboot_test_kit::binaries::binaries;
 use kubeboot_vm_e2e::checks::{self, Phase};
-use kubeboot_vm_e2e::cluster::{self, Node, NodeSpec, AGENT_UNIT, KUBERNETES_VERSION};
+use kubeboot_vm_e2e::cluster::{
+    self, Node, NodeSpec, AGENT_UNIT, KUBERNETES_VERSION, UPGRADE_FROM,
+};
 use kubeboot_vm_e2e::evidence::Boot;
 use kubeboot_vm_e2e::imds;
 use kubeboot_vm_e2e::qemu::{self, Image};
@@ -92,15 +95,29 @@ impl Env {
         std::fs::create_dir_all(&stripped)?;
         let strip = |name: &str| cluster::stripped(&bin.join(name), &stripped);
         let mirror_tree = work.join("mirror");
-        mirror::build_release_tree(
-            &mirror_tree,
-            KUBERNETES_VERSION,
-            &[
-                ("kubeadm", strip("kubeadm")?),
-                ("kubelet", strip("kubelet")?),
-                ("kubectl", kubeboot_stand_ins::test_kubectl()),
-            ],
-        )?;
+        let (kubeadm, kubelet) = (strip("kubeadm")?, strip("kubelet")?);
+        // Each release's kubeadm and kubelet report that release, as real ones do.
+        for version in [KUBERNETES_VERSION, UPGRADE_FROM] {
+            let stamped = |binary: &Path| -> Result<PathBuf> {
+                let dir = stripped.join(version);
+                std::fs::create_dir_all(&dir)?;
+                let out = dir.join(binary.file_name().unwrap_or_default());
+                std::fs::write(
+                    &out,
+                    kubeboot_stand_ins::version::stamped(&std::fs::read(binary)?, version),
+                )?;
+                Ok(out)
+            };
+            mirror::build_release_tree(
+                &mirror_tree,
+                version,
+                &[
+                    ("kubeadm", stamped(&kubeadm)?),
+                    ("kubelet", stamped(&kubelet)?),
+                    ("kubectl", kubeboot_stand_ins::test_kubectl()),
+                ],
+            )?;
+        }
         let payload = vec![
             (
                 "kubeboot-e2e-sampler".to_string(),
@@ -144,6 +161,8 @@ impl Env {
                     vec![]
                 },
                 hosts: vec![],
+                upgrade_to: None,
+                drain_after_upgrade: None,
             },
             payload: self.payload.clone(),
             timeout: VM_TIMEOUT,
@@ -191,12 +210,109 @@ impl Env {
 /// private link (master 192.168.100.10, worker 192.168.100.20).
 fn two_nodes(env: &Env, run: &str) -> Result<(Rendered, NodeSpec, NodeSpec)> {
     let rendered = Rendered::new(env, run, "none.yaml", &["master", "worker"])?;
+    let (master, worker) = two_node_specs(env)?;
+    Ok((rendered, master, worker))
+}
+
+/// master-0 and worker-0 of `specs/none.yaml`'s layout, on their private link.
+fn two_node_specs(env: &Env) -> Result<(NodeSpec, NodeSpec)> {
     let mut master = env.node_spec("master-0", "master", 1, true);
     let mut worker = env.node_spec("worker-0", "worker", 2, false);
     let (a, b) = cluster::udp_port_pair()?;
     master.link = Some(("192.168.100.10/24".into(), a, b));
     worker.link = Some(("192.168.100.20/24".into(), b, a));
-    Ok((rendered, master, worker))
+    Ok((master, worker))
+}
+
+/// The upgrade: `specs/none.yaml` at UPGRADE_FROM, master and worker booted, then each node runs
+/// `kubeboot-agent upgrade --to KUBERNETES_VERSION` from its evidence collector (the worker's
+/// retried until the master's control plane is at the target and the master drained it for the
+/// operator). Both must finish every step, run the new kubelet (restarted: its process's
+/// executable is the new file) and kubeadm, the API server must say the new version, no unit
+/// may have failed and no secret may show in the upgrade's status or log.
+fn upgrade(env: &Env, _timings: &mut Vec<Timing>) -> Result<()> {
+    let spec = env.work.join("upgrade-spec.yaml");
+    let none = std::fs::read_to_string(workspace_root().join("tests/vm/specs/none.yaml"))?;
+    let from = format!("kubernetesVersion: {KUBERNETES_VERSION}");
+    ensure!(
+        none.contains(&from),
+        "specs/none.yaml is not at {KUBERNETES_VERSION}"
+    );
+    std::fs::write(
+        &spec,
+        none.replace(&from, &format!("kubernetesVersion: {UPGRADE_FROM}")),
+    )?;
+    let rendered = Rendered::render(env, "upgrade", &spec, &["master", "worker"])?;
+    let (mut master_spec, mut worker_spec) = two_node_specs(env)?;
+    for spec in [&mut master_spec, &mut worker_spec] {
+        spec.instrumentation.upgrade_to = Some(KUBERNETES_VERSION.into());
+    }
+    master_spec.instrumentation.drain_after_upgrade = Some(worker_spec.hostname.clone());
+    let mut master = env.start(&rendered, master_spec)?;
+    let mut worker = env.start(&rendered, worker_spec)?;
+    for node in [&mut master, &mut worker] {
+        let name = node.spec.hostname.clone();
+        let boot = node.wait_dumped(1, BOOT_WAIT)?;
+        done(&name, &boot)?;
+    }
+    let mut upgraded = Vec::new();
+    for node in [&mut master, &mut worker] {
+        let name = node.spec.hostname.clone();
+        let boot = node.wait_event(1, "upgrade-dumped", BOOT_WAIT)?;
+        ensure!(
+            boot.event("upgrade-deadline-passed").is_none(),
+            "{name}: the upgrade did not finish: {}",
+            boot.text("upgrade-log")?
+        );
+        let status: serde_json::Value = serde_json::from_str(&boot.text("upgrade-status")?)?;
+        let record = &status["upgrade"];
+        ensure!(
+            record["from"] == UPGRADE_FROM
+                && record["to"] == KUBERNETES_VERSION
+                && record["finishedAt"].is_string(),
+            "{name}: {record:#}"
+        );
+        let mut seconds = 0.0;
+        for step in record["steps"].as_array().context("upgrade steps")? {
+            ensure!(
+                step["state"] == "done" || step["state"] == "skipped",
+                "{name}: {step:#}"
+            );
+            seconds += step["durationMs"].as_f64().unwrap_or(0.0) / 1000.0;
+        }
+        let versions = boot.text("upgrade-versions")?;
+        ensure!(
+            versions.contains(&format!("Kubernetes {KUBERNETES_VERSION}"))
+                && versions.lines().any(|l| l.trim() == KUBERNETES_VERSION)
+                && versions.contains("ActiveState=active"),
+            "{name}: {versions}"
+        );
+        ensure!(
+            !versions.contains("(deleted)"),
+            "{name}: the kubelet still runs the old binary: {versions}"
+        );
+        ensure!(
+            boot.text("upgrade-failed-units")?.trim().is_empty(),
+            "{name}: failed units after the upgrade: {}",
+            boot.text("upgrade-failed-units")?
+        );
+        checks::no_secret_leaks(&name, &boot, &rendered.needles)?;
+        if name == "master-0" {
+            let server: serde_json::Value =
+                serde_json::from_str(&boot.text("upgrade-server-version")?)?;
+            ensure!(
+                server["serverVersion"]["gitVersion"] == KUBERNETES_VERSION,
+                "{name}: {server:#}"
+            );
+        }
+        upgraded.push((name, seconds));
+    }
+    for (name, seconds) in upgraded {
+        println!("upgrade {UPGRADE_FROM} -> {KUBERNETES_VERSION} in the VM: {name}: its steps took {seconds:.1} s");
+    }
+    master.vm.stop();
+    worker.vm.stop();
+    Ok(())
 }
 
 /// One row of the timings table.
@@ -1015,7 +1131,7 @@ fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
     let env = Env::prepare()?;
     let mut timings = Vec::new();
     type Run = fn(&Env, &mut Vec<Timing>) -> Result<()>;
-    let runs: [(&str, &str, Run); 4] = [
+    let runs: [(&str, &str, Run); 5] = [
         ("happy-path", "master + worker, reboot", happy_path),
         (
             "baseline",
@@ -1031,6 +1147,11 @@ fn kubeboot_cluster_in_qemu_vms() -> Result<()> {
             "faults",
             "worker first, reboot mid-download, agent killed",
             faults,
+        ),
+        (
+            "upgrade",
+            "master and worker upgraded to the next minor",
+            upgrade,
         ),
     ];
     for (name, what, run) in runs {

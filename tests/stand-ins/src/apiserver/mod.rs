@@ -686,6 +686,34 @@ impl Server {
             Ok(v) => v,
             Err(reply) => return Ok(reply),
         };
+        // What decoding into a Node refuses: a metav1.Time is an RFC 3339 string (or null).
+        for condition in update["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for field in ["lastHeartbeatTime", "lastTransitionTime"] {
+                let ok = match &condition[field] {
+                    Value::Null => true,
+                    Value::String(t) => time::OffsetDateTime::parse(
+                        t,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .is_ok(),
+                    _ => false,
+                };
+                if !ok {
+                    return Ok(failure(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!(
+                            "status.conditions.{field}: {} is not an RFC 3339 time",
+                            condition[field]
+                        ),
+                    ));
+                }
+            }
+        }
         if update["metadata"]["name"] != name {
             return Ok(failure(
                 StatusCode::BAD_REQUEST,

@@ -185,7 +185,10 @@ fn register(client: &Client, node: &serde_json::Value) -> Result<()> {
 }
 
 fn heartbeat(client: &Client, name: &str) -> Result<()> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // metav1.Time: RFC 3339, whole seconds.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
     let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
         "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now}]}});
     let (code, body) = client.call(
