@@ -257,20 +257,11 @@ mod tests {
     /// The step table of docs/agent.md is `STEPS`: the same names, in order, on the same nodes.
     #[test]
     fn the_documented_step_table_is_the_step_list() {
-        let doc = include_str!("../../docs/agent.md");
-        let table = doc
-            .split_once("| step | runs on | what it does |")
-            .expect("docs/agent.md has the upgrade step table")
-            .1;
-        let documented: Vec<(String, String)> = table
-            .lines()
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .map(|line| {
-                let cells: Vec<&str> = line.split(" | ").collect();
-                (cells[0].replace(['|', '`', ' '], ""), cells[1].to_string())
-            })
-            .collect();
+        let documented: Vec<(String, String)> =
+            crate::testing::agent_doc_table("| step | runs on | what it does |")
+                .into_iter()
+                .map(|cells| (cells[0].clone(), cells[1].clone()))
+                .collect();
         let steps: Vec<(String, String)> = STEPS
             .iter()
             .map(|step| {

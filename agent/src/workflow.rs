@@ -675,23 +675,11 @@ mod tests {
     /// code.
     #[test]
     fn the_documented_phase_table_is_the_phase_list() {
-        let doc = include_str!("../../docs/agent.md");
-        let table = doc
-            .split_once("| phase | runs on | starts after | what it does |")
-            .expect("docs/agent.md has the phase table")
-            .1;
-        let documented: Vec<(String, String)> = table
-            .lines()
-            .skip(2) // the rest of the header line and the separator
-            .take_while(|line| line.starts_with('|'))
-            .map(|line| {
-                let cells: Vec<&str> = line.split(" | ").collect();
-                (
-                    cells[0].replace(['|', '`', ' '], ""),
-                    cells[2].replace('`', ""),
-                )
-            })
-            .collect();
+        let documented: Vec<(String, String)> =
+            crate::testing::agent_doc_table("| phase | runs on | starts after | what it does |")
+                .into_iter()
+                .map(|cells| (cells[0].clone(), cells[2].clone()))
+                .collect();
         let stages: Vec<(String, String)> = Stage::all()
             .map(|stage| {
                 let after = match stage {

@@ -64,3 +64,23 @@ pub fn assert_idempotent(phase: &dyn crate::phases::Phase, ctx: &Context) {
         phase.name()
     );
 }
+
+/// The rows of the table in docs/agent.md whose header line is `header` (`| a | b |`): per row,
+/// the cells without backticks, the first also without its `|` and spaces (a phase's name).
+pub fn agent_doc_table(header: &str) -> Vec<Vec<String>> {
+    let doc = include_str!("../../../docs/agent.md");
+    let table = doc
+        .split_once(header)
+        .unwrap_or_else(|| panic!("docs/agent.md has a table headed {header}"))
+        .1;
+    table
+        .lines()
+        .skip(2) // the rest of the header line and the separator
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let mut cells: Vec<String> = line.split(" | ").map(|c| c.replace('`', "")).collect();
+            cells[0] = cells[0].replace(['|', ' '], "");
+            cells
+        })
+        .collect()
+}
