@@ -135,7 +135,8 @@ impl Context {
     }
 }
 
-/// The NodeConfig, at the version a finished `upgrade` moved the node to (if one did).
+/// The NodeConfig, at the version a finished `upgrade` moved the node to (if one did, to a newer
+/// version than the NodeConfig names).
 pub fn read_config(root: &Root, config_path: Option<&Path>) -> Result<NodeConfig> {
     let path = config_path
         .map(Path::to_path_buf)
@@ -147,7 +148,9 @@ pub fn read_config(root: &Root, config_path: Option<&Path>) -> Result<NodeConfig
         .with_context(|| format!("invalid NodeConfig {}", path.display()))?;
     // The custom data still names the version the node booted at.
     if let Some(upgraded) = crate::upgrade::upgraded_version(root)? {
-        config.cluster.kubernetes_version = upgraded;
+        if upgraded > config.cluster.kubernetes_version {
+            config.cluster.kubernetes_version = upgraded;
+        }
     }
     Ok(config)
 }

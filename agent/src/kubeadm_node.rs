@@ -1,6 +1,6 @@
-//! What kubeadm expects and leaves on the node, shared by `control-plane-init`, `join` and the
-//! upgrade: the shared PKI written where kubeadm reads it, the files of an unfinished init or
-//! join, the reset that clears them, and whether the API server answers.
+//! What kubeadm expects and leaves on the node, shared by `control-plane-init` and `join`: the
+//! shared PKI written where kubeadm reads it, the files of an unfinished init or join, the reset
+//! that clears them, and whether the API server answers.
 
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use crate::paths::{self, PKI_DIR};
 use crate::retry::Backoff;
 use crate::root::Root;
 
-/// Probing the API server: a restarted control plane may take up to 3 minutes to answer (before
-/// `control-plane-init` counts init as dead, or `kubeadm upgrade` is run against it).
+/// Probing the API server: a restarted control plane may take up to 3 minutes to answer before
+/// `control-plane-init` counts init as dead.
 const API_WAIT: Backoff = Backoff {
     first_delay: Duration::ZERO,
     initial: Duration::from_secs(1),

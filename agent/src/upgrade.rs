@@ -42,17 +42,18 @@ pub static STEPS: &[Step] = &[
     // The version move is allowed, and the control plane is there before the other nodes follow.
     Step { phase: &check::Check, runs_on: EVERY_NODE, after: &[] },
     Step { phase: &install_kubeadm::InstallKubeadm, runs_on: EVERY_NODE, after: &["check"] },
-    // kubeadm's configuration at the new version, as a node booted at it would have it.
+    // kubeadm's configuration at the new version, as a node booted at it would have it (for
+    // later `run` and `plan`: `kubeadm upgrade` itself reads the cluster's stored configuration).
     Step { phase: &kubeadm_config::KubeadmConfig, runs_on: EVERY_NODE, after: &["install-kubeadm"] },
     Step { phase: &kubeadm_upgrade::KubeadmUpgrade, runs_on: EVERY_NODE, after: &["kubeadm-config"] },
-    Step { phase: &drain::Drain, runs_on: EVERY_NODE, after: &["kubeadm-upgrade"] },
+    // kubeadm upgrade rewrote the kubelet's files with its default modes.
+    Step { phase: &harden::Harden, runs_on: EVERY_NODE, after: &["kubeadm-upgrade"] },
+    Step { phase: &drain::Drain, runs_on: EVERY_NODE, after: &["harden"] },
     // containerd's sandbox (pause) image follows the minor.
     Step { phase: &container_runtime::ContainerRuntime, runs_on: EVERY_NODE, after: &["drain"] },
     Step { phase: &install_kubelet::InstallKubelet, runs_on: EVERY_NODE, after: &["container-runtime"] },
     Step { phase: &restart_kubelet::RestartKubelet, runs_on: EVERY_NODE, after: &["install-kubelet"] },
-    // kubeadm upgrade rewrote the kubelet's files with its default modes.
-    Step { phase: &harden::Harden, runs_on: EVERY_NODE, after: &["restart-kubelet"] },
-    Step { phase: &uncordon::Uncordon, runs_on: EVERY_NODE, after: &["harden"] },
+    Step { phase: &uncordon::Uncordon, runs_on: EVERY_NODE, after: &["restart-kubelet"] },
     // The addons released per minor (cloud-provider-azure, cluster-autoscaler) at the new one.
     Step { phase: &addons::Addons, runs_on: FIRST_MASTER, after: &["uncordon"] },
 ];
@@ -83,6 +84,11 @@ pub fn upgraded_version(root: &Root) -> Result<Option<KubernetesVersion>> {
     Ok(record(root)?
         .filter(|r| r.finished_at.is_some())
         .map(|r| r.to))
+}
+
+/// The upgrade a killed or failed `upgrade` left unfinished, if any.
+pub fn unfinished(root: &Root) -> Result<Option<UpgradeRecord>> {
+    Ok(record(root)?.filter(|r| r.finished_at.is_none()))
 }
 
 /// Why the node may not move from `current` to `target` (one line), if it may not: kubeadm
@@ -118,7 +124,8 @@ pub enum Decision {
 
 /// Decides, without changing anything, what `upgrade --to target` does here; refuses (one line,
 /// `Stop::BadConfig`) a node that is not done, a target `refusal` refuses, and another target
-/// while an upgrade is unfinished.
+/// while an upgrade that changed something (a step done) is unfinished. The caller holds the run
+/// lock, so that no other run changes what this decides from.
 pub fn decide(
     ctx: &Context,
     target: &KubernetesVersion,
@@ -133,6 +140,18 @@ pub fn decide(
     }
     let current = &ctx.config.cluster.kubernetes_version;
     match record(&ctx.root)? {
+        // Nothing done yet (e.g. a worker that went first and stopped at `check`): start over.
+        Some(unfinished) if unfinished.finished_at.is_none() && !any_step_done(&ctx.root)? => {
+            match refusal(&unfinished.from, target) {
+                Some(why) => refuse(why),
+                None => Ok(Decision::New(UpgradeRecord {
+                    to: target.clone(),
+                    started_at: markers::timestamp(SystemTime::now()),
+                    kubeconfig,
+                    ..unfinished
+                })),
+            }
+        }
         Some(unfinished) if unfinished.finished_at.is_none() => {
             if &unfinished.to != target {
                 return refuse(format!(
@@ -159,10 +178,19 @@ pub fn decide(
     }
 }
 
-/// Runs every upgrade step not done yet under the run lock, with `ctx` at the target version
-/// (for a new upgrade, from the first step), then records the upgrade finished.
+fn any_step_done(root: &Root) -> Result<bool> {
+    let markers = Markers::for_upgrade(root);
+    for step in STEPS {
+        if markers.done(step.phase.name())?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Runs every upgrade step not done yet, with `ctx` at the target version (for a new upgrade,
+/// from the first step), then records the upgrade finished. The caller holds the run lock.
 pub fn run(ctx: &Context, decision: &Decision) -> Result<()> {
-    let _lock = workflow::begin_run(ctx)?;
     let record = match decision {
         Decision::AtTarget => return Ok(()),
         Decision::New(record) => {

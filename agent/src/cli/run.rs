@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::context::{self, Context};
+use crate::error::Stop;
 use crate::overlay::Overlay;
+use crate::upgrade;
 use crate::workflow::{self, Selection};
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +38,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     selection.check()?;
     let mut root = args.node.root();
+    // Half-upgraded, the node matches neither version: the phases would undo part of the upgrade.
+    if let Some(unfinished) = upgrade::unfinished(&root)? {
+        return Err(Stop::BadConfig(format!(
+            "an upgrade from {} to {} is unfinished: finish it (kubeboot-agent upgrade --to {}) before `run`",
+            unfinished.from, unfinished.to, unfinished.to
+        ))
+        .into());
+    }
     // Read before the overlay exists, so a bad NodeConfig leaves nothing behind.
     let config = context::read_config(&root, args.node.config())?;
     if args.dry_run {

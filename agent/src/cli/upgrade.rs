@@ -1,7 +1,7 @@
 //! `kubeboot-agent upgrade --to VERSION`: moves this node, once done, to a newer patch or the next
 //! minor in the steps of `crate::upgrade`; `--plan` shows them and changes nothing.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::error::Stop;
 use crate::markers::Markers;
 use crate::upgrade::{self, Decision};
-use crate::workflow::Stage;
+use crate::workflow::{self, Stage};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +25,8 @@ pub struct Args {
     /// then the workers.
     #[arg(long, value_name = "VERSION")]
     pub to: KubernetesVersion,
-    /// Credentials that may drain this node (cordon it, evict its pods), readable by root only.
+    /// Credentials that may drain this node (cordon it, evict its pods): a file of root's that
+    /// only root may read.
     /// Default on a master: /etc/kubernetes/admin.conf. A worker without it must have been
     /// drained beforehand (`kubectl drain NODE --ignore-daemonsets --delete-emptydir-data`); it
     /// uncordons itself.
@@ -47,6 +48,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .as_deref()
         .map(check_kubeconfig)
         .transpose()?;
+    // What is decided must still hold when the steps run: no other run in between (`--plan`
+    // changes nothing and takes no lock).
+    let _lock = match args.plan {
+        false => workflow::begin_run(&ctx)?,
+        true => None,
+    };
     let decision = upgrade::decide(&ctx, &args.to, kubeconfig)?;
     let mut config = ctx.config.clone();
     config.cluster.kubernetes_version = args.to.clone();
@@ -71,13 +78,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `--kubeconfig` path as kubectl gets it: an existing file only root may read (it holds
-/// credentials).
+/// The `--kubeconfig` path as kubectl gets it (absolute): an existing file of this user's (root's)
+/// that nobody else may read or write. It holds credentials, and kubectl runs the commands an
+/// `exec` entry in it names.
 fn check_kubeconfig(path: &std::path::Path) -> Result<String> {
     let bad = |why: &str| Stop::BadConfig(format!("--kubeconfig {}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(&e.to_string()))?;
+    let path = std::fs::canonicalize(path).map_err(|e| bad(&e.to_string()))?;
+    let meta = std::fs::metadata(&path).map_err(|e| bad(&e.to_string()))?;
     if !meta.is_file() {
         return Err(bad("not a file").into());
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(bad("owned by another user than the one running the agent").into());
     }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(

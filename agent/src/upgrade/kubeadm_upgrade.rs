@@ -5,16 +5,14 @@
 //! run again.
 //!
 //! Inputs: the target, kubeadm's credentials on the node (admin.conf on masters, kubelet.conf on
-//! workers). On a master it first waits (3 minutes at most) for the API server to answer: a run
-//! killed while kubeadm restarted it resumes meanwhile. Outputs: kubeadm's. Done-marker:
-//! `upgrade/kubeadm-upgrade.done`.
+//! workers). Outputs: kubeadm's. Done-marker: `upgrade/kubeadm-upgrade.done`. A run killed while
+//! kubeadm restarted the API server fails here until the kubelet has it back up; re-run it.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::context::Context;
 use crate::exec::{deadline, Cmd, Program};
 use crate::facts::NodeKind;
-use crate::kubeadm_node::api_server_answers;
 use crate::phases::Phase;
 
 pub struct KubeadmUpgrade;
@@ -27,10 +25,6 @@ impl Phase for KubeadmUpgrade {
         "kubeadm upgrade apply (first master) or kubeadm upgrade node (every other node)"
     }
     fn run(&self, ctx: &Context) -> Result<()> {
-        // A run killed while kubeadm restarted the API server resumes while it comes back.
-        if ctx.config.is_master() && !api_server_answers(ctx) {
-            bail!("the API server does not answer (kubectl get --raw /readyz with admin.conf)");
-        }
         let target = ctx.config.cluster.kubernetes_version.to_string();
         let args: Vec<&str> = match ctx.node_kind()? {
             Some(NodeKind::FirstMaster) => vec!["upgrade", "apply", target.as_str(), "--yes"],

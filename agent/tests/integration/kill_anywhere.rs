@@ -470,7 +470,13 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
     assert_needs_kept(subject.kind, stages);
-    points.extend(done[..done.len() - 1].iter().cloned().map(KillPoint::After));
+    // After a boot's last phase only the final marker is left, which is `done` itself; after an
+    // upgrade's last step the upgrade still records its end.
+    let boundaries = match subject.workflow {
+        Workflow::Boot => &done[..done.len() - 1],
+        Workflow::Upgrade(_) => &done[..],
+    };
+    points.extend(boundaries.iter().cloned().map(KillPoint::After));
     points.extend(
         calls(&reference)
             .into_iter()
@@ -529,7 +535,7 @@ fn every_kill_point(subject: &Subject, port_of: &(dyn Fn(&Machine) -> Option<u16
         "{}: {} kill points ({} boundaries), {interrupted} runs interrupted, {reruns} re-runs in all",
         subject.kind,
         outcomes.len(),
-        done.len() - 1
+        boundaries.len()
     );
 }
 

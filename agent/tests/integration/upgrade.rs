@@ -206,19 +206,30 @@ fn a_cluster_moves_to_the_next_minor_node_by_node() {
         ],
     );
     assert!(line.contains("readable by others than its owner"), "{line}");
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o600)).unwrap();
+    nix::unistd::chown(&readable, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let line = refused(
+        &worker,
+        &[
+            "upgrade",
+            "--to",
+            TO,
+            "--kubeconfig",
+            readable.to_str().unwrap(),
+        ],
+    );
+    assert!(line.contains("owned by another user"), "{line}");
 
     // The worker cannot go first: the control plane is not at the target. Its upgrade stays
-    // unfinished (status exits 4), and another target is refused while it is.
-    let early = worker.agent(&["upgrade", "--to", TO]);
+    // unfinished (status exits 4) but changed nothing, so another target may replace it.
+    let early = worker.agent(&["upgrade", "--to", "v1.37.2"]);
     assert!(!early.status.success());
     assert!(
-        text(&early).contains(&format!("the control plane is at {FROM}, not {TO}")),
+        text(&early).contains(&format!("the control plane is at {FROM}, not v1.37.2")),
         "{}",
         text(&early)
     );
     assert_eq!(worker.agent(&["status"]).status.code(), Some(4));
-    let line = refused(&worker, &["upgrade", "--to", "v1.37.2"]);
-    assert!(line.contains("unfinished"), "{line}");
 
     let mut took = Vec::new();
     took.push(("first master", upgrade(&first, "first master", &[])));
@@ -246,6 +257,11 @@ fn a_cluster_moves_to_the_next_minor_node_by_node() {
         "{}",
         text(&undrained)
     );
+    // Half-way, the node runs neither version: another target and a boot `run` are refused.
+    let line = refused(&worker, &["upgrade", "--to", "v1.37.2"]);
+    assert!(line.contains("unfinished"), "{line}");
+    let line = refused(&worker, &["run"]);
+    assert!(line.contains("unfinished"), "{line}");
     kubectl(&first, &admin, &["cordon", "up-workers-0"]);
     took.push(("worker", upgrade(&worker, "worker", &[])));
     assert_upgraded(&worker, &mirror, "worker");

@@ -105,7 +105,7 @@ if [ -n "$UPGRADE_TO" ] && [ "$MODE" != baseline ] && [ ! -e "$state/upgraded" ]
   section upgrade-status kubeboot-agent status --output json
   section upgrade-log cat "$run/upgrade.log"
   # The running kubelet's executable: "(deleted)" if it is still the file the upgrade replaced.
-  section upgrade-versions sh -c 'kubelet --version; kubeadm version -o short; systemctl show -p ActiveState kubelet; readlink "/proc/$(systemctl show -p MainPID --value kubelet)/exe"'
+  section upgrade-versions sh -c 'kubelet --version; kubeadm version -o short; systemctl show -p ActiveState kubelet; readlink "/proc/$(systemctl show -p MainPID --value kubelet)/exe"; echo; kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node "$(hostname)" -o "jsonpath=unschedulable={.spec.unschedulable}"'
   if [ -f /etc/kubernetes/admin.conf ]; then
     section upgrade-server-version kubectl --kubeconfig /etc/kubernetes/admin.conf version -o json
   fi

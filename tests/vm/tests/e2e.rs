@@ -228,8 +228,8 @@ fn two_node_specs(env: &Env) -> Result<(NodeSpec, NodeSpec)> {
 /// `kubeboot-agent upgrade --to KUBERNETES_VERSION` from its evidence collector (the worker's
 /// retried until the master's control plane is at the target and the master drained it for the
 /// operator). Both must finish every step, run the new kubelet (restarted: its process's
-/// executable is the new file) and kubeadm, the API server must say the new version, no unit
-/// may have failed and no secret may show in the upgrade's status or log.
+/// executable is the new file) and kubeadm, be schedulable again, the API server must say the
+/// new version, no unit may have failed and no secret may show in the upgrade's status or log.
 fn upgrade(env: &Env, _timings: &mut Vec<Timing>) -> Result<()> {
     let spec = env.work.join("upgrade-spec.yaml");
     let none = std::fs::read_to_string(workspace_root().join("tests/vm/specs/none.yaml"))?;
@@ -290,6 +290,10 @@ fn upgrade(env: &Env, _timings: &mut Vec<Timing>) -> Result<()> {
         ensure!(
             !versions.contains("(deleted)"),
             "{name}: the kubelet still runs the old binary: {versions}"
+        );
+        ensure!(
+            versions.lines().any(|l| l.trim() == "unschedulable="),
+            "{name}: not uncordoned: {versions}"
         );
         ensure!(
             boot.text("upgrade-failed-units")?.trim().is_empty(),

@@ -165,14 +165,14 @@ fn enforce_version_policies(
 }
 
 /// What the kubelet does for a control-plane node: runs the API server its static pod manifest names
-/// (here: when it is not running, e.g. after a kill between a manifest change and the restart).
+/// (here: when it is not running, e.g. after a kill between a manifest change and the restart); and what
+/// kubeadm's client retries give a restarting one: a little time to answer.
 fn ensure_static_apiserver(root: &Root) -> Result<()> {
-    if controlplane::apiserver_running(root) {
-        return Ok(());
+    if !controlplane::apiserver_running(root) {
+        let version = manifest_version(root, "kube-apiserver")?;
+        controlplane::start_apiserver(root, &version)?;
     }
-    let version = manifest_version(root, "kube-apiserver")?;
-    controlplane::start_apiserver(root, &version)?;
-    controlplane::wait_ready(root, secure_port(root)?, Duration::from_secs(60))
+    controlplane::wait_ready(root, secure_port(root)?, Duration::from_secs(30))
 }
 
 fn image_pattern() -> Regex {
