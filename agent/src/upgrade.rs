@@ -7,7 +7,8 @@
 //! phases run again at the new version (their files depend on it). Progress: `upgrade.json`
 //! (from, to, when; `status` shows it) and one record per step in `/var/lib/kubeboot/upgrade/`,
 //! which a new upgrade clears. Once an upgrade finished, the node's version is its `to` (not the
-//! NodeConfig's, which the image's custom data still carries): `context::read_config` says so.
+//! older one of the NodeConfig, which the image's custom data still carries): `context::read_config`
+//! says so.
 
 pub mod check;
 pub mod drain;
