@@ -190,34 +190,23 @@ fn a_cluster_moves_to_the_next_minor_node_by_node() {
     let line = refused(&first, &["upgrade", "--to", "v1.35.9"]);
     assert!(line.contains("refusing to downgrade"), "{line}");
     let admin = first.node("/etc/kubernetes/admin.conf");
-    // Credentials others may read are refused, not used.
+    // Credentials others may read, or another user's, are refused, not used.
     let shared = tempfile::tempdir().unwrap();
-    let readable = shared.path().join("admin.conf");
-    std::fs::copy(&admin, &readable).unwrap();
-    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let line = refused(
-        &worker,
-        &[
-            "upgrade",
-            "--to",
-            TO,
-            "--kubeconfig",
-            readable.to_str().unwrap(),
-        ],
-    );
+    let copy = shared.path().join("admin.conf");
+    std::fs::copy(&admin, &copy).unwrap();
+    let with_copy = [
+        "upgrade",
+        "--to",
+        TO,
+        "--kubeconfig",
+        copy.to_str().unwrap(),
+    ];
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let line = refused(&worker, &with_copy);
     assert!(line.contains("readable by others than its owner"), "{line}");
-    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o600)).unwrap();
-    nix::unistd::chown(&readable, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let line = refused(
-        &worker,
-        &[
-            "upgrade",
-            "--to",
-            TO,
-            "--kubeconfig",
-            readable.to_str().unwrap(),
-        ],
-    );
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    nix::unistd::chown(&copy, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let line = refused(&worker, &with_copy);
     assert!(line.contains("owned by another user"), "{line}");
 
     // The worker cannot go first: the control plane is not at the target. Its upgrade stays
