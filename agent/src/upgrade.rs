@@ -18,7 +18,7 @@ pub mod kubeadm_upgrade;
 pub mod restart_kubelet;
 pub mod uncordon;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
 use kubeboot_nodeconfig::KubernetesVersion;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::{self, ArtifactSet};
 use crate::context::Context;
 use crate::error::Stop;
+use crate::exec::{Cmd, Program};
 use crate::facts::NodeKind::{self, ExtraMaster, FirstMaster, Worker};
 use crate::markers::{self, Markers};
 use crate::paths;
@@ -201,11 +202,10 @@ pub fn run(ctx: &Context, decision: &Decision) -> Result<()> {
         Decision::Resume(record) => record,
     };
     write_record(&ctx.root, record)?;
-    let stages: Vec<Stage> = STEPS.iter().map(Stage::Phase).collect();
     workflow::run_stages(
         ctx,
         &Markers::for_upgrade(&ctx.root),
-        &stages,
+        &stages(),
         &Selection::default(),
     )?;
     write_record(
@@ -238,12 +238,12 @@ fn operator_kubeconfig(ctx: &Context) -> Result<Option<String>> {
     })
 }
 
-/// kubectl's credentials arguments: the operator's kubeconfig, else the node's own credentials
-/// (which may read the cluster's configuration and its own Node, and cordon or uncordon it): the
-/// kubelet's kubeconfig with its rotating client certificate named under `--root`, as the
-/// kubeconfig names it by its absolute node path.
-fn kubectl_credentials(ctx: &Context) -> Result<Vec<String>> {
-    Ok(match operator_kubeconfig(ctx)? {
+/// Runs kubectl with `args` and returns its stdout, with the operator's kubeconfig, else the
+/// node's own credentials (which may read the cluster's configuration and its own Node, and cordon
+/// or uncordon it): the kubelet's kubeconfig with its rotating client certificate named under
+/// `--root`, as the kubeconfig names it by its absolute node path.
+fn kubectl(ctx: &Context, args: &[&str], deadline: Duration) -> Result<String> {
+    let credentials = match operator_kubeconfig(ctx)? {
         Some(kubeconfig) => vec!["--kubeconfig".into(), kubeconfig],
         None => {
             let client = ctx.arg_path(paths::KUBELET_CLIENT_CERT);
@@ -256,7 +256,16 @@ fn kubectl_credentials(ctx: &Context) -> Result<Vec<String>> {
                 client,
             ]
         }
-    })
+    };
+    let args = credentials
+        .into_iter()
+        .chain(args.iter().map(|a| a.to_string()));
+    ctx.exec(&Cmd::new(Program::Kube("kubectl"), args, deadline))
+}
+
+/// The upgrade steps as the runner, `plan` and `status` walk them.
+pub fn stages() -> Vec<Stage> {
+    STEPS.iter().map(Stage::Phase).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::error::Stop;
 use crate::facts::NodeFacts;
 use crate::markers::Markers;
 use crate::upgrade::{self, UpgradeRecord};
-use crate::workflow::{self, PhaseState, PhaseStatus, Stage};
+use crate::workflow::{self, PhaseState, PhaseStatus};
 
 pub type Args = super::ReportArgs;
 
@@ -51,8 +51,11 @@ pub fn collect(args: &Args) -> Result<Status> {
     };
     let upgrade = match upgrade::record(&root)? {
         Some(record) => {
-            let stages: Vec<Stage> = upgrade::STEPS.iter().map(Stage::Phase).collect();
-            let steps = workflow::statuses_of(&Markers::for_upgrade(&root), ctx.as_ref(), &stages)?;
+            let steps = workflow::statuses_of(
+                &Markers::for_upgrade(&root),
+                ctx.as_ref(),
+                &upgrade::stages(),
+            )?;
             Some(UpgradeStatus { record, steps })
         }
         None => None,

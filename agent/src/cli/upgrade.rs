@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::error::Stop;
 use crate::markers::Markers;
 use crate::upgrade::{self, Decision};
-use crate::workflow::{self, Stage};
+use crate::workflow;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,9 +67,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Decision::Resume(_) => Recorded::Count,
             _ => Recorded::Ignore,
         };
-        let stages: Vec<Stage> = upgrade::STEPS.iter().map(Stage::Phase).collect();
         let markers = Markers::for_upgrade(&at_target.root);
-        let planned = plan::plan_stages(&at_target, &markers, &stages, recorded)?;
+        let planned = plan::plan_stages(&at_target, &markers, &upgrade::stages(), recorded)?;
         plan::print(&planned, args.output)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use kubeboot_nodeconfig::KubernetesVersion;
 
 use crate::context::Context;
-use crate::exec::{deadline, Cmd, Program};
+use crate::exec::deadline;
 use crate::facts::NodeKind;
 use crate::phases::Phase;
 
@@ -27,22 +27,17 @@ impl Phase for Check {
             // `kubeadm upgrade apply` enforces the version-skew policy there itself.
             return Ok(());
         }
-        let mut args = super::kubectl_credentials(ctx)?;
-        args.extend(
-            [
+        let document = super::kubectl(
+            ctx,
+            &[
                 "--namespace=kube-system",
                 "get",
                 "configmap",
                 "kubeadm-config",
                 "--output=jsonpath={.data.ClusterConfiguration}",
-            ]
-            .map(String::from),
-        );
-        let document = ctx.exec(&Cmd::new(
-            Program::Kube("kubectl"),
-            args,
+            ],
             deadline::KUBECTL_REQUEST,
-        ))?;
+        )?;
         let cluster = control_plane_version(&document)?;
         let target = &ctx.config.cluster.kubernetes_version;
         if &cluster != target {

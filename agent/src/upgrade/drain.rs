@@ -10,7 +10,7 @@
 use anyhow::{bail, Result};
 
 use crate::context::Context;
-use crate::exec::{deadline, Cmd, Program};
+use crate::exec::deadline;
 use crate::phases::Phase;
 
 pub struct Drain;
@@ -27,42 +27,35 @@ impl Phase for Drain {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         let node = ctx.facts()?.node_name;
-        match super::operator_kubeconfig(ctx)? {
-            Some(kubeconfig) => {
-                ctx.exec(&Cmd::new(
-                    Program::Kube("kubectl"),
-                    [
-                        "--kubeconfig",
-                        kubeconfig.as_str(),
-                        "drain",
-                        node.as_str(),
-                        "--ignore-daemonsets",
-                        // The disk driver's controller (on the masters) keeps its socket in
-                        // an emptyDir: an evicted pod loses its emptyDir either way.
-                        "--delete-emptydir-data",
-                        DRAIN_TIMEOUT,
-                    ],
-                    deadline::KUBECTL_DRAIN,
-                ))?;
-            }
-            None => {
-                let mut args = super::kubectl_credentials(ctx)?;
-                args.extend([
-                    "get".into(),
-                    "node".into(),
-                    node.clone(),
-                    "--output=jsonpath={.spec.unschedulable}".into(),
-                ]);
-                let unschedulable = ctx.exec(&Cmd::new(
-                    Program::Kube("kubectl"),
-                    args,
-                    deadline::KUBECTL_REQUEST,
-                ))?;
-                if unschedulable.trim() != "true" {
-                    bail!(
-                        "worker {node} is not cordoned: drain it first (kubectl drain {node} --ignore-daemonsets --delete-emptydir-data), or pass --kubeconfig with credentials that may evict pods"
-                    );
-                }
+        if super::operator_kubeconfig(ctx)?.is_some() {
+            super::kubectl(
+                ctx,
+                &[
+                    "drain",
+                    &node,
+                    "--ignore-daemonsets",
+                    // The disk driver's controller (on the masters) keeps its socket in an
+                    // emptyDir: an evicted pod loses its emptyDir either way.
+                    "--delete-emptydir-data",
+                    DRAIN_TIMEOUT,
+                ],
+                deadline::KUBECTL_DRAIN,
+            )?;
+        } else {
+            let unschedulable = super::kubectl(
+                ctx,
+                &[
+                    "get",
+                    "node",
+                    &node,
+                    "--output=jsonpath={.spec.unschedulable}",
+                ],
+                deadline::KUBECTL_REQUEST,
+            )?;
+            if unschedulable.trim() != "true" {
+                bail!(
+                    "worker {node} is not cordoned: drain it first (kubectl drain {node} --ignore-daemonsets --delete-emptydir-data), or pass --kubeconfig with credentials that may evict pods"
+                );
             }
         }
         Ok(())

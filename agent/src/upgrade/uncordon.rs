@@ -7,7 +7,7 @@
 use anyhow::Result;
 
 use crate::context::Context;
-use crate::exec::{deadline, Cmd, Program};
+use crate::exec::deadline;
 use crate::phases::Phase;
 
 pub struct Uncordon;
@@ -21,13 +21,7 @@ impl Phase for Uncordon {
     }
     fn run(&self, ctx: &Context) -> Result<()> {
         let node = ctx.facts()?.node_name;
-        let mut args = super::kubectl_credentials(ctx)?;
-        args.extend(["uncordon".into(), node]);
-        ctx.exec(&Cmd::new(
-            Program::Kube("kubectl"),
-            args,
-            deadline::KUBECTL_REQUEST,
-        ))?;
+        super::kubectl(ctx, &["uncordon", &node], deadline::KUBECTL_REQUEST)?;
         Ok(())
     }
 }
